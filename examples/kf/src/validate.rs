@@ -1,0 +1,85 @@
+//! `kf validate FILE...`: one line per file, `OK <file>` or
+//! `ERROR <file>: <where>: <what>`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::documents::{self, Verdict};
+use crate::output::OutputFormat;
+use crate::pending::NOT_IMPLEMENTED;
+
+/// The result for one file.
+#[derive(Debug, serde::Serialize)]
+struct FileReport {
+    file: String,
+    ok: bool,
+    /// Number of documents validated.
+    documents: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// True when the file failed only because its kind is not supported yet.
+    not_implemented: bool,
+}
+
+pub fn run(files: &[PathBuf], output: OutputFormat) -> ExitCode {
+    let reports: Vec<FileReport> = files.iter().map(|file| check(file)).collect();
+    match output {
+        OutputFormat::Text => {
+            for r in &reports {
+                match &r.error {
+                    None => println!("OK {}", r.file),
+                    Some(error) => println!("ERROR {}: {error}", r.file),
+                }
+            }
+        }
+        OutputFormat::Json => match serde_json::to_string_pretty(&reports) {
+            Ok(json) => println!("{json}"),
+            Err(err) => {
+                eprintln!("kf validate: cannot encode the report: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
+    }
+    if reports.iter().any(|r| !r.ok && !r.not_implemented) {
+        ExitCode::FAILURE
+    } else if reports.iter().any(|r| r.not_implemented) {
+        ExitCode::from(NOT_IMPLEMENTED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn check(file: &Path) -> FileReport {
+    let mut report =
+        FileReport { file: file.display().to_string(), ok: false, documents: 0, error: None, not_implemented: false };
+    let docs = match documents::load(file) {
+        Ok(docs) => docs,
+        Err(err) => {
+            report.error = Some(err.to_string());
+            return report;
+        }
+    };
+    if docs.is_empty() {
+        report.error = Some("the file holds no YAML document".to_string());
+        return report;
+    }
+    report.documents = docs.len();
+    let several = docs.len() > 1;
+    for doc in &docs {
+        let prefix = if several { format!("document {}: ", doc.index) } else { String::new() };
+        match documents::validate(doc) {
+            Verdict::Ok(()) => {}
+            Verdict::Invalid(problem) => {
+                report.error = Some(format!("{prefix}{problem}"));
+                return report;
+            }
+            Verdict::NotImplemented(spec) => {
+                report.error = Some(format!("{prefix}kind: {}", spec.not_implemented_message()));
+                report.not_implemented = true;
+                return report;
+            }
+        }
+    }
+    report.ok = true;
+    report
+}

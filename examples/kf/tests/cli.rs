@@ -1,0 +1,244 @@
+//! The `kf` binary's contract, driven as a user drives it: arguments in,
+//! exit code and text out.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kf")).args(args).output().expect("kf runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `../shared/corpus/<kind>` from the repository root.
+fn corpus(kind: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus").join(kind)
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("corpus folder")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write temp file");
+    path.display().to_string()
+}
+
+fn assert_no_panic(out: &Output) {
+    assert!(!stderr(out).contains("panicked"), "kf panicked: {}", stderr(out));
+}
+
+const PROFILE: &str = "apiVersion: kubeflow.org/v1\nkind: Profile\nmetadata:\n  name: team-a\nspec:\n  owner:\n    kind: User\n    name: alice@example.com\n";
+
+#[test]
+fn help_lists_every_command() {
+    let out = kf(&["--help"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for command in
+        ["pipeline", "train", "tune", "registry", "serve", "tenancy", "validate", "fmt", "quickstart", "server"]
+    {
+        assert!(text.contains(&format!("  {command} ")), "--help should list {command}:\n{text}");
+    }
+    assert!(text.contains("--log-level") && text.contains("--output"), "{text}");
+}
+
+#[test]
+fn commands_not_built_yet_exit_2_and_name_the_missing_part() {
+    for (command, part) in [
+        ("pipeline", "kf-dag"),
+        ("train", "kf-train"),
+        ("tune", "kf-tune"),
+        ("registry", "kf-registry"),
+        ("serve", "kf-serve"),
+        ("tenancy", "kf-tenancy"),
+        ("server", "dashboard"),
+    ] {
+        let out = kf(&[command, "run", "--some-flag", "x.yaml"]);
+        assert_eq!(out.status.code(), Some(2), "kf {command}");
+        let err = stderr(&out);
+        assert!(err.contains("not implemented yet") && err.contains(part), "kf {command}: {err}");
+    }
+}
+
+#[test]
+fn validate_accepts_every_corpus_profile() {
+    let files = yaml_files(&corpus("profiles"));
+    assert_eq!(files.len(), 7);
+    let args: Vec<&str> = std::iter::once("validate").chain(files.iter().map(|f| f.to_str().expect("utf-8"))).collect();
+    let out = kf(&args);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    for file in &files {
+        assert!(text.lines().any(|l| l == format!("OK {}", file.display())), "{text}");
+    }
+}
+
+#[test]
+fn validate_names_a_missing_file() {
+    let out = kf(&["validate", "/nonexistent/kf/profile.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out).trim(),
+        "ERROR /nonexistent/kf/profile.yaml: cannot read file: No such file or directory (os error 2)"
+    );
+    assert_no_panic(&out);
+}
+
+#[test]
+fn validate_gives_line_and_column_of_a_yaml_syntax_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(&dir, "broken.yaml", "apiVersion: kubeflow.org/v1\nkind: Profile\nspec: [unclosed\n");
+    let out = kf(&["validate", &file]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = stdout(&out);
+    assert!(line.starts_with(&format!("ERROR {file}: line 3, column ")), "{line}");
+    assert!(line.contains("invalid YAML"), "{line}");
+    assert_no_panic(&out);
+}
+
+#[test]
+fn validate_names_an_unknown_kind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(&dir, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
+    let out = kf(&["validate", &file]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = stdout(&out);
+    assert!(line.starts_with(&format!("ERROR {file}: kind: unknown kind \"ConfigMap\"")), "{line}");
+}
+
+#[test]
+fn validate_rejects_documents_that_are_neither_manifests_nor_pipelines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, text, path) in
+        [("scalar.yaml", "42\n", ""), ("noversion.yaml", "kind: Profile\n", "apiVersion"), ("empty.yaml", "", "")]
+    {
+        let file = write(&dir, name, text);
+        let out = kf(&["validate", &file]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert!(stdout(&out).starts_with(&format!("ERROR {file}: {path}")), "{name}: {}", stdout(&out));
+        assert_no_panic(&out);
+    }
+}
+
+#[test]
+fn validate_reports_the_field_path_of_a_semantic_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(&dir, "p.yaml", &PROFILE.replace("kind: User", "kind: Robot"));
+    let out = kf(&["validate", &file]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = stdout(&out);
+    assert!(
+        line.starts_with(&format!("ERROR {file}: spec.owner.kind: expected User, Group or ServiceAccount")),
+        "{line}"
+    );
+}
+
+#[test]
+fn validate_checks_multi_document_files_document_by_document() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good_then_bad = format!("{PROFILE}---\n{}", PROFILE.replace("    name: alice@example.com\n", ""));
+    let file = write(&dir, "two.yaml", &good_then_bad);
+    let out = kf(&["validate", &file]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).starts_with(&format!("ERROR {file}: document 2: spec.owner")), "{}", stdout(&out));
+
+    let both_good = write(&dir, "both.yaml", &format!("{PROFILE}---\n{PROFILE}"));
+    let out = kf(&["validate", &both_good]);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
+#[test]
+fn validate_says_when_a_known_kind_is_not_supported_yet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file =
+        write(&dir, "job.yaml", "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata: {name: j}\n");
+    let out = kf(&["validate", &file]);
+    assert_eq!(out.status.code(), Some(2), "not implemented is exit 2");
+    let line = stdout(&out);
+    assert!(line.starts_with(&format!("ERROR {file}: kind: TrainJob")), "{line}");
+    assert!(line.contains("kf-train") && line.contains("not implemented yet"), "{line}");
+}
+
+#[test]
+fn a_rejected_file_outweighs_a_not_implemented_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = write(&dir, "job.yaml", "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\n");
+    let out = kf(&["validate", &job, "/nonexistent.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out).lines().count(), 2, "one line per file");
+}
+
+#[test]
+fn validate_prints_json_on_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = write(&dir, "good.yaml", PROFILE);
+    let out = kf(&["--output", "json", "validate", &good, "/nonexistent.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(report[0]["file"], good);
+    assert_eq!(report[0]["ok"], true);
+    assert_eq!(report[1]["ok"], false);
+    assert!(report[1]["error"].as_str().expect("error text").contains("cannot read file"));
+}
+
+#[test]
+fn fmt_round_trips_every_corpus_profile() {
+    for file in yaml_files(&corpus("profiles")) {
+        let out = kf(&["fmt", file.to_str().expect("utf-8")]);
+        assert!(out.status.success(), "{}: {}", file.display(), stderr(&out));
+        let original: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(&file).expect("read")).expect("corpus is YAML");
+        let formatted: serde_json::Value = serde_saphyr::from_str(&stdout(&out)).expect("fmt writes YAML");
+        assert_eq!(formatted, original, "{} must round-trip", file.display());
+    }
+}
+
+#[test]
+fn fmt_keeps_every_document_and_unknown_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!("{PROFILE}  futureField: {{a: [1, \"2\", true]}}\nextraTop: x\n---\n{PROFILE}");
+    let file = write(&dir, "two.yaml", &text);
+    let out = kf(&["fmt", &file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let original: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("YAML");
+    let formatted: Vec<serde_json::Value> = serde_saphyr::from_multiple(&stdout(&out)).expect("YAML");
+    assert_eq!(formatted, original);
+}
+
+#[test]
+fn fmt_errors_name_the_file_and_exit_non_zero() {
+    let out = kf(&["fmt", "/nonexistent.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/nonexistent.yaml: cannot read file"), "{}", stderr(&out));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = write(&dir, "job.yaml", "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\n");
+    let out = kf(&["fmt", &job]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing is printed for a kind kf cannot model yet");
+}
+
+#[test]
+fn quickstart_runs_what_is_built_and_labels_the_rest() {
+    let out = kf(&["--output", "json", "quickstart"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let steps = report["steps"].as_array().expect("steps");
+    assert_eq!(steps[0]["status"], "done", "the tenant step is built: {report}");
+    assert!(steps.iter().all(|s| s["status"] == "done" || s["status"] == "not built yet"), "{report}");
+    assert_eq!(report["built"], steps.iter().filter(|s| s["status"] == "done").count());
+}
