@@ -3,7 +3,8 @@
 /// Everything that can go wrong in `kf-tenancy`.
 ///
 /// Messages say what was expected, what was found and where: `path` is the
-/// dotted path of the offending field in the input (a Profile or authorization request).
+/// dotted path of the offending field in the input (a Profile or an
+/// authorization request).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -15,6 +16,32 @@ pub enum Error {
         /// What was expected and what was found.
         message: String,
     },
+    /// A referenced object does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for, e.g. `namespace "team-a"`.
+        what: String,
+    },
+    /// A request does not fit in its namespace's quota.
+    #[error(
+        "quota exceeded in namespace {namespace:?}: {resource} requested {requested}, \
+         {used} already used of {limit}"
+    )]
+    QuotaExceeded {
+        /// The namespace charged.
+        namespace: String,
+        /// The first resource that did not fit.
+        resource: String,
+        /// The amount requested.
+        requested: String,
+        /// The amount already in use.
+        used: String,
+        /// The hard limit.
+        limit: String,
+    },
+    /// A storage backend failed.
+    #[error("policy store: {0}")]
+    Storage(String),
 }
 
 /// Shorthand for results whose error is [`Error`].

@@ -10,9 +10,18 @@
 //! extraction and storage are adapters. This crate never depends on another kf
 //! crate: a namespace is a `String` here, as it is everywhere else.
 //!
-//! Status: the workspace foundation plus the `Profile` wire type
-//! (kubeflow.org/v1), which `kf validate` and `kf fmt` use. Roles, the
-//! authorizer and the layer land with the kf-tenancy issue.
+//! ## Contents
+//!
+//! - [`profile`]: the `Profile` wire type (kubeflow.org/v1), lossless and validated.
+//! - [`role`]: roles, verbs and the [`RoleTable`] that connects them, as data.
+//! - [`subject`]: who asks ([`Identity`]) and who is granted ([`Subject`]).
+//! - [`authz`]: the pure [`Policy`] that decides requests and binding changes.
+//! - [`store`]: the [`PolicyStore`] trait and its in-memory implementation;
+//!   [`testing`] holds the conformance suite every store passes.
+//! - [`quota`]: the [`QuotaLedger`] and [`Quantity`] arithmetic.
+//!
+//! Identity extraction, the tower layer and the SQLite store are still to
+//! come (see docs/STATUS.md).
 //!
 //! ```
 //! use kf_tenancy::Profile;
@@ -31,10 +40,21 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod authz;
 mod error;
 pub mod profile;
 mod quantity;
+pub mod quota;
+pub mod role;
+pub mod store;
+pub mod subject;
+pub mod testing;
 
+pub use authz::{Decision, Policy, Reason, Request, Standing};
 pub use error::{Error, Result};
 pub use profile::Profile;
-pub use quantity::is_quantity;
+pub use quantity::{Quantity, is_quantity};
+pub use quota::{Admission, QuotaLedger, ResourceList};
+pub use role::{Role, RoleTable, Verb};
+pub use store::{MemoryPolicyStore, NamespaceRecord, PolicyStore, load_policy};
+pub use subject::{Identity, Subject};

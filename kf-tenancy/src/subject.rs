@@ -1,0 +1,82 @@
+//! Who is asking ([`Identity`]) and who a role is granted to ([`Subject`]).
+
+use std::fmt;
+
+/// An authenticated caller: a user name and the groups the identity provider
+/// vouched for. Anonymous callers have no `Identity` at all.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// User name, usually an email (`alice@example.com`) or a service account
+    /// in Kubernetes form (`system:serviceaccount:<namespace>:<name>`).
+    pub user: String,
+    /// Group names.
+    pub groups: Vec<String>,
+}
+
+impl Identity {
+    /// A user without groups.
+    pub fn user(name: impl Into<String>) -> Self {
+        Identity { user: name.into(), groups: Vec::new() }
+    }
+
+    /// Adds a group.
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.groups.push(group.into());
+        self
+    }
+}
+
+/// The receiver of a role binding, as an RBAC subject.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subject {
+    /// One user.
+    User(String),
+    /// Every member of a group.
+    Group(String),
+    /// A Kubernetes service account.
+    ServiceAccount {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+}
+
+impl Subject {
+    /// The user name an identity carries when it is this subject; `None` for
+    /// groups. Service accounts authenticate as `system:serviceaccount:ns:name`.
+    pub fn user_name(&self) -> Option<String> {
+        match self {
+            Subject::User(name) => Some(name.clone()),
+            Subject::Group(_) => None,
+            Subject::ServiceAccount { namespace, name } => Some(format!("system:serviceaccount:{namespace}:{name}")),
+        }
+    }
+
+    /// The RBAC kind: `User`, `Group` or `ServiceAccount`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::User(_) => "User",
+            Subject::Group(_) => "Group",
+            Subject::ServiceAccount { .. } => "ServiceAccount",
+        }
+    }
+
+    /// Whether `identity` is this subject or a member of it.
+    pub fn matches(&self, identity: &Identity) -> bool {
+        match self {
+            Subject::Group(group) => identity.groups.iter().any(|g| g == group),
+            other => other.user_name().is_some_and(|u| u == identity.user),
+        }
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::User(name) => write!(f, "user {name}"),
+            Subject::Group(name) => write!(f, "group {name}"),
+            Subject::ServiceAccount { namespace, name } => write!(f, "service account {namespace}/{name}"),
+        }
+    }
+}
