@@ -198,7 +198,8 @@ impl Policy {
         }
     }
 
-    fn is_cluster_admin(&self, identity: &Identity) -> bool {
+    /// Whether `identity` is a configured cluster admin (as a user or via a group).
+    pub fn is_cluster_admin(&self, identity: &Identity) -> bool {
         self.admin_users.contains(&identity.user) || identity.groups.iter().any(|g| self.admin_groups.contains(g))
     }
 

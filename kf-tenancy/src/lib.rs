@@ -20,8 +20,12 @@
 //!   [`testing`] holds the conformance suite every store passes.
 //! - [`quota`]: the [`QuotaLedger`] and [`Quantity`] arithmetic.
 //!
-//! Identity extraction, the tower layer and the SQLite store are still to
-//! come (see docs/STATUS.md).
+//! - [`identity`] (feature `server`): trusted-proxy headers, bearer JWTs and
+//!   API tokens → [`Identity`].
+//! - [`layer`] (feature `server`): the [`TenancyLayer`] any axum router can wear.
+//!
+//! The SQLite policy store and Kubernetes rendering are still to come (see
+//! docs/STATUS.md).
 //!
 //! ```
 //! use kf_tenancy::Profile;
@@ -42,6 +46,10 @@
 
 pub mod authz;
 mod error;
+#[cfg(feature = "server")]
+pub mod identity;
+#[cfg(feature = "server")]
+pub mod layer;
 pub mod profile;
 mod quantity;
 pub mod quota;
@@ -52,6 +60,10 @@ pub mod testing;
 
 pub use authz::{Decision, Policy, Reason, Request, Standing};
 pub use error::{Error, Result};
+#[cfg(feature = "server")]
+pub use identity::{ApiTokens, Authentication, Authenticator, JwtVerifier, ProxyTrust, VerificationKey};
+#[cfg(feature = "server")]
+pub use layer::{Access, PeerAddr, RequestHead, SharedPolicy, TenancyLayer, TenancyService};
 pub use profile::Profile;
 pub use quantity::{Quantity, is_quantity};
 pub use quota::{Admission, QuotaLedger, ResourceList};

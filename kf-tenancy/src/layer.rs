@@ -1,0 +1,230 @@
+//! [`TenancyLayer`]: the tower layer that puts any router behind tenancy.
+//!
+//! For each request it authenticates the caller ([`Authenticator`]), asks the
+//! router's [`Scope`] function what the request touches, decides with the
+//! shared [`Policy`], and either answers 401/403 itself or passes the request
+//! on with the caller's [`Identity`] in its extensions. A denial body never
+//! says whether the namespace or resource exists.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use http::{Method, Request, Response, StatusCode, Uri};
+
+use crate::authz::{Policy, Request as AccessRequest};
+use crate::identity::{Authentication, Authenticator};
+use crate::role::Verb;
+use crate::subject::Identity;
+
+/// The policy shared between the layer and whoever changes bindings.
+pub type SharedPolicy = Arc<RwLock<Policy>>;
+
+/// The peer address, for servers that do not use axum's `ConnectInfo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub IpAddr);
+
+/// What the layer needs to know about a request to scope it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// HTTP method.
+    pub method: &'a Method,
+    /// Request URI.
+    pub uri: &'a Uri,
+    /// Request headers.
+    pub headers: &'a http::HeaderMap,
+}
+
+impl RequestHead<'_> {
+    /// The `index`-th non-empty path segment (0-based), percent-encoding kept.
+    pub fn path_segment(&self, index: usize) -> Option<&str> {
+        self.uri.path().split('/').filter(|s| !s.is_empty()).nth(index)
+    }
+
+    /// The first value of a query parameter (no percent-decoding).
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.uri.query()?.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then_some(value)
+        })
+    }
+
+    /// The verb the method means; unknown methods are treated as `delete`,
+    /// the verb least likely to be granted.
+    pub fn verb(&self) -> Verb {
+        Verb::from_http_method(self.method.as_str()).unwrap_or(Verb::Delete)
+    }
+}
+
+/// What a request touches, as the router that wears the layer describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, even anonymous callers (health and readiness probes).
+    Public,
+    /// Any authenticated caller (server metadata, "who am I").
+    Authenticated,
+    /// A resource inside one namespace.
+    Namespaced {
+        /// The namespace.
+        namespace: String,
+        /// The resource kind, e.g. `models`.
+        resource: String,
+        /// What the request does.
+        verb: Verb,
+    },
+    /// Cluster-wide operations: cluster admins only.
+    ClusterAdmin,
+}
+
+/// The router's description of its requests.
+pub type Scope = Arc<dyn Fn(&RequestHead<'_>) -> Access + Send + Sync>;
+
+struct Shared {
+    authenticator: Authenticator,
+    policy: SharedPolicy,
+    scope: Scope,
+}
+
+/// Wraps a service with authentication and authorization.
+#[derive(Clone)]
+pub struct TenancyLayer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for TenancyLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenancyLayer").finish_non_exhaustive()
+    }
+}
+
+impl TenancyLayer {
+    /// A layer deciding with `policy`, scoping requests with `scope`.
+    pub fn new(
+        authenticator: Authenticator,
+        policy: SharedPolicy,
+        scope: impl Fn(&RequestHead<'_>) -> Access + Send + Sync + 'static,
+    ) -> Self {
+        TenancyLayer { shared: Arc::new(Shared { authenticator, policy, scope: Arc::new(scope) }) }
+    }
+}
+
+impl<S> tower::Layer<S> for TenancyLayer {
+    type Service = TenancyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TenancyService { inner, shared: Arc::clone(&self.shared) }
+    }
+}
+
+/// The service [`TenancyLayer`] produces.
+#[derive(Clone)]
+pub struct TenancyService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> std::fmt::Debug for TenancyService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenancyService").finish_non_exhaustive()
+    }
+}
+
+fn peer_of<B>(request: &Request<B>) -> Option<IpAddr> {
+    let extensions = request.extensions();
+    extensions.get::<PeerAddr>().map(|p| p.0).or_else(|| extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+}
+
+/// Why the layer answered instead of the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Denial {
+    /// No credentials where they are needed: 401.
+    Unauthenticated,
+    /// Credentials that do not verify: 401.
+    InvalidCredentials,
+    /// Authenticated but not allowed (or the target does not exist): 403.
+    Forbidden,
+}
+
+impl Denial {
+    fn into_response(self) -> Response<Body> {
+        let (status, message) = match self {
+            Denial::Unauthenticated => (StatusCode::UNAUTHORIZED, "authentication required"),
+            Denial::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid credentials"),
+            Denial::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+        };
+        let mut response = Response::new(Body::from(format!("{{\"error\":\"{message}\"}}")));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl Shared {
+    /// The layer's verdict: the identity to pass on, or why not.
+    fn admit<B>(&self, request: &Request<B>) -> Result<Option<Identity>, Denial> {
+        let head = RequestHead { method: request.method(), uri: request.uri(), headers: request.headers() };
+        let access = (self.scope)(&head);
+        let identity = match self.authenticator.authenticate(peer_of(request), request.headers()) {
+            Authentication::Authenticated(identity) => Some(identity),
+            Authentication::Anonymous => None,
+            Authentication::Rejected(_) => return Err(Denial::InvalidCredentials),
+        };
+        let Some(identity) = identity else {
+            return match access {
+                Access::Public => Ok(None),
+                _ => Err(Denial::Unauthenticated),
+            };
+        };
+        // A poisoned lock only means a writer panicked between two whole
+        // updates; the policy it guards is still a consistent value.
+        let policy = self.policy.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let allowed = match &access {
+            Access::Public | Access::Authenticated => true,
+            Access::ClusterAdmin => policy.is_cluster_admin(&identity),
+            Access::Namespaced { namespace, resource, verb } => {
+                let ask = AccessRequest { identity: &identity, namespace, verb: *verb, resource };
+                policy.decide(&ask).allowed
+            }
+        };
+        if allowed { Ok(Some(identity)) } else { Err(Denial::Forbidden) }
+    }
+}
+
+impl<S, B> tower::Service<Request<B>> for TenancyService<S>
+where
+    S: tower::Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        match self.shared.admit(&request) {
+            Ok(identity) => {
+                if let Some(identity) = identity {
+                    request.extensions_mut().insert(identity);
+                }
+                // The clone that was driven to readiness serves this request.
+                let clone = self.inner.clone();
+                let mut ready = std::mem::replace(&mut self.inner, clone);
+                Box::pin(ready.call(request))
+            }
+            Err(denial) => Box::pin(std::future::ready(Ok(denial.into_response()))),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The tenancy layer in front of routers shaped like kf-serve and kf-registry
+//! (defined here: crates do not depend on each other). Drives the whole
+//! matrix of callers × namespaces × verbs without sockets.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::{Extension, Router};
+use http::{Request, StatusCode};
+use jsonwebtoken::{EncodingKey, Header};
+use kf_tenancy::{
+    Access, ApiTokens, Authenticator, Identity, JwtVerifier, PeerAddr, Policy, ProxyTrust, RequestHead, Role,
+    RoleTable, Subject, TenancyLayer, VerificationKey,
+};
+use tower::ServiceExt;
+
+const PROXY: &str = "10.0.0.2";
+const POD: &str = "10.1.7.7";
+
+fn policy() -> Arc<RwLock<Policy>> {
+    let mut p = Policy::new(RoleTable::default());
+    p.add_cluster_admin(&Subject::Group("platform-admins".into()));
+    p.set_owner("team-a", Subject::User("alice@example.com".into()));
+    p.bind("team-a", Subject::User("vic@example.com".into()), Role::View);
+    p.bind("team-a", Subject::User("eve@example.com".into()), Role::Edit);
+    p.set_owner("team-b", Subject::User("bob@example.com".into()));
+    Arc::new(RwLock::new(p))
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn authenticator() -> Authenticator {
+    let mut tokens = ApiTokens::new();
+    tokens.insert("ci-token-0123456789", Identity::user("eve@example.com"));
+    let rsa = VerificationKey::rs256_pem(include_bytes!("keys/rsa-public.pem")).unwrap();
+    Authenticator::new()
+        .with_proxy(ProxyTrust::parse(&[PROXY]).unwrap())
+        .with_jwt(JwtVerifier::new("https://dex.example.com", "kf", vec![rsa]))
+        .with_tokens(tokens)
+}
+
+fn jwt(email: &str, audience: &str, exp: u64) -> String {
+    let claims = serde_json::json!({"iss": "https://dex.example.com", "aud": audience, "exp": exp, "email": email});
+    let key = EncodingKey::from_rsa_pem(include_bytes!("keys/rsa-private.pem")).unwrap();
+    jsonwebtoken::encode(&Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key).unwrap()
+}
+
+async fn whoami(identity: Option<Extension<Identity>>) -> String {
+    identity.map(|Extension(i)| i.user).unwrap_or_else(|| "anonymous".into())
+}
+
+/// A kf-serve-like router: public health, namespaced models.
+fn serve_like() -> Router {
+    let scope = |head: &RequestHead<'_>| match head.path_segment(0) {
+        Some("v2") if head.path_segment(1) == Some("health") => Access::Public,
+        Some("v2") if head.path_segment(1).is_none() => Access::Authenticated,
+        Some("namespaces") => match head.path_segment(1) {
+            Some(ns) => {
+                Access::Namespaced { namespace: ns.into(), resource: "inferenceservices".into(), verb: head.verb() }
+            }
+            None => Access::ClusterAdmin,
+        },
+        _ => Access::ClusterAdmin,
+    };
+    Router::new()
+        .route("/v2/health/live", get(whoami))
+        .route("/v2", get(whoami))
+        .route("/namespaces/{ns}/models/{model}/infer", get(whoami).post(whoami))
+        .route("/namespaces", get(whoami))
+        .layer(TenancyLayer::new(authenticator(), policy(), scope))
+}
+
+/// A kf-registry-like router: the namespace comes from a query parameter.
+fn registry_like() -> Router {
+    let scope = |head: &RequestHead<'_>| match head.query("namespace") {
+        Some(ns) if !ns.is_empty() => {
+            Access::Namespaced { namespace: ns.into(), resource: "registeredmodels".into(), verb: head.verb() }
+        }
+        _ => Access::ClusterAdmin,
+    };
+    Router::new()
+        .route("/api/model_registry/v1alpha3/registered_models", get(whoami).post(whoami))
+        .layer(TenancyLayer::new(authenticator(), policy(), scope))
+}
+
+enum Caller<'a> {
+    Anonymous,
+    Header { peer: &'a str, user: &'a str, groups: &'a str },
+    Bearer(String),
+}
+
+async fn call(router: &Router, method: &str, uri: &str, caller: Caller<'_>) -> (StatusCode, String) {
+    let mut builder = Request::builder().method(method).uri(uri);
+    let peer: IpAddr = match &caller {
+        Caller::Header { peer, .. } => peer.parse().unwrap(),
+        _ => POD.parse().unwrap(),
+    };
+    match caller {
+        Caller::Anonymous => {}
+        Caller::Header { user, groups, .. } => {
+            builder = builder.header("kubeflow-userid", user).header("kubeflow-groups", groups);
+        }
+        Caller::Bearer(token) => builder = builder.header("authorization", format!("Bearer {token}")),
+    }
+    let mut request = builder.body(Body::empty()).unwrap();
+    request.extensions_mut().insert(PeerAddr(peer));
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn via_proxy(user: &'static str) -> Caller<'static> {
+    Caller::Header { peer: PROXY, user, groups: "" }
+}
+
+#[tokio::test]
+async fn serve_like_router_matrix() {
+    let r = serve_like();
+    let infer_a = "/namespaces/team-a/models/iris/infer";
+    let infer_b = "/namespaces/team-b/models/iris/infer";
+    let cases: Vec<(&str, &str, Caller<'_>, StatusCode, &str)> = vec![
+        ("GET", "/v2/health/live", Caller::Anonymous, StatusCode::OK, "anonymous"),
+        ("GET", "/v2", Caller::Anonymous, StatusCode::UNAUTHORIZED, ""),
+        ("GET", "/v2", via_proxy("vic@example.com"), StatusCode::OK, "vic@example.com"),
+        ("GET", infer_a, Caller::Anonymous, StatusCode::UNAUTHORIZED, ""),
+        // headers from a pod that is not the proxy are ignored (kubeflow#6702)
+        (
+            "GET",
+            infer_a,
+            Caller::Header { peer: POD, user: "alice@example.com", groups: "" },
+            StatusCode::UNAUTHORIZED,
+            "",
+        ),
+        (
+            "GET",
+            infer_a,
+            Caller::Header { peer: POD, user: "x", groups: "platform-admins" },
+            StatusCode::UNAUTHORIZED,
+            "",
+        ),
+        ("GET", infer_a, via_proxy("alice@example.com"), StatusCode::OK, "alice@example.com"),
+        ("POST", infer_a, via_proxy("alice@example.com"), StatusCode::OK, "alice@example.com"),
+        ("GET", infer_a, via_proxy("vic@example.com"), StatusCode::OK, "vic@example.com"),
+        ("POST", infer_a, via_proxy("vic@example.com"), StatusCode::FORBIDDEN, ""),
+        ("POST", infer_a, via_proxy("eve@example.com"), StatusCode::OK, "eve@example.com"),
+        ("GET", infer_b, via_proxy("alice@example.com"), StatusCode::FORBIDDEN, ""),
+        ("GET", "/namespaces/ghost/models/iris/infer", via_proxy("alice@example.com"), StatusCode::FORBIDDEN, ""),
+        ("GET", "/namespaces", via_proxy("alice@example.com"), StatusCode::FORBIDDEN, ""),
+        (
+            "GET",
+            "/namespaces",
+            Caller::Header { peer: PROXY, user: "ops", groups: "platform-admins" },
+            StatusCode::OK,
+            "ops",
+        ),
+        (
+            "GET",
+            infer_b,
+            Caller::Header { peer: PROXY, user: "ops", groups: "ml,platform-admins" },
+            StatusCode::OK,
+            "ops",
+        ),
+        ("POST", infer_a, Caller::Bearer("ci-token-0123456789".into()), StatusCode::OK, "eve@example.com"),
+        ("GET", infer_a, Caller::Bearer("ci-token-wrong".into()), StatusCode::UNAUTHORIZED, ""),
+        ("GET", infer_a, Caller::Bearer(jwt("vic@example.com", "kf", now() + 600)), StatusCode::OK, "vic@example.com"),
+        ("GET", infer_a, Caller::Bearer(jwt("vic@example.com", "kf", now() - 600)), StatusCode::UNAUTHORIZED, ""),
+        (
+            "GET",
+            infer_a,
+            Caller::Bearer(jwt("vic@example.com", "other-app", now() + 600)),
+            StatusCode::UNAUTHORIZED,
+            "",
+        ),
+    ];
+    for (method, uri, caller, status, body) in cases {
+        let (got, text) = call(&r, method, uri, caller).await;
+        assert_eq!(got, status, "{method} {uri}: {text}");
+        if status == StatusCode::OK {
+            assert_eq!(text, body, "{method} {uri}: the handler sees the caller's identity");
+        }
+    }
+}
+
+#[tokio::test]
+async fn denials_do_not_reveal_what_exists() {
+    let r = serve_like();
+    let other = call(&r, "GET", "/namespaces/team-b/models/iris/infer", via_proxy("alice@example.com")).await;
+    let missing = call(&r, "GET", "/namespaces/ghost/models/none/infer", via_proxy("alice@example.com")).await;
+    assert_eq!(other, missing);
+    assert_eq!(other.1, r#"{"error":"forbidden"}"#);
+}
+
+#[tokio::test]
+async fn registry_like_router_scopes_by_query() {
+    let r = registry_like();
+    let list = "/api/model_registry/v1alpha3/registered_models";
+    let (status, _) = call(&r, "GET", &format!("{list}?namespace=team-a"), via_proxy("vic@example.com")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(&r, "POST", &format!("{list}?namespace=team-a"), via_proxy("vic@example.com")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a viewer cannot write");
+    let (status, _) =
+        call(&r, "GET", &format!("{list}?pageSize=10&namespace=team-b"), via_proxy("vic@example.com")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no reads across namespaces by list");
+    let (status, _) = call(&r, "GET", list, via_proxy("vic@example.com")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an unscoped list is for cluster admins only");
+}
+
+#[tokio::test]
+async fn policy_changes_apply_to_the_next_request() {
+    let shared = policy();
+    let scope = |head: &RequestHead<'_>| Access::Namespaced {
+        namespace: head.path_segment(0).unwrap_or_default().into(),
+        resource: "runs".into(),
+        verb: head.verb(),
+    };
+    let r = Router::new().route("/{ns}", get(whoami)).layer(TenancyLayer::new(authenticator(), shared.clone(), scope));
+    assert_eq!(call(&r, "GET", "/team-b", via_proxy("zoe@example.com")).await.0, StatusCode::FORBIDDEN);
+    shared.write().unwrap().bind("team-b", Subject::User("zoe@example.com".into()), Role::View);
+    assert_eq!(call(&r, "GET", "/team-b", via_proxy("zoe@example.com")).await.0, StatusCode::OK);
+}
