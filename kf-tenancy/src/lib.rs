@@ -23,6 +23,8 @@
 //! - [`identity`] (feature `server`): trusted-proxy headers, bearer JWTs and
 //!   API tokens → [`Identity`].
 //! - [`layer`] (feature `server`): the [`TenancyLayer`] any axum router can wear.
+//! - [`outbound`] (feature `outbound`, part of `server`): the SSRF guard for
+//!   URLs users ask a server to fetch.
 //!
 //! The SQLite policy store and Kubernetes rendering are still to come (see
 //! docs/STATUS.md).
@@ -50,6 +52,8 @@ mod error;
 pub mod identity;
 #[cfg(feature = "server")]
 pub mod layer;
+#[cfg(feature = "outbound")]
+pub mod outbound;
 pub mod profile;
 mod quantity;
 pub mod quota;
