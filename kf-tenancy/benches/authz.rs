@@ -63,11 +63,13 @@ fn layer_overhead(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let policy = Arc::new(RwLock::new(big_policy()));
     let authn = Authenticator::new().with_proxy(ProxyTrust::parse(&["10.0.0.2"]).expect("proxy"));
-    let scope = |head: &RequestHead<'_>| Access::Namespaced {
-        namespace: head.path_segment(0).unwrap_or_default().to_string(),
-        resource: "runs".into(),
-        verb: head.verb(),
-    };
+    fn scope<'a>(head: &RequestHead<'a>) -> Access<'a> {
+        Access::Namespaced {
+            namespace: head.path_segment(0).unwrap_or_default().into(),
+            resource: "runs".into(),
+            verb: head.verb(),
+        }
+    }
     let bare = Router::new().route("/{ns}/runs", get(noop));
     let guarded = Router::new().route("/{ns}/runs", get(noop)).layer(TenancyLayer::new(authn, policy, scope));
     let request = || {
@@ -135,11 +137,13 @@ fn layer_overhead_over_http(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let policy = Arc::new(RwLock::new(big_policy()));
     let authn = Authenticator::new().with_proxy(ProxyTrust::parse(&["127.0.0.1"]).expect("proxy"));
-    let scope = |head: &RequestHead<'_>| Access::Namespaced {
-        namespace: head.path_segment(0).unwrap_or_default().to_string(),
-        resource: "runs".into(),
-        verb: head.verb(),
-    };
+    fn scope<'a>(head: &RequestHead<'a>) -> Access<'a> {
+        Access::Namespaced {
+            namespace: head.path_segment(0).unwrap_or_default().into(),
+            resource: "runs".into(),
+            verb: head.verb(),
+        }
+    }
     let mut bare = Connection::open(Router::new().route("/{ns}/runs", get(noop)), &runtime);
     let guarded_router = Router::new().route("/{ns}/runs", get(noop)).layer(TenancyLayer::new(authn, policy, scope));
     let mut guarded = Connection::open(guarded_router, &runtime);

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest, Sha256};
@@ -36,8 +36,8 @@ pub enum Authentication {
 #[derive(Debug, Clone)]
 pub struct ProxyTrust {
     proxies: Vec<IpNet>,
-    user_header: String,
-    groups_header: String,
+    user_header: HeaderName,
+    groups_header: HeaderName,
     user_prefix: String,
 }
 
@@ -47,8 +47,8 @@ impl ProxyTrust {
     pub fn new(proxies: impl IntoIterator<Item = IpNet>) -> Self {
         ProxyTrust {
             proxies: proxies.into_iter().collect(),
-            user_header: "kubeflow-userid".into(),
-            groups_header: "kubeflow-groups".into(),
+            user_header: HeaderName::from_static("kubeflow-userid"),
+            groups_header: HeaderName::from_static("kubeflow-groups"),
             user_prefix: String::new(),
         }
     }
@@ -68,11 +68,17 @@ impl ProxyTrust {
         Ok(Self::new(nets))
     }
 
-    /// Uses other header names.
-    pub fn with_headers(mut self, user: &str, groups: &str) -> Self {
-        self.user_header = user.to_ascii_lowercase();
-        self.groups_header = groups.to_ascii_lowercase();
-        self
+    /// Uses other header names (case-insensitive).
+    pub fn with_headers(mut self, user: &str, groups: &str) -> Result<Self> {
+        let parse = |field: &str, name: &str| {
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| Error::Invalid {
+                path: field.into(),
+                message: format!("expected an HTTP header name, found {name:?}"),
+            })
+        };
+        self.user_header = parse("userHeader", user)?;
+        self.groups_header = parse("groupsHeader", groups)?;
+        Ok(self)
     }
 
     /// Strips this prefix from the user header (e.g. `accounts.google.com:`).
@@ -97,13 +103,13 @@ impl ProxyTrust {
         if !peer.is_some_and(|p| self.trusts(p)) {
             return None;
         }
-        let raw = headers.get(self.user_header.as_str())?.to_str().ok()?.trim();
+        let raw = headers.get(&self.user_header)?.to_str().ok()?.trim();
         let user = raw.strip_prefix(self.user_prefix.as_str()).unwrap_or(raw).trim();
         if user.is_empty() {
             return None;
         }
         let groups = headers
-            .get_all(self.groups_header.as_str())
+            .get_all(&self.groups_header)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
@@ -361,6 +367,7 @@ mod tests {
         let trust = ProxyTrust::parse(&["127.0.0.1"])
             .unwrap()
             .with_headers("X-Goog-Authenticated-User-Email", "x-groups")
+            .unwrap()
             .with_user_prefix("accounts.google.com:");
         let h = headers(&[("x-goog-authenticated-user-email", "accounts.google.com:bob@example.com")]);
         assert_eq!(trust.identify(ip("127.0.0.1"), &h).unwrap().user, "bob@example.com");
@@ -372,6 +379,8 @@ mod tests {
     fn bad_proxy_config_is_an_error_naming_the_entry() {
         let err = ProxyTrust::parse(&["10.0.0.1", "not-an-ip"]).unwrap_err();
         assert!(err.to_string().starts_with("trustedProxies[1]:"), "{err}");
+        let err = ProxyTrust::new([]).with_headers("bad header", "ok").unwrap_err();
+        assert!(err.to_string().starts_with("userHeader:"), "{err}");
     }
 
     #[test]

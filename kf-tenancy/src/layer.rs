@@ -6,14 +6,15 @@
 //! on with the caller's [`Identity`] in its extensions. A denial body never
 //! says whether the namespace or resource exists.
 
-use std::future::Future;
+use std::borrow::Cow;
+use std::future::{Ready, ready};
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use futures::future::Either;
 use http::{Method, Request, Response, StatusCode, Uri};
 
 use crate::authz::{Policy, Request as AccessRequest};
@@ -39,14 +40,14 @@ pub struct RequestHead<'a> {
     pub headers: &'a http::HeaderMap,
 }
 
-impl RequestHead<'_> {
+impl<'a> RequestHead<'a> {
     /// The `index`-th non-empty path segment (0-based), percent-encoding kept.
-    pub fn path_segment(&self, index: usize) -> Option<&str> {
+    pub fn path_segment(&self, index: usize) -> Option<&'a str> {
         self.uri.path().split('/').filter(|s| !s.is_empty()).nth(index)
     }
 
     /// The first value of a query parameter (no percent-decoding).
-    pub fn query(&self, name: &str) -> Option<&str> {
+    pub fn query(&self, name: &str) -> Option<&'a str> {
         self.uri.query()?.split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             (key == name).then_some(value)
@@ -61,8 +62,10 @@ impl RequestHead<'_> {
 }
 
 /// What a request touches, as the router that wears the layer describes it.
+/// Names may borrow from the request (`Cow::Borrowed(segment)`), so scoping a
+/// request need not allocate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Access {
+pub enum Access<'a> {
     /// Anyone, even anonymous callers (health and readiness probes).
     Public,
     /// Any authenticated caller (server metadata, "who am I").
@@ -70,9 +73,9 @@ pub enum Access {
     /// A resource inside one namespace.
     Namespaced {
         /// The namespace.
-        namespace: String,
+        namespace: Cow<'a, str>,
         /// The resource kind, e.g. `models`.
-        resource: String,
+        resource: Cow<'a, str>,
         /// What the request does.
         verb: Verb,
     },
@@ -81,7 +84,7 @@ pub enum Access {
 }
 
 /// The router's description of its requests.
-pub type Scope = Arc<dyn Fn(&RequestHead<'_>) -> Access + Send + Sync>;
+pub type Scope = Arc<dyn for<'a> Fn(&RequestHead<'a>) -> Access<'a> + Send + Sync>;
 
 struct Shared {
     authenticator: Authenticator,
@@ -106,7 +109,7 @@ impl TenancyLayer {
     pub fn new(
         authenticator: Authenticator,
         policy: SharedPolicy,
-        scope: impl Fn(&RequestHead<'_>) -> Access + Send + Sync + 'static,
+        scope: impl for<'a> Fn(&RequestHead<'a>) -> Access<'a> + Send + Sync + 'static,
     ) -> Self {
         TenancyLayer { shared: Arc::new(Shared { authenticator, policy, scope: Arc::new(scope) }) }
     }
@@ -200,14 +203,12 @@ impl Shared {
 
 impl<S, B> tower::Service<Request<B>> for TenancyService<S>
 where
-    S: tower::Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: tower::Service<Request<B>, Response = Response<Body>> + Clone,
     B: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = Either<S::Future, Ready<Result<Self::Response, Self::Error>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -221,10 +222,10 @@ where
                 }
                 // The clone that was driven to readiness serves this request.
                 let clone = self.inner.clone();
-                let mut ready = std::mem::replace(&mut self.inner, clone);
-                Box::pin(ready.call(request))
+                let mut ready_inner = std::mem::replace(&mut self.inner, clone);
+                Either::Left(ready_inner.call(request))
             }
-            Err(denial) => Box::pin(std::future::ready(Ok(denial.into_response()))),
+            Err(denial) => Either::Right(ready(Ok(denial.into_response()))),
         }
     }
 }

@@ -57,17 +57,19 @@ async fn whoami(identity: Option<Extension<Identity>>) -> String {
 
 /// A kf-serve-like router: public health, namespaced models.
 fn serve_like() -> Router {
-    let scope = |head: &RequestHead<'_>| match head.path_segment(0) {
-        Some("v2") if head.path_segment(1) == Some("health") => Access::Public,
-        Some("v2") if head.path_segment(1).is_none() => Access::Authenticated,
-        Some("namespaces") => match head.path_segment(1) {
-            Some(ns) => {
-                Access::Namespaced { namespace: ns.into(), resource: "inferenceservices".into(), verb: head.verb() }
-            }
-            None => Access::ClusterAdmin,
-        },
-        _ => Access::ClusterAdmin,
-    };
+    fn scope<'a>(head: &RequestHead<'a>) -> Access<'a> {
+        match head.path_segment(0) {
+            Some("v2") if head.path_segment(1) == Some("health") => Access::Public,
+            Some("v2") if head.path_segment(1).is_none() => Access::Authenticated,
+            Some("namespaces") => match head.path_segment(1) {
+                Some(ns) => {
+                    Access::Namespaced { namespace: ns.into(), resource: "inferenceservices".into(), verb: head.verb() }
+                }
+                None => Access::ClusterAdmin,
+            },
+            _ => Access::ClusterAdmin,
+        }
+    }
     Router::new()
         .route("/v2/health/live", get(whoami))
         .route("/v2", get(whoami))
@@ -78,12 +80,14 @@ fn serve_like() -> Router {
 
 /// A kf-registry-like router: the namespace comes from a query parameter.
 fn registry_like() -> Router {
-    let scope = |head: &RequestHead<'_>| match head.query("namespace") {
-        Some(ns) if !ns.is_empty() => {
-            Access::Namespaced { namespace: ns.into(), resource: "registeredmodels".into(), verb: head.verb() }
+    fn scope<'a>(head: &RequestHead<'a>) -> Access<'a> {
+        match head.query("namespace") {
+            Some(ns) if !ns.is_empty() => {
+                Access::Namespaced { namespace: ns.into(), resource: "registeredmodels".into(), verb: head.verb() }
+            }
+            _ => Access::ClusterAdmin,
         }
-        _ => Access::ClusterAdmin,
-    };
+    }
     Router::new()
         .route("/api/model_registry/v1alpha3/registered_models", get(whoami).post(whoami))
         .layer(TenancyLayer::new(authenticator(), policy(), scope))
@@ -215,11 +219,13 @@ async fn registry_like_router_scopes_by_query() {
 #[tokio::test]
 async fn policy_changes_apply_to_the_next_request() {
     let shared = policy();
-    let scope = |head: &RequestHead<'_>| Access::Namespaced {
-        namespace: head.path_segment(0).unwrap_or_default().into(),
-        resource: "runs".into(),
-        verb: head.verb(),
-    };
+    fn scope<'a>(head: &RequestHead<'a>) -> Access<'a> {
+        Access::Namespaced {
+            namespace: head.path_segment(0).unwrap_or_default().into(),
+            resource: "runs".into(),
+            verb: head.verb(),
+        }
+    }
     let r = Router::new().route("/{ns}", get(whoami)).layer(TenancyLayer::new(authenticator(), shared.clone(), scope));
     assert_eq!(call(&r, "GET", "/team-b", via_proxy("zoe@example.com")).await.0, StatusCode::FORBIDDEN);
     shared.write().unwrap().bind("team-b", Subject::User("zoe@example.com".into()), Role::View);
