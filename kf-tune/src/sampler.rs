@@ -9,6 +9,7 @@
 
 pub mod grid;
 pub mod random;
+pub mod sobol;
 
 use rand::Rng;
 
