@@ -29,7 +29,6 @@ pub(crate) fn cdf(x: f64) -> f64 {
 }
 
 /// ln φ(x), the standard normal log-density. O(1).
-#[allow(dead_code)] // used by TPE, which lands next
 pub(crate) fn ln_pdf(x: f64) -> f64 {
     -0.5 * x * x - 0.5 * (2.0 * PI).ln()
 }

@@ -10,7 +10,7 @@
 //!   parameters with uniform, log-uniform, normal and log-normal priors.
 //! - [`sampler`] — the [`Sampler`] trait, a pure function of (space, trial
 //!   history, random generator) → suggestions, with one module per algorithm:
-//!   [`sampler::random`], [`sampler::grid`], [`sampler::sobol`].
+//!   [`sampler::random`], [`sampler::grid`], [`sampler::sobol`], [`sampler::tpe`].
 //!
 //! Running trials and collecting metrics are traits the caller implements; this
 //! crate never depends on another kf crate.

@@ -10,6 +10,7 @@
 pub mod grid;
 pub mod random;
 pub mod sobol;
+pub mod tpe;
 
 use rand::Rng;
 

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use kf_tune::sampler::grid::Grid;
 use kf_tune::sampler::random::Random;
 use kf_tune::sampler::sobol::{MAX_DIMENSIONS, Sobol, SobolSequence};
+use kf_tune::sampler::tpe::Tpe;
 use kf_tune::space::{Distribution, Domain, Param, ParamValue, SearchSpace};
 use kf_tune::{Direction, History, Sampler, TrialState};
 use proptest::prelude::*;
@@ -69,7 +70,12 @@ fn history_of(space: &SearchSpace, n: usize, seed: u64) -> History {
 }
 
 fn samplers() -> Vec<Box<dyn Sampler>> {
-    vec![Box::new(Random), Box::new(Sobol::default()), Box::new(Sobol { scramble_seed: Some(3) })]
+    vec![
+        Box::new(Random),
+        Box::new(Sobol::default()),
+        Box::new(Sobol { scramble_seed: Some(3) }),
+        Box::new(Tpe { n_startup_trials: 3, ..Tpe::default() }),
+    ]
 }
 
 proptest! {
