@@ -1065,17 +1065,11 @@ fn validate_collector(spec: &MetricsCollectorSpec) -> Result<()> {
             return invalid(format!("{where_}.path"), format!("expected an absolute path, found {:?}", path.path));
         }
     }
-    match kind {
-        "File" | "TensorFlowEvent" if path.is_none() => {
-            return invalid(format!("{at}.source.fileSystemPath"), format!("the {kind} collector needs a path"));
-        }
-        "PrometheusMetric" if source.and_then(|s| s.http_get.as_ref()).is_none() => {
-            return invalid(format!("{at}.source.httpGet"), "the PrometheusMetric collector needs an httpGet source");
-        }
-        "Custom" if spec.collector.as_ref().and_then(|c| c.custom_collector.as_ref()).is_none() => {
-            return invalid(format!("{at}.collector.customCollector"), "the Custom collector needs a container");
-        }
-        _ => {}
+    // Katib's defaulting webhook fills a missing file path (File, TensorFlowEvent)
+    // and HTTP source (PrometheusMetric) before validation, so only a Custom
+    // collector without its container is an error here.
+    if kind == "Custom" && spec.collector.as_ref().and_then(|c| c.custom_collector.as_ref()).is_none() {
+        return invalid(format!("{at}.collector.customCollector"), "the Custom collector needs a container");
     }
     let formats = source.and_then(|s| s.filter.as_ref()).and_then(|f| f.metrics_format.as_deref());
     if let Some(i) = formats.unwrap_or_default().iter().position(String::is_empty) {
@@ -1182,4 +1176,197 @@ fn domain(at: &str, name: &str, spec: &ParameterSpec) -> Result<Domain> {
 
 fn invalid<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T> {
     Err(Error::Invalid { path: path.into(), message: message.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn experiment() -> Value {
+        json!({
+            "apiVersion": "kubeflow.org/v1beta1",
+            "kind": "Experiment",
+            "metadata": {"name": "e", "namespace": "kubeflow"},
+            "spec": {
+                "objective": {"type": "maximize", "goal": 0.99, "objectiveMetricName": "accuracy"},
+                "algorithm": {"algorithmName": "random"},
+                "parallelTrialCount": 3, "maxTrialCount": 12, "maxFailedTrialCount": 3,
+                "parameters": [
+                    {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.01", "max": "0.05"}},
+                    {"name": "layers", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "4", "step": "1"}},
+                    {"name": "opt", "parameterType": "categorical", "feasibleSpace": {"list": ["sgd", "adam"]}},
+                ],
+                "trialTemplate": {
+                    "primaryContainerName": "main",
+                    "trialParameters": [{"name": "learningRate", "reference": "lr"}, {"name": "name", "reference": "${trialSpec.Name}"}],
+                    "trialSpec": {"apiVersion": "batch/v1", "kind": "Job",
+                                  "spec": {"args": ["--lr=${trialParameters.learningRate}", "${trialParameters.name}"]}},
+                },
+            },
+        })
+    }
+
+    /// The first problem `validate` reports after `change` is applied.
+    fn problem(change: impl FnOnce(&mut Value)) -> String {
+        let mut doc = experiment();
+        change(&mut doc);
+        Experiment::from_value(doc).and_then(|e| e.validate()).expect_err("should be rejected").to_string()
+    }
+
+    #[test]
+    fn the_base_experiment_is_valid_and_round_trips() {
+        let doc = experiment();
+        let e = Experiment::from_value(doc.clone()).unwrap();
+        e.validate().unwrap();
+        assert_eq!(e.to_value(), doc);
+    }
+
+    #[test]
+    fn unknown_fields_and_bare_numbers_survive_a_round_trip() {
+        let mut doc = experiment();
+        doc["futureField"] = json!({"x": 1});
+        doc["spec"]["parameters"][0]["feasibleSpace"] = json!({"min": 0.01, "max": "0.05", "newKnob": true});
+        doc["spec"]["objective"]["goal"] = json!(1);
+        doc["status"] = json!({"trialsSucceeded": 2, "currentOptimalTrial": {"bestTrialName": "t1",
+            "parameterAssignments": [{"name": "lr", "value": "0.02"}],
+            "observation": {"metrics": [{"name": "accuracy", "min": "0.5", "max": "0.9", "latest": "0.9"}]}},
+            "conditions": [{"type": "Succeeded", "status": "True", "extraField": 1}]});
+        let e = Experiment::from_value(doc.clone()).unwrap();
+        e.validate().unwrap();
+        assert_eq!(e.to_value(), doc);
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let mut doc = experiment();
+        doc["spec"]["maxTrialCount"] = json!("many");
+        let err = Experiment::from_value(doc).unwrap_err().to_string();
+        assert!(err.starts_with("spec.maxTrialCount: invalid type"), "{err}");
+        let mut doc = experiment();
+        doc["spec"]["parameters"][0]["feasibleSpace"]["min"] = json!([1]);
+        let err = Experiment::from_value(doc).unwrap_err().to_string();
+        assert!(err.starts_with("spec.parameters[0].feasibleSpace.min: expected a string or a number"), "{err}");
+    }
+
+    #[test]
+    fn header_objective_and_algorithm_problems_name_the_field() {
+        assert!(problem(|d| d["apiVersion"] = json!("kubeflow.org/v1")).starts_with("apiVersion:"));
+        assert!(problem(|d| d["kind"] = json!("Trial")).starts_with("kind:"));
+        assert!(problem(|d| d["metadata"] = json!({})).starts_with("metadata.name:"));
+        assert!(problem(|d| d["spec"]["objective"]["type"] = json!("maximise")).starts_with("spec.objective.type:"));
+        assert!(
+            problem(|d| d["spec"]["objective"]["objectiveMetricName"] = json!(""))
+                .starts_with("spec.objective.objectiveMetricName:")
+        );
+        assert!(
+            problem(|d| d["spec"]["objective"]["additionalMetricNames"] = json!(["loss", "accuracy"]))
+                .starts_with("spec.objective.additionalMetricNames[1]:")
+        );
+        assert!(
+            problem(|d| d["spec"]["objective"]["metricStrategies"] = json!([{"name": "accuracy", "value": "avg"}]))
+                .starts_with("spec.objective.metricStrategies[0].value:")
+        );
+        let msg = problem(|d| d["spec"]["algorithm"]["algorithmName"] = json!("annealing"));
+        assert!(msg.starts_with("spec.algorithm.algorithmName: expected one of random, grid"), "{msg}");
+        assert!(
+            problem(|d| d["spec"]["algorithm"]["algorithmSettings"] =
+                json!([{"name": "random_state", "value": "1"}, {"name": "random_state", "value": "2"}]))
+            .starts_with("spec.algorithm.algorithmSettings[1].name:")
+        );
+        assert!(problem(|d| d["spec"]["maxTrialCount"] = json!(0)).starts_with("spec.maxTrialCount:"));
+        assert!(problem(|d| d["spec"]["maxFailedTrialCount"] = json!(-1)).starts_with("spec.maxFailedTrialCount:"));
+        assert!(problem(|d| d["spec"]["resumePolicy"] = json!("Always")).starts_with("spec.resumePolicy:"));
+    }
+
+    #[test]
+    fn early_stopping_settings_are_checked() {
+        let early = |settings: Value| {
+            problem(move |d| {
+                d["spec"]["earlyStopping"] = json!({"algorithmName": "medianstop", "algorithmSettings": settings})
+            })
+        };
+        assert!(
+            early(json!([{"name": "start_step", "value": "0"}]))
+                .starts_with("spec.earlyStopping.algorithmSettings[0].value:")
+        );
+        assert!(
+            early(json!([{"name": "patience", "value": "3"}]))
+                .starts_with("spec.earlyStopping.algorithmSettings[0].name:")
+        );
+        assert!(
+            problem(|d| d["spec"]["earlyStopping"] = json!({"algorithmName": "hyperband"}))
+                .starts_with("spec.earlyStopping.algorithmName:")
+        );
+    }
+
+    #[test]
+    fn parameter_problems_name_the_parameter_and_field() {
+        let fs = |i: usize, space: Value| move |d: &mut Value| d["spec"]["parameters"][i]["feasibleSpace"] = space;
+        let msg = problem(fs(0, json!({"min": "5", "max": "1"})));
+        assert_eq!(msg, "spec.parameters[0].feasibleSpace: parameter \"lr\": min 5 is greater than max 1");
+        let msg = problem(fs(0, json!({"min": "0.1", "max": "1", "step": "0"})));
+        assert!(msg.contains("\"lr\"") && msg.contains("step > 0, found 0"), "{msg}");
+        let msg = problem(fs(0, json!({"min": "0", "max": "1", "distribution": "logUniform"})));
+        assert!(msg.contains("\"lr\"") && msg.contains("logUniform prior needs min > 0"), "{msg}");
+        let msg = problem(fs(0, json!({"min": "zero", "max": "1"})));
+        assert_eq!(
+            msg,
+            "spec.parameters[0].feasibleSpace.min: parameter \"lr\": expected a finite number, found \"zero\""
+        );
+        let msg = problem(fs(1, json!({"min": "1.5", "max": "4"})));
+        assert!(
+            msg.starts_with("spec.parameters[1].feasibleSpace.min: parameter \"layers\": expected an integer"),
+            "{msg}"
+        );
+        let msg = problem(fs(2, json!({"list": []})));
+        assert!(msg.contains("\"opt\"") && msg.contains("empty list"), "{msg}");
+        let msg = problem(fs(0, json!({"min": "0.1", "max": "1", "distribution": "beta"})));
+        assert!(msg.starts_with("spec.parameters[0].feasibleSpace.distribution:"), "{msg}");
+        let msg = problem(|d| d["spec"]["parameters"][1]["parameterType"] = json!("float"));
+        assert!(msg.starts_with("spec.parameters[1].parameterType:"), "{msg}");
+        let msg = problem(|d| d["spec"]["parameters"][1]["name"] = json!("lr"));
+        assert!(msg.starts_with("spec.parameters[1].name:") && msg.contains("twice"), "{msg}");
+        let msg = problem(|d| d["spec"]["parameters"] = json!([]));
+        assert!(msg.starts_with("spec.parameters:"), "{msg}");
+        let msg = problem(|d| d["spec"]["nasConfig"] = json!({"operations": []}));
+        assert!(msg.starts_with("spec.nasConfig:"), "{msg}");
+    }
+
+    #[test]
+    fn trial_template_problems_name_the_field() {
+        let msg = problem(|d| d["spec"]["trialTemplate"]["trialParameters"][0]["reference"] = json!("momentum"));
+        assert!(msg.starts_with("spec.trialTemplate.trialParameters[0].reference:"), "{msg}");
+        let msg = problem(|d| d["spec"]["trialTemplate"]["trialParameters"][1]["name"] = json!("learningRate"));
+        assert!(msg.starts_with("spec.trialTemplate.trialParameters[1].name:"), "{msg}");
+        let msg =
+            problem(|d| d["spec"]["trialTemplate"]["trialSpec"]["spec"]["env"] = json!("${trialParameters.batch}"));
+        assert!(msg.starts_with("spec.trialTemplate.trialSpec:") && msg.contains("trialParameters.batch"), "{msg}");
+        let msg =
+            problem(|d| d["spec"]["trialTemplate"]["configMap"] = json!({"configMapName": "t", "templatePath": "p"}));
+        assert!(msg.contains("only one of trialSpec and configMap"), "{msg}");
+        let msg = problem(|d| {
+            d["spec"]["trialTemplate"].as_object_mut().unwrap().remove("trialSpec");
+        });
+        assert!(msg.contains("expected a trialSpec or a configMap"), "{msg}");
+        let msg = problem(|d| d["spec"]["trialTemplate"]["trialSpec"]["kind"] = json!(""));
+        assert!(msg.starts_with("spec.trialTemplate.trialSpec.kind:"), "{msg}");
+    }
+
+    #[test]
+    fn collector_problems_name_the_field() {
+        let collector = |spec: Value| problem(move |d| d["spec"]["metricsCollectorSpec"] = spec);
+        let msg = collector(json!({"collector": {"kind": "Stdout"}}));
+        assert!(msg.starts_with("spec.metricsCollectorSpec.collector.kind:"), "{msg}");
+        let msg = collector(json!({"collector": {"kind": "Custom"}}));
+        assert!(msg.starts_with("spec.metricsCollectorSpec.collector.customCollector:"), "{msg}");
+        let msg = collector(
+            json!({"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": "rel.log", "kind": "File"}}}),
+        );
+        assert!(msg.starts_with("spec.metricsCollectorSpec.source.fileSystemPath.path:"), "{msg}");
+        let msg = collector(
+            json!({"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": "/a", "format": "XML"}}}),
+        );
+        assert!(msg.starts_with("spec.metricsCollectorSpec.source.fileSystemPath.format:"), "{msg}");
+    }
 }

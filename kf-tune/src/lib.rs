@@ -8,6 +8,9 @@
 //!   and [`Experiment::search_space`].
 //! - [`space`] — the domain: [`SearchSpace`] of `double`/`int`/`discrete`/`categorical`
 //!   parameters with uniform, log-uniform, normal and log-normal priors.
+//! - [`algorithm`] — Katib `algorithmName` + `algorithmSettings` → a configured
+//!   sampler; every setting applied or rejected with an error naming it.
+//! - [`early_stopping`] — the median stopping rule (Katib `medianstop`) as a pure function.
 //! - [`sampler`] — the [`Sampler`] trait, a pure function of (space, trial
 //!   history, random generator) → suggestions, with one module per algorithm:
 //!   [`sampler::random`], [`sampler::grid`], [`sampler::sobol`], [`sampler::tpe`].
@@ -40,6 +43,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod algorithm;
+pub mod early_stopping;
 mod error;
 mod gauss;
 pub mod katib;

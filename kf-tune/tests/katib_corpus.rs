@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use kf_tune::Experiment;
+use kf_tune::algorithm::{Algorithm, IMPLEMENTED};
+use kf_tune::early_stopping::MedianStop;
+use kf_tune::{Error, Experiment};
 use serde_json::Value;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/katib");
@@ -68,4 +70,27 @@ fn quoted_numbers_are_written_back_quoted() {
     assert_eq!(out["spec"]["parameters"][0]["feasibleSpace"]["step"], Value::String("0.1".into()));
     let space = experiment.search_space().expect("valid space");
     assert_eq!(space.params()[3].name(), "batch_size");
+}
+
+#[test]
+fn corpus_algorithms_build_or_are_reported_as_not_yet_implemented() {
+    let mut built = 0;
+    for (path, doc) in corpus() {
+        let experiment = Experiment::from_value(doc).expect("parses");
+        let spec = experiment.spec.expect("spec");
+        let algorithm = spec.algorithm.expect("algorithm");
+        let name = algorithm.algorithm_name.clone().unwrap_or_default();
+        match Algorithm::from_katib(&algorithm) {
+            Ok(a) => {
+                assert_eq!(a.sampler.name(), name, "{}", path.display());
+                built += 1;
+            }
+            Err(Error::Unsupported { .. }) => assert!(!IMPLEMENTED.contains(&name.as_str()), "{}", path.display()),
+            Err(other) => panic!("{}: {other}", path.display()),
+        }
+        if let Some(early) = spec.early_stopping {
+            MedianStop::from_katib(&early).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+    assert_eq!(built, 15, "the 15 random, tpe and sobol experiments build");
 }
