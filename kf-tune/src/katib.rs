@@ -1148,12 +1148,17 @@ fn domain(at: &str, name: &str, spec: &ParameterSpec) -> Result<Domain> {
                 let field = if space.min.is_none() { "min" } else { "max" };
                 return Err(fail(&format!("feasibleSpace.{field}"), format!("a {kind} parameter needs min and max")));
             };
-            let step = bound("step", &space.step, int)?;
-            Ok(if int {
-                Domain::Int { low: low as i64, high: high as i64, step: step.map_or(1, |s| s as i64), distribution }
-            } else {
-                Domain::Double { low, high, step, distribution }
-            })
+            if int {
+                // Re-read as integers: going through f64 would round values above 2^53.
+                let exact = |value: &Option<Scalar>, fallback: f64| {
+                    value.as_ref().and_then(Scalar::as_i64).unwrap_or(fallback as i64)
+                };
+                let step = bound("step", &space.step, true)?.map_or(1, |s| exact(&space.step, s));
+                let (low, high) = (exact(&space.min, low), exact(&space.max, high));
+                return Ok(Domain::Int { low, high, step, distribution });
+            }
+            let step = bound("step", &space.step, false)?;
+            Ok(Domain::Double { low, high, step, distribution })
         }
         "discrete" | "categorical" => {
             if space.min.is_some() || space.max.is_some() {
@@ -1319,6 +1324,13 @@ mod tests {
             msg.starts_with("spec.parameters[1].feasibleSpace.min: parameter \"layers\": expected an integer"),
             "{msg}"
         );
+        let msg = problem(fs(1, json!({"min": "1", "max": "4", "step": "0"})));
+        assert!(msg.contains("\"layers\"") && msg.contains("step > 0, found 0"), "{msg}");
+        let big = json!({"min": "9007199254740993", "max": "9007199254740995"});
+        let mut doc = experiment();
+        doc["spec"]["parameters"][1]["feasibleSpace"] = big;
+        let space = Experiment::from_value(doc).unwrap().search_space().unwrap();
+        assert_eq!(space.params()[1].cardinality(), Some(3), "integers above 2^53 are read exactly");
         let msg = problem(fs(2, json!({"list": []})));
         assert!(msg.contains("\"opt\"") && msg.contains("empty list"), "{msg}");
         let msg = problem(fs(0, json!({"min": "0.1", "max": "1", "distribution": "beta"})));
@@ -1368,5 +1380,33 @@ mod tests {
             json!({"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": "/a", "format": "XML"}}}),
         );
         assert!(msg.starts_with("spec.metricsCollectorSpec.source.fileSystemPath.format:"), "{msg}");
+    }
+
+    fn scalar() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (-1e6..1e6f64).prop_map(|x| json!(x)),
+            any::<i32>().prop_map(|x| json!(x)),
+            (-1e6..1e6f64).prop_map(|x| json!(x.to_string())),
+            "[a-z0-9._-]{0,8}".prop_map(|s| json!(s)),
+            any::<bool>().prop_map(|b| json!(b)),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever scalar forms a manifest uses, `to_value` writes back exactly what was read.
+        #[test]
+        fn scalars_round_trip_in_every_form(min in scalar(), max in scalar(), step in scalar(), item in scalar(), setting in scalar()) {
+            let mut doc = experiment();
+            doc["spec"]["parameters"][0]["feasibleSpace"] = json!({"min": min, "max": max, "step": step});
+            doc["spec"]["parameters"][2]["feasibleSpace"] = json!({"list": [item, "x"]});
+            doc["spec"]["algorithm"]["algorithmSettings"] = json!([{"name": "s", "value": setting}]);
+            let e = Experiment::from_value(doc.clone()).unwrap();
+            proptest::prop_assert_eq!(e.to_value(), doc);
+            // Validation may reject the values, but never panics and always names a field.
+            if let Err(err) = e.validate() {
+                proptest::prop_assert!(matches!(err, Error::Invalid { .. }), "{}", err);
+            }
+        }
     }
 }
