@@ -1,19 +1,57 @@
 //! # kf-tune — hyperparameter tuning
 //!
-//! Search spaces, suggestion algorithms (random, grid, Sobol, TPE, Gaussian
-//! process, CMA-ES, Hyperband/ASHA, PBT, multi-objective), early stopping, an
-//! experiment runner and the JSON-lines ask/tell protocol, compatible with Katib's
-//! `Experiment` (kubeflow.org/v1beta1).
+//! Search spaces, suggestion algorithms and Katib compatibility, as plain data
+//! and pure functions:
 //!
-//! Every sampler is a pure function of (search space, trial history, random
-//! generator), so users can unit-test an algorithm alone; running trials and
-//! collecting metrics are traits the caller implements. This crate never depends
-//! on another kf crate.
+//! - [`katib`] — the Katib `Experiment` wire type (kubeflow.org/v1beta1):
+//!   [`Experiment::from_value`], [`Experiment::validate`], [`Experiment::to_value`],
+//!   and [`Experiment::search_space`].
+//! - [`space`] — the domain: [`SearchSpace`] of `double`/`int`/`discrete`/`categorical`
+//!   parameters with uniform, log-uniform, normal and log-normal priors.
+//! - [`algorithm`] — Katib `algorithmName` + `algorithmSettings` → a configured
+//!   sampler; every setting applied or rejected with an error naming it.
+//! - [`early_stopping`] — the median stopping rule (Katib `medianstop`) as a pure function.
+//! - [`sampler`] — the [`Sampler`] trait, a pure function of (space, trial
+//!   history, random generator) → suggestions, with one module per algorithm:
+//!   [`sampler::random`], [`sampler::grid`], [`sampler::sobol`], [`sampler::tpe`].
 //!
-//! Status: the workspace foundation. Spaces, samplers and experiments land with
-//! the kf-tune issue.
+//! Running trials and collecting metrics are traits the caller implements; this
+//! crate never depends on another kf crate.
+//!
+//! ```
+//! use kf_tune::Experiment;
+//!
+//! let doc = serde_json::json!({
+//!     "apiVersion": "kubeflow.org/v1beta1",
+//!     "kind": "Experiment",
+//!     "metadata": {"name": "demo"},
+//!     "spec": {
+//!         "objective": {"type": "minimize", "objectiveMetricName": "loss", "goal": 0.01},
+//!         "algorithm": {"algorithmName": "random"},
+//!         "parameters": [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.01", "max": 0.05}}],
+//!         "trialTemplate": {
+//!             "trialParameters": [{"name": "learningRate", "reference": "lr"}],
+//!             "trialSpec": {"apiVersion": "batch/v1", "kind": "Job", "spec": {"args": ["--lr=${trialParameters.learningRate}"]}},
+//!         },
+//!     },
+//! });
+//! let experiment = Experiment::from_value(doc.clone())?;
+//! experiment.validate()?;
+//! assert_eq!(experiment.to_value(), doc); // "0.01" stays a string, 0.05 a number
+//! assert_eq!(experiment.search_space()?.params()[0].name(), "lr");
+//! # Ok::<(), kf_tune::Error>(())
+//! ```
 #![deny(missing_docs)]
 
+pub mod algorithm;
+pub mod early_stopping;
 mod error;
+mod gauss;
+pub mod katib;
+pub mod sampler;
+pub mod space;
 
 pub use error::{Error, Result};
+pub use katib::Experiment;
+pub use sampler::{Direction, History, Sampler, Trial, TrialState};
+pub use space::{Assignment, Distribution, Domain, Param, ParamValue, SearchSpace};

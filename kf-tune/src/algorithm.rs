@@ -1,0 +1,139 @@
+//! From an algorithm name and its settings (Katib's `algorithmName` and
+//! `algorithmSettings`) to a configured [`Sampler`].
+//!
+//! Every setting is applied or rejected with an error naming it, never
+//! silently ignored: `random_state` becomes the seed the caller feeds its
+//! generator (and Sobol's scramble), TPE's settings configure [`Tpe`]. Katib
+//! algorithms kf-tune does not implement yet are reported as such, distinct from
+//! names that are not algorithms at all. This module only builds samplers.
+
+use crate::katib::{ALGORITHM_NAMES, AlgorithmSpec};
+use crate::sampler::Sampler;
+use crate::sampler::grid::Grid;
+use crate::sampler::random::Random;
+use crate::sampler::sobol::Sobol;
+use crate::sampler::tpe::Tpe;
+use crate::{Error, Result};
+
+/// The algorithm names kf-tune can run today.
+pub const IMPLEMENTED: [&str; 4] = ["random", "grid", "sobol", "tpe"];
+
+/// A configured sampler and the seed its settings asked for.
+pub struct Algorithm {
+    /// The sampler.
+    pub sampler: Box<dyn Sampler + Send + Sync>,
+    /// `random_state`, if given: seed the generator passed to the sampler with it.
+    pub seed: Option<u64>,
+}
+
+impl std::fmt::Debug for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Algorithm").field("sampler", &self.sampler.name()).field("seed", &self.seed).finish()
+    }
+}
+
+impl Algorithm {
+    /// Builds the algorithm `name` with `settings` (name, value) pairs. O(settings).
+    ///
+    /// ```
+    /// use kf_tune::algorithm::Algorithm;
+    ///
+    /// let tpe = Algorithm::new("tpe", &[("n_startup_trials", "5"), ("random_state", "42")])?;
+    /// assert_eq!((tpe.sampler.name(), tpe.seed), ("tpe", Some(42)));
+    /// let err = Algorithm::new("tpe", &[("n_startup", "5")]).unwrap_err();
+    /// assert!(err.to_string().contains("\"n_startup\""));
+    /// assert!(Algorithm::new("simulated-annealing", &[]).is_err());
+    /// # Ok::<(), kf_tune::Error>(())
+    /// ```
+    pub fn new(name: &str, settings: &[(&str, &str)]) -> Result<Self> {
+        if !IMPLEMENTED.contains(&name) {
+            if ALGORITHM_NAMES.contains(&name) {
+                return Err(Error::Unsupported {
+                    algorithm: name.into(),
+                    message: format!(
+                        "is a Katib algorithm kf-tune does not run yet; available: {}",
+                        IMPLEMENTED.join(", ")
+                    ),
+                });
+            }
+            return Err(Error::UnknownAlgorithm { name: name.into(), known: IMPLEMENTED.join(", ") });
+        }
+        let mut seed = None;
+        let mut tpe = Tpe::default();
+        for &(key, value) in settings {
+            let fail = |message: String| Error::InvalidSetting { algorithm: name.into(), setting: key.into(), message };
+            let int =
+                || value.trim().parse::<u64>().map_err(|_| fail(format!("expected an integer ≥ 0, found {value:?}")));
+            match (name, key) {
+                ("grid", _) => return Err(fail("grid search is deterministic and takes no settings".into())),
+                (_, "random_state") => seed = Some(int()?),
+                ("tpe", "n_startup_trials") => tpe.n_startup_trials = usize::try_from(int()?).unwrap_or(usize::MAX),
+                ("tpe", "n_ei_candidates") => tpe.n_ei_candidates = usize::try_from(int()?).unwrap_or(usize::MAX),
+                ("tpe", "prior_weight") => {
+                    tpe.prior_weight =
+                        value.trim().parse().map_err(|_| fail(format!("expected a number, found {value:?}")))?;
+                }
+                ("tpe", "constant_liar") => {
+                    tpe.constant_liar =
+                        value.trim().parse().map_err(|_| fail(format!("expected true or false, found {value:?}")))?;
+                }
+                _ => {
+                    let known = match name {
+                        "tpe" => "random_state, n_startup_trials, n_ei_candidates, prior_weight, constant_liar",
+                        _ => "random_state",
+                    };
+                    return Err(fail(format!("unknown setting; {name} takes {known}")));
+                }
+            }
+        }
+        let sampler: Box<dyn Sampler + Send + Sync> = match name {
+            "random" => Box::new(Random),
+            "grid" => Box::new(Grid),
+            "sobol" => Box::new(Sobol { scramble_seed: seed }),
+            _ => {
+                tpe.validate()?;
+                Box::new(tpe)
+            }
+        };
+        Ok(Algorithm { sampler, seed })
+    }
+
+    /// Builds the algorithm a Katib `spec.algorithm` names; settings without a
+    /// value count as empty strings (and are rejected where a value is needed).
+    pub fn from_katib(spec: &AlgorithmSpec) -> Result<Self> {
+        let name = spec.algorithm_name.as_deref().unwrap_or_default();
+        let settings: Vec<(String, String)> = spec
+            .algorithm_settings
+            .iter()
+            .flatten()
+            .map(|s| (s.name.clone().unwrap_or_default(), s.value.as_ref().map(|v| v.text()).unwrap_or_default()))
+            .collect();
+        let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::new(name, &pairs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(name: &str, settings: &[(&str, &str)]) -> String {
+        Algorithm::new(name, settings).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn settings_are_applied_or_rejected() {
+        assert_eq!(Algorithm::new("random", &[("random_state", "7")]).unwrap().seed, Some(7));
+        assert!(err("random", &[("random_state", "x")]).contains("expected an integer"));
+        assert!(err("random", &[("n_startup_trials", "3")]).contains("unknown setting; random takes random_state"));
+        assert!(err("grid", &[("random_state", "1")]).contains("takes no settings"));
+        assert!(err("tpe", &[("n_ei_candidates", "0")]).contains("n_ei_candidates"));
+        assert!(err("tpe", &[("constant_liar", "maybe")]).contains("true or false"));
+    }
+
+    #[test]
+    fn unimplemented_and_unknown_names_differ() {
+        assert!(err("cmaes", &[]).contains("does not run yet"));
+        assert!(err("annealing", &[]).starts_with("unknown algorithm \"annealing\""));
+    }
+}

@@ -1,0 +1,161 @@
+//! Early stopping: the median stopping rule, as a pure function.
+//!
+//! Katib's `medianstop` (after Golovin et al., "Google Vizier", KDD 2017): a
+//! running trial is stopped at step S when its best objective so far is
+//! strictly worse than the median, over completed trials, of each one's running
+//! average of the objective up to step S. The rule waits for
+//! `min_trials_required` completed trials and for the trial to report
+//! `start_step` values. Steps are counted in reported values (the first value
+//! is step 1). Non-finite values are skipped; a trial with no finite value yet
+//! has no best, and is stopped once the rule applies.
+//!
+//! This module decides; it does not watch trials or kill processes.
+
+use crate::katib::EarlyStoppingSpec;
+use crate::sampler::Direction;
+use crate::{Error, Result};
+
+/// The median stopping rule (Katib `medianstop`).
+///
+/// ```
+/// use kf_tune::Direction;
+/// use kf_tune::early_stopping::MedianStop;
+///
+/// let rule = MedianStop { min_trials_required: 2, start_step: 2 };
+/// let done: [&[f64]; 3] = [&[0.5, 0.6, 0.7], &[0.4, 0.5, 0.6], &[0.6, 0.7, 0.8]];
+/// // Running averages at step 2: 0.55, 0.45, 0.65 → median 0.55 (accuracy, maximised).
+/// assert!(rule.should_stop(Direction::Maximize, &[0.3, 0.5], &done));
+/// assert!(!rule.should_stop(Direction::Maximize, &[0.3, 0.56], &done));
+/// assert!(!rule.should_stop(Direction::Maximize, &[0.1], &done)); // before start_step
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MedianStop {
+    /// Completed trials needed before any trial is stopped (Katib default 3).
+    pub min_trials_required: usize,
+    /// Values a trial must report before it can be stopped (Katib default 4).
+    pub start_step: usize,
+}
+
+impl Default for MedianStop {
+    fn default() -> Self {
+        MedianStop { min_trials_required: 3, start_step: 4 }
+    }
+}
+
+impl MedianStop {
+    /// The rule with Katib's settings applied; unknown settings and values
+    /// below 1 are rejected with the setting's name.
+    pub fn from_settings(settings: &[(&str, &str)]) -> Result<Self> {
+        let mut rule = MedianStop::default();
+        for &(name, value) in settings {
+            let fail = |message: String| Error::InvalidSetting {
+                algorithm: "medianstop".into(),
+                setting: name.into(),
+                message,
+            };
+            let parsed = value
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&v| v >= 1)
+                .ok_or_else(|| fail(format!("expected an integer ≥ 1, found {value:?}")));
+            match name {
+                "min_trials_required" => rule.min_trials_required = parsed?,
+                "start_step" => rule.start_step = parsed?,
+                _ => return Err(fail("unknown setting; medianstop takes min_trials_required and start_step".into())),
+            }
+        }
+        Ok(rule)
+    }
+
+    /// The rule a Katib `spec.earlyStopping` describes.
+    pub fn from_katib(spec: &EarlyStoppingSpec) -> Result<Self> {
+        let name = spec.algorithm_name.as_deref().unwrap_or_default();
+        if name != "medianstop" {
+            return Err(Error::UnknownAlgorithm { name: name.into(), known: "medianstop".into() });
+        }
+        let settings: Vec<(String, String)> = spec
+            .algorithm_settings
+            .iter()
+            .flatten()
+            .map(|s| (s.name.clone().unwrap_or_default(), s.value.as_ref().map(|v| v.text()).unwrap_or_default()))
+            .collect();
+        let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::from_settings(&pairs)
+    }
+
+    /// Whether the trial that reported `running` so far should stop, given the
+    /// intermediate values of completed trials (`completed`). O(T · S + T log T)
+    /// for T completed trials and S = `running.len()`.
+    pub fn should_stop(&self, direction: Direction, running: &[f64], completed: &[&[f64]]) -> bool {
+        let step = running.len();
+        if step < self.start_step.max(1) {
+            return false;
+        }
+        let mut averages: Vec<f64> = completed
+            .iter()
+            .filter_map(|values| {
+                let finite: Vec<f64> = values.iter().take(step).copied().filter(|v| v.is_finite()).collect();
+                (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
+            })
+            .map(|v| direction.loss(v))
+            .collect();
+        if averages.len() < self.min_trials_required.max(1) {
+            return false;
+        }
+        averages.sort_by(f64::total_cmp);
+        let mid = averages.len() / 2;
+        let median = if averages.len() % 2 == 1 { averages[mid] } else { 0.5 * (averages[mid - 1] + averages[mid]) };
+        let best = running.iter().filter(|v| v.is_finite()).map(|&v| direction.loss(v)).fold(f64::INFINITY, f64::min);
+        best > median
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn waits_for_enough_completed_trials() {
+        let rule = MedianStop { min_trials_required: 3, start_step: 1 };
+        let two: [&[f64]; 2] = [&[1.0], &[1.0]];
+        assert!(!rule.should_stop(Direction::Minimize, &[9.0], &two));
+        let three: [&[f64]; 3] = [&[1.0], &[1.0], &[1.0]];
+        assert!(rule.should_stop(Direction::Minimize, &[9.0], &three));
+    }
+
+    #[test]
+    fn settings_are_applied_or_rejected() {
+        let rule = MedianStop::from_settings(&[("min_trials_required", "1"), ("start_step", "2")]).unwrap();
+        assert_eq!(rule, MedianStop { min_trials_required: 1, start_step: 2 });
+        let err = MedianStop::from_settings(&[("start_step", "0")]).unwrap_err().to_string();
+        assert!(err.contains("\"start_step\"") && err.contains("≥ 1"), "{err}");
+        let err = MedianStop::from_settings(&[("patience", "3")]).unwrap_err().to_string();
+        assert!(err.contains("unknown setting"), "{err}");
+    }
+
+    proptest! {
+        /// A trial at least as good as every value any completed trial reported is never stopped.
+        #[test]
+        fn never_stops_the_best_trial(
+            completed in proptest::collection::vec(proptest::collection::vec(-10.0..10.0f64, 1..8), 0..8),
+            running in proptest::collection::vec(-10.0..10.0f64, 1..8),
+            maximize in any::<bool>(),
+            min_trials in 1usize..4,
+            start_step in 1usize..4,
+        ) {
+            let direction = if maximize { Direction::Maximize } else { Direction::Minimize };
+            let best_seen = completed.iter().flatten().map(|&v| direction.loss(v)).fold(f64::INFINITY, f64::min);
+            let mut running = running;
+            // Make the running trial's best at least as good as anything seen.
+            if let Some(first) = running.first_mut() {
+                let loss = best_seen.min(direction.loss(*first));
+                *first = if maximize { -loss } else { loss };
+            }
+            let refs: Vec<&[f64]> = completed.iter().map(Vec::as_slice).collect();
+            let rule = MedianStop { min_trials_required: min_trials, start_step };
+            prop_assert!(!rule.should_stop(direction, &running, &refs));
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! The Tree-structured Parzen Estimator (independent TPE).
+//!
+//! Bergstra et al., "Algorithms for Hyper-Parameter Optimization" (NeurIPS
+//! 2011), with the refinements Optuna's `TPESampler` uses: the completed trials
+//! are split into the best γ(n) = min(⌈0.1·n⌉, 25) ("below") and the rest
+//! ("above"); each parameter gets two Parzen estimators l(x) (below) and g(x)
+//! (above), each a mixture of one truncated-normal kernel per observation plus
+//! a prior kernel (centred on the range, σ = the range) of weight
+//! `prior_weight`; older observations weigh less once there are more than 25.
+//! `n_ei_candidates` draws from l are scored by log l(x) − log g(x) (the
+//! expected-improvement ratio) and the best is suggested. Parameters are
+//! independent: each is chosen on its own.
+//!
+//! Bandwidths: an observation's σ is the larger distance to its sorted
+//! neighbours (the range bounds for the extremes), clipped to
+//! [range / min(100, 1 + n), range] (Bergstra's "magic clip").
+//! Log priors work on ln x. Integer and stepped ranges widen the range by half
+//! a step on each side, draw continuously, round to the grid, and score the
+//! probability mass of the grid point's bin rather than a density, so l/g
+//! compare like with like. `categorical` and `discrete` parameters use the
+//! category frequencies smoothed by the prior weight spread over the choices.
+//!
+//! Pending trials (suggested, not finished) join the "above" group as if they
+//! had the worst loss — the constant liar — so parallel workers are pushed
+//! away from points already being tried; within one call each suggestion is a
+//! pending trial for the next. Failed trials and non-finite objectives are
+//! ignored. Until `n_startup_trials` trials have completed, suggestions are
+//! drawn from the prior, as random search does.
+//!
+//! Cost per suggestion: O(d · (n log n + c · n)) for d parameters, n trials in
+//! the history and c = `n_ei_candidates`.
+
+use rand::{Rng, RngExt};
+
+use crate::gauss;
+use crate::sampler::{History, Sampler, TrialState, random};
+use crate::space::{Assignment, Distribution, Domain, Param, ParamValue, SearchSpace};
+use crate::{Error, Result};
+
+/// Independent TPE (Katib `tpe`).
+///
+/// ```
+/// use kf_tune::sampler::tpe::Tpe;
+/// use kf_tune::space::{Distribution, Domain, Param, ParamValue, SearchSpace};
+/// use kf_tune::{Direction, History, Sampler, TrialState};
+/// use rand::SeedableRng;
+///
+/// let space = SearchSpace::new(vec![Param::new(
+///     "x",
+///     Domain::Double { low: -5.0, high: 5.0, step: None, distribution: Distribution::Uniform },
+/// )?])?;
+/// let tpe = Tpe::default();
+/// let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(1);
+/// let mut history = History::new(Direction::Minimize);
+/// for _ in 0..40 {
+///     let a = tpe.suggest(&space, &history, 1, &mut rng)?.remove(0);
+///     let ParamValue::Float(x) = a[0] else { unreachable!() };
+///     history.push(a, TrialState::Completed((x - 1.0).powi(2)));
+/// }
+/// let best = history.completed().map(|(_, loss)| loss).fold(f64::INFINITY, f64::min);
+/// assert!(best < 0.05, "best loss {best}");
+/// # Ok::<(), kf_tune::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tpe {
+    /// Completed trials drawn from the prior before the model is used (default 10).
+    pub n_startup_trials: usize,
+    /// Candidates drawn from l(x) per parameter and suggestion (default 24).
+    pub n_ei_candidates: usize,
+    /// Weight of the prior kernel in every estimator (default 1.0).
+    pub prior_weight: f64,
+    /// Treat pending trials as the worst observations (default true).
+    pub constant_liar: bool,
+}
+
+impl Default for Tpe {
+    fn default() -> Self {
+        Tpe { n_startup_trials: 10, n_ei_candidates: 24, prior_weight: 1.0, constant_liar: true }
+    }
+}
+
+impl Tpe {
+    /// Checks the settings: at least one candidate, a positive finite prior weight.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |setting: &str, message: String| {
+            Err(Error::InvalidSetting { algorithm: "tpe".into(), setting: setting.into(), message })
+        };
+        if self.n_ei_candidates == 0 {
+            return fail("n_ei_candidates", "expected at least 1, found 0".into());
+        }
+        if !(self.prior_weight.is_finite() && self.prior_weight > 0.0) {
+            return fail("prior_weight", format!("expected a positive number, found {}", self.prior_weight));
+        }
+        Ok(())
+    }
+}
+
+impl Sampler for Tpe {
+    fn name(&self) -> &str {
+        "tpe"
+    }
+
+    fn suggest(
+        &self,
+        space: &SearchSpace,
+        history: &History,
+        count: usize,
+        rng: &mut dyn Rng,
+    ) -> Result<Vec<Assignment>> {
+        self.validate()?;
+        let mut out = Vec::with_capacity(count);
+        // Each suggestion of the batch is pending for the next one (constant liar);
+        // the history is only cloned when there is a batch to extend it with.
+        let mut extended: Option<History> = None;
+        for _ in 0..count {
+            let current = extended.as_ref().unwrap_or(history);
+            let next = self.suggest_one(space, current, rng);
+            if count > 1 {
+                extended.get_or_insert_with(|| history.clone()).push(next.clone(), TrialState::Pending);
+            }
+            out.push(next);
+        }
+        Ok(out)
+    }
+}
+
+impl Tpe {
+    fn suggest_one(&self, space: &SearchSpace, history: &History, rng: &mut dyn Rng) -> Assignment {
+        // (position in history, loss); position orders the recency weights.
+        let mut completed: Vec<(usize, f64)> = history
+            .trials
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match t.state {
+                TrialState::Completed(v) if v.is_finite() => Some((i, history.direction.loss(v))),
+                _ => None,
+            })
+            .collect();
+        if completed.len() < self.n_startup_trials.max(1) {
+            return random::sample(space, rng);
+        }
+        completed.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        let n_below = gamma(completed.len());
+        let mut below: Vec<usize> = completed[..n_below].iter().map(|c| c.0).collect();
+        let mut above: Vec<usize> = completed[n_below..].iter().map(|c| c.0).collect();
+        if self.constant_liar {
+            above.extend(
+                history.trials.iter().enumerate().filter(|(_, t)| t.state == TrialState::Pending).map(|(i, _)| i),
+            );
+        }
+        below.sort_unstable();
+        above.sort_unstable();
+
+        space
+            .params()
+            .iter()
+            .enumerate()
+            .map(|(d, param)| {
+                let values = |group: &[usize]| -> Vec<ParamValue> {
+                    group.iter().filter_map(|&i| history.trials[i].assignment.get(d).copied()).collect()
+                };
+                self.choose(param, &values(&below), &values(&above), rng)
+            })
+            .collect()
+    }
+
+    /// One parameter: draw candidates from l, keep the best log l − log g.
+    fn choose(&self, param: &Param, below: &[ParamValue], above: &[ParamValue], rng: &mut dyn Rng) -> ParamValue {
+        match Numeric::of(param) {
+            Some(numeric) => {
+                let l = numeric.estimator(below, self.prior_weight);
+                let g = numeric.estimator(above, self.prior_weight);
+                let mut best = (f64::NEG_INFINITY, None);
+                for _ in 0..self.n_ei_candidates {
+                    let (value, internal) = numeric.snap(l.sample(rng));
+                    let score = numeric.log_mass(&l, internal) - numeric.log_mass(&g, internal);
+                    if score > best.0 || best.1.is_none() {
+                        best = (score, Some(value));
+                    }
+                }
+                best.1.unwrap_or_else(|| param.from_unit(rng.random::<f64>()))
+            }
+            None => {
+                let n = choices(param);
+                let l = categorical_weights(param, n, below, self.prior_weight);
+                let g = categorical_weights(param, n, above, self.prior_weight);
+                let mut best = (f64::NEG_INFINITY, 0);
+                for _ in 0..self.n_ei_candidates {
+                    let c = pick(&l, rng.random::<f64>());
+                    let score = l[c].ln() - g[c].ln();
+                    if score > best.0 {
+                        best = (score, c);
+                    }
+                }
+                category_value(param, best.1)
+            }
+        }
+    }
+}
+
+/// γ(n): how many of n completed trials are "good".
+fn gamma(n: usize) -> usize {
+    n.div_ceil(10).clamp(1, 25)
+}
+
+/// Observation weights by recency (oldest first): flat up to 25, then a ramp
+/// from 1/n to 1 on all but the newest 25 (Optuna's `default_weights`).
+fn recency_weights(n: usize) -> Vec<f64> {
+    if n < 25 {
+        return vec![1.0; n];
+    }
+    let ramp = n - 25;
+    let mut w: Vec<f64> = (0..ramp)
+        .map(|i| {
+            if ramp == 1 {
+                1.0 / n as f64
+            } else {
+                1.0 / n as f64 + (1.0 - 1.0 / n as f64) * i as f64 / (ramp - 1) as f64
+            }
+        })
+        .collect();
+    w.extend(std::iter::repeat_n(1.0, 25));
+    w
+}
+
+fn choices(param: &Param) -> usize {
+    match param.domain() {
+        Domain::Discrete { values } => values.len(),
+        Domain::Categorical { choices } => choices.len(),
+        _ => 1,
+    }
+}
+
+fn category_index(param: &Param, value: &ParamValue) -> Option<usize> {
+    match (param.domain(), value) {
+        (Domain::Categorical { choices }, ParamValue::Category(i)) => (*i < choices.len()).then_some(*i),
+        (Domain::Discrete { values }, ParamValue::Float(v)) => values.iter().position(|x| x.to_bits() == v.to_bits()),
+        _ => None,
+    }
+}
+
+fn category_value(param: &Param, index: usize) -> ParamValue {
+    match param.domain() {
+        Domain::Discrete { values } => ParamValue::Float(values.get(index).copied().unwrap_or(values[0])),
+        _ => ParamValue::Category(index),
+    }
+}
+
+/// Normalised category probabilities: prior weight spread evenly, plus the
+/// recency-weighted counts of the observations.
+fn categorical_weights(param: &Param, n: usize, observed: &[ParamValue], prior_weight: f64) -> Vec<f64> {
+    let mut p = vec![prior_weight / n as f64; n];
+    for (value, w) in observed.iter().zip(recency_weights(observed.len())) {
+        if let Some(i) = category_index(param, value) {
+            p[i] += w;
+        }
+    }
+    let total: f64 = p.iter().sum();
+    p.iter_mut().for_each(|x| *x /= total);
+    p
+}
+
+/// The index whose cumulative probability first exceeds `u`.
+fn pick(p: &[f64], u: f64) -> usize {
+    let mut acc = 0.0;
+    for (i, x) in p.iter().enumerate() {
+        acc += x;
+        if u < acc {
+            return i;
+        }
+    }
+    p.len() - 1
+}
+
+/// A numeric parameter seen in TPE's internal coordinates (ln x under a log prior).
+struct Numeric<'a> {
+    param: &'a Param,
+    log: bool,
+    low: f64,
+    high: f64,
+    step: Option<f64>,
+    /// Internal bounds, widened by half a step for grids.
+    lo: f64,
+    hi: f64,
+}
+
+/// A mixture of truncated normals on [lo, hi] in internal coordinates.
+struct Parzen {
+    mus: Vec<f64>,
+    sigmas: Vec<f64>,
+    weights: Vec<f64>,
+    /// Φ((hi − μ)/σ) − Φ((lo − μ)/σ) per kernel.
+    norms: Vec<f64>,
+    lo: f64,
+    hi: f64,
+}
+
+impl<'a> Numeric<'a> {
+    fn of(param: &'a Param) -> Option<Self> {
+        let (low, high, step, distribution) = match param.domain() {
+            Domain::Double { low, high, step, distribution } => (*low, *high, *step, *distribution),
+            Domain::Int { low, high, step, distribution } => {
+                (*low as f64, *high as f64, Some(*step as f64), *distribution)
+            }
+            Domain::Discrete { .. } | Domain::Categorical { .. } => return None,
+        };
+        let log = matches!(distribution, Distribution::LogUniform | Distribution::LogNormal);
+        let t = |x: f64| if log { x.ln() } else { x };
+        let (lo, hi) = match step {
+            Some(s) if !log || low - s / 2.0 > 0.0 => (t(low - s / 2.0), t(high + s / 2.0)),
+            _ => (t(low), t(high)),
+        };
+        Some(Numeric { param, log, low, high, step, lo, hi })
+    }
+
+    fn internal(&self, value: &ParamValue) -> Option<f64> {
+        let x = match value {
+            ParamValue::Float(x) => *x,
+            ParamValue::Int(x) => *x as f64,
+            ParamValue::Category(_) => return None,
+        };
+        let x = if self.log { x.ln() } else { x };
+        x.is_finite().then_some(x)
+    }
+
+    fn estimator(&self, observed: &[ParamValue], prior_weight: f64) -> Parzen {
+        let range = (self.hi - self.lo).max(f64::MIN_POSITIVE);
+        let points: Vec<(f64, f64)> = observed
+            .iter()
+            .zip(recency_weights(observed.len()))
+            .filter_map(|(v, w)| Some((self.internal(v)?.clamp(self.lo, self.hi), w)))
+            .collect();
+        let n = points.len();
+        // Bandwidth from sorted neighbours, bounds standing in at the ends.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| points[a].0.total_cmp(&points[b].0));
+        let min_sigma = range / (1.0 + n as f64).min(100.0);
+        let mut sigmas = vec![range; n];
+        for (rank, &i) in order.iter().enumerate() {
+            let left = if rank == 0 { self.lo } else { points[order[rank - 1]].0 };
+            let right = if rank + 1 == n { self.hi } else { points[order[rank + 1]].0 };
+            let x = points[i].0;
+            sigmas[i] = (x - left).max(right - x).clamp(min_sigma, range);
+        }
+        let mut mus: Vec<f64> = points.iter().map(|p| p.0).collect();
+        let mut weights: Vec<f64> = points.iter().map(|p| p.1).collect();
+        mus.push(0.5 * (self.lo + self.hi));
+        sigmas.push(range);
+        weights.push(prior_weight);
+        let total: f64 = weights.iter().sum();
+        weights.iter_mut().for_each(|w| *w /= total);
+        let norms = mus
+            .iter()
+            .zip(&sigmas)
+            .map(|(&mu, &s)| (gauss::cdf((self.hi - mu) / s) - gauss::cdf((self.lo - mu) / s)).max(1e-300))
+            .collect();
+        Parzen { mus, sigmas, weights, norms, lo: self.lo, hi: self.hi }
+    }
+
+    /// A drawn internal value turned into a parameter value, and that value's internal coordinate.
+    fn snap(&self, internal: f64) -> (ParamValue, f64) {
+        let x = if self.log { internal.exp() } else { internal };
+        match self.step {
+            Some(step) => {
+                let n = self.param.cardinality().unwrap_or(1);
+                let k = ((x - self.low) / step).round().clamp(0.0, n.saturating_sub(1) as f64) as u64;
+                let value = self.param.nth(k).unwrap_or_else(|| self.param.from_unit(0.0));
+                let at = self.internal(&value).unwrap_or(internal);
+                (value, at)
+            }
+            None => {
+                let x = x.clamp(self.low, self.high);
+                (ParamValue::Float(x), if self.log { x.ln() } else { x })
+            }
+        }
+    }
+
+    /// ln of the estimator's density at `x` (continuous) or mass of x's grid bin (stepped).
+    fn log_mass(&self, parzen: &Parzen, x: f64) -> f64 {
+        match self.step {
+            None => parzen.log_density(x),
+            Some(step) => {
+                let orig = if self.log { x.exp() } else { x };
+                let t = |v: f64| if self.log { v.ln() } else { v };
+                let a = if !self.log || orig - step / 2.0 > 0.0 { t(orig - step / 2.0) } else { self.lo };
+                let b = t(orig + step / 2.0);
+                parzen.log_mass(a.max(self.lo), b.min(self.hi))
+            }
+        }
+    }
+}
+
+impl Parzen {
+    fn sample(&self, rng: &mut dyn Rng) -> f64 {
+        let k = pick(&self.weights, rng.random::<f64>());
+        gauss::truncated_from_unit(rng.random::<f64>(), self.mus[k], self.sigmas[k], self.lo, self.hi)
+    }
+
+    fn log_density(&self, x: f64) -> f64 {
+        let terms = (0..self.mus.len()).map(|k| {
+            let z = (x - self.mus[k]) / self.sigmas[k];
+            self.weights[k].ln() + gauss::ln_pdf(z) - self.sigmas[k].ln() - self.norms[k].ln()
+        });
+        log_sum_exp(terms)
+    }
+
+    fn log_mass(&self, a: f64, b: f64) -> f64 {
+        let mass: f64 = (0..self.mus.len())
+            .map(|k| {
+                let (mu, s) = (self.mus[k], self.sigmas[k]);
+                self.weights[k] * (gauss::cdf((b - mu) / s) - gauss::cdf((a - mu) / s)).max(0.0) / self.norms[k]
+            })
+            .sum();
+        mass.max(1e-300).ln()
+    }
+}
+
+fn log_sum_exp(terms: impl Iterator<Item = f64>) -> f64 {
+    let terms: Vec<f64> = terms.collect();
+    let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return max;
+    }
+    max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Direction;
+    use rand::SeedableRng;
+    use rand::rngs::ChaCha8Rng;
+
+    #[test]
+    fn gamma_and_weights_follow_optuna() {
+        assert_eq!((gamma(1), gamma(10), gamma(11), gamma(300)), (1, 1, 2, 25));
+        assert_eq!(recency_weights(3), vec![1.0; 3]);
+        let w = recency_weights(30);
+        assert_eq!(w.len(), 30);
+        assert!((w[0] - 1.0 / 30.0).abs() < 1e-12 && w[4] == 1.0 && w.windows(2).all(|p| p[0] <= p[1]));
+    }
+
+    #[test]
+    fn constant_liar_spreads_a_batch() {
+        // One good region; without the liar every member of a batch would crowd it.
+        let space = SearchSpace::new(vec![
+            Param::new("n", Domain::Int { low: 0, high: 20, step: 1, distribution: Distribution::Uniform }).unwrap(),
+        ])
+        .unwrap();
+        let mut history = History::new(Direction::Minimize);
+        for n in 0..=20 {
+            history.push(vec![ParamValue::Int(n)], TrialState::Completed(f64::from((n - 7).pow(2) as i32)));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let batch = Tpe::default().suggest(&space, &history, 4, &mut rng).unwrap();
+        let distinct: std::collections::BTreeSet<_> = batch.iter().map(|a| format!("{a:?}")).collect();
+        assert!(distinct.len() >= 2, "{batch:?}");
+    }
+
+    #[test]
+    fn categorical_choices_follow_the_good_trials() {
+        let space = SearchSpace::new(vec![
+            Param::new("c", Domain::Categorical { choices: vec!["a".into(), "b".into(), "c".into()] }).unwrap(),
+        ])
+        .unwrap();
+        let mut history = History::new(Direction::Maximize);
+        for i in 0..30 {
+            let c = i % 3;
+            history.push(vec![ParamValue::Category(c)], TrialState::Completed(if c == 2 { 10.0 } else { 0.0 }));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let picks = Tpe::default().suggest(&space, &history, 20, &mut rng).unwrap();
+        let twos = picks.iter().filter(|a| a[0] == ParamValue::Category(2)).count();
+        assert!(twos >= 15, "{twos} of 20 picked the best category");
+    }
+
+    #[test]
+    fn bad_settings_are_rejected() {
+        let tpe = Tpe { n_ei_candidates: 0, ..Tpe::default() };
+        let err = tpe.validate().unwrap_err().to_string();
+        assert!(err.contains("n_ei_candidates"), "{err}");
+    }
+}

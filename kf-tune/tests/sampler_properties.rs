@@ -1,0 +1,168 @@
+//! Invariants every sampler keeps, on random search spaces.
+
+use std::collections::HashSet;
+
+use kf_tune::sampler::grid::Grid;
+use kf_tune::sampler::random::Random;
+use kf_tune::sampler::sobol::{MAX_DIMENSIONS, Sobol, SobolSequence};
+use kf_tune::sampler::tpe::Tpe;
+use kf_tune::space::{Distribution, Domain, Param, ParamValue, SearchSpace};
+use kf_tune::{Direction, History, Sampler, TrialState};
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::ChaCha8Rng;
+
+fn distribution(log_ok: bool) -> impl Strategy<Value = Distribution> {
+    let all = if log_ok {
+        vec![Distribution::Uniform, Distribution::LogUniform, Distribution::Normal, Distribution::LogNormal]
+    } else {
+        vec![Distribution::Uniform, Distribution::Normal]
+    };
+    proptest::sample::select(all)
+}
+
+/// Any valid domain; `stepped` forces a finite one (for the grid).
+fn domain(stepped: bool) -> BoxedStrategy<Domain> {
+    let double = (-100.0..100.0f64, 0.0..100.0f64, proptest::option::of(0.01..10.0f64), any::<bool>()).prop_flat_map(
+        move |(low, width, step, positive)| {
+            let low = if positive { low.abs() + 1e-3 } else { low };
+            let step = if stepped { Some(step.unwrap_or(1.0).max(width / 20.0).max(0.01)) } else { step };
+            distribution(positive).prop_map(move |distribution| Domain::Double {
+                low,
+                high: low + width,
+                step,
+                distribution,
+            })
+        },
+    );
+    let int = (-50i64..50, 0i64..100, 1i64..5, any::<bool>()).prop_flat_map(|(low, width, step, positive)| {
+        let low = if positive { low.abs() + 1 } else { low };
+        distribution(positive).prop_map(move |distribution| Domain::Int { low, high: low + width, step, distribution })
+    });
+    let discrete = proptest::collection::vec(-1e3..1e3f64, 1..6).prop_map(|values| Domain::Discrete { values });
+    let categorical = proptest::collection::vec("[a-z]{1,4}", 1..5).prop_map(|choices| Domain::Categorical { choices });
+    prop_oneof![double, int, discrete, categorical].boxed()
+}
+
+fn space(stepped: bool, max_dims: usize) -> impl Strategy<Value = SearchSpace> {
+    proptest::collection::vec(domain(stepped), 1..=max_dims).prop_map(|domains| {
+        let params = domains
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| Param::new(format!("p{i}"), d).expect("valid domain"))
+            .collect();
+        SearchSpace::new(params).expect("unique names")
+    })
+}
+
+fn history_of(space: &SearchSpace, n: usize, seed: u64) -> History {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut history = History::new(Direction::Minimize);
+    for (i, a) in Random.suggest(space, &history.clone(), n, &mut rng).expect("random").into_iter().enumerate() {
+        let state = match i % 4 {
+            0 => TrialState::Pending,
+            1 => TrialState::Failed,
+            _ => TrialState::Completed(i as f64 * 0.37 % 5.0),
+        };
+        history.push(a, state);
+    }
+    history
+}
+
+fn samplers() -> Vec<Box<dyn Sampler>> {
+    vec![
+        Box::new(Random),
+        Box::new(Sobol::default()),
+        Box::new(Sobol { scramble_seed: Some(3) }),
+        Box::new(Tpe { n_startup_trials: 3, ..Tpe::default() }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn suggestions_stay_inside_the_space(space in space(false, 6), seed in any::<u64>(), n in 0usize..30) {
+        let history = history_of(&space, n, seed);
+        for sampler in samplers() {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let batch = sampler.suggest(&space, &history, 5, &mut rng).expect("suggests");
+            prop_assert_eq!(batch.len(), 5);
+            for a in &batch {
+                prop_assert!(space.contains(a), "{} left the space: {:?} not in {:?}", sampler.name(), a, space);
+            }
+        }
+    }
+
+    #[test]
+    fn seeds_make_runs_reproducible(space in space(false, 4), seed in any::<u64>()) {
+        let history = history_of(&space, 12, seed);
+        for sampler in samplers() {
+            let a = sampler.suggest(&space, &history, 3, &mut ChaCha8Rng::seed_from_u64(seed)).expect("suggests");
+            let b = sampler.suggest(&space, &history, 3, &mut ChaCha8Rng::seed_from_u64(seed)).expect("suggests");
+            prop_assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn grid_enumerates_exactly_the_product(space in space(true, 3)) {
+        let size = Grid::size(&space).expect("finite grid");
+        prop_assume!(size <= 2000);
+        let per_param: Vec<Vec<ParamValue>> = space
+            .params()
+            .iter()
+            .map(|p| (0..p.cardinality().expect("finite")).map(|k| p.nth(k).expect("in range")).collect())
+            .collect();
+        let mut product: Vec<Vec<ParamValue>> = vec![vec![]];
+        for values in &per_param {
+            product = product
+                .into_iter()
+                .flat_map(|prefix| values.iter().map(move |v| { let mut p = prefix.clone(); p.push(*v); p }))
+                .collect();
+        }
+        prop_assert_eq!(product.len() as u128, size);
+
+        // Asked a few at a time, as a runner would, the grid gives the product in order.
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let mut history = History::default();
+        let mut seen = Vec::new();
+        loop {
+            match Grid.suggest(&space, &history, 7, &mut rng) {
+                Ok(batch) => {
+                    prop_assert!(!batch.is_empty() && batch.len() <= 7);
+                    for a in batch {
+                        prop_assert!(space.contains(&a));
+                        history.push(a.clone(), TrialState::Completed(0.0));
+                        seen.push(a);
+                    }
+                }
+                Err(kf_tune::Error::Exhausted { .. }) => break,
+                Err(other) => prop_assert!(false, "unexpected error {other}"),
+            }
+        }
+        // Lists may repeat a value, so compare as sequences, not sets.
+        let dedup: Vec<_> = {
+            let mut keys = HashSet::new();
+            product.iter().filter(|a| keys.insert(format!("{a:?}"))).cloned().collect()
+        };
+        prop_assert_eq!(seen, dedup);
+    }
+
+    #[test]
+    fn sobol_points_are_in_the_unit_cube_and_balanced(dims in 1usize..=MAX_DIMENSIONS, k in 0u32..9, seed in proptest::option::of(any::<u64>())) {
+        let seq = match seed {
+            Some(seed) => SobolSequence::scrambled(dims, seed).expect("dims in range"),
+            None => SobolSequence::new(dims).expect("dims in range"),
+        };
+        let n = 1u32 << k;
+        let points: Vec<Vec<f64>> = (0..n).map(|i| seq.point(i)).collect();
+        for d in 0..dims {
+            let mut bins = vec![0u32; n as usize];
+            for p in &points {
+                prop_assert!((0.0..1.0).contains(&p[d]));
+                bins[(p[d] * f64::from(n)) as usize] += 1;
+            }
+            prop_assert!(bins.iter().all(|&c| c == 1), "dimension {} unbalanced: {:?}", d, bins);
+        }
+    }
+}
