@@ -9,10 +9,13 @@
 //! - [`jobset`]: the JobSet template a runtime carries, with typed accessors
 //!   for what launches read (replicated jobs, the `node` container).
 //! - [`meta`]: shared vocabulary (metadata, env, resources, conditions).
+//! - [`launch`]: launch policies — a TrainJob and its runtime become a
+//!   [`launch::LaunchPlan`] ([`launch::plan`]): every pod with its image,
+//!   command, env (torchrun `PET_*`, MPI hostfile and `OMPI_MCA_*`, `JAX_*`,
+//!   `DMLC_*`), resources and node rank, for Kubernetes or local hosts.
 //!
-//! Still to come (other kf-train parts): launch policies, a local
-//! multi-process backend, a pure gang scheduler over a cluster snapshot and a
-//! trace-driven simulator.
+//! Still to come (other kf-train parts): a local multi-process backend, a
+//! pure gang scheduler over a cluster snapshot and a trace-driven simulator.
 //!
 //! Every wire type reads unknown fields into `extra` maps so that
 //! `from_value` → `to_value` is the identity, and `validate` rejects them the
@@ -38,6 +41,7 @@
 
 mod error;
 pub mod jobset;
+pub mod launch;
 pub mod meta;
 mod quantity;
 pub mod runtime;

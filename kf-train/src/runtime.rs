@@ -4,7 +4,7 @@
 //! policy for gang scheduling, and a JobSet template.
 //!
 //! The two kinds share one schema and one type; only the scope differs. This
-//! module reads, writes and validates; launch plans are built elsewhere.
+//! module reads, writes and validates; launch plans live in [`crate::launch`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -4,7 +4,7 @@
 //! writes (conditions, per-job counts, trainer progress).
 //!
 //! This module reads, writes and validates; it resolves nothing against a
-//! runtime (launch plans do that).
+//! runtime (that is [`crate::launch`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
