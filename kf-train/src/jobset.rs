@@ -381,13 +381,9 @@ impl JobSetTemplate {
     }
 
     pub(crate) fn validate(&self, path: &str, shape: Shape) -> Result<()> {
-        let (meta_tolerated, known) = match shape {
-            Shape::Full => (EMBEDDED_META_EXTRA, "metadata, spec"),
-            Shape::Patch => (EMBEDDED_META_EXTRA, "metadata, spec"),
-        };
-        reject_unknown(path, &self.extra, &[], known)?;
+        reject_unknown(path, &self.extra, &[], "metadata, spec")?;
         if let Some(meta) = &self.metadata {
-            validate_meta(&child(path, "metadata"), meta, meta_tolerated)?;
+            validate_meta(&child(path, "metadata"), meta, EMBEDDED_META_EXTRA)?;
         }
         match &self.spec {
             Some(spec) => spec.validate(&child(path, "spec"), shape),
@@ -475,6 +471,19 @@ impl JobSetSpec {
                 }
                 None => return invalid(format!("{here}.startupPolicyOrder"), "required field is missing"),
             }
+        }
+        if let Some(failure) = &self.failure_policy {
+            validate_failure_policy(&child(path, "failurePolicy"), failure)?;
+        }
+        if let Some(coordinator) = &self.coordinator {
+            let here = child(path, "coordinator");
+            check_keys(&here, coordinator, &["jobIndex", "podIndex", "replicatedJob"])?;
+            if coordinator.get("replicatedJob").is_none() {
+                return invalid(format!("{here}.replicatedJob"), "required field is missing");
+            }
+        }
+        for (i, policy) in self.volume_claim_policies.iter().flatten().enumerate() {
+            validate_volume_claim_policy(&format!("{path}.volumeClaimPolicies[{i}]"), policy)?;
         }
         if self.ttl_seconds_after_finished.is_some_and(|t| t < 0) {
             return invalid(child(path, "ttlSecondsAfterFinished"), "must be at least 0");
@@ -657,6 +666,102 @@ impl PodTemplate {
         }
         Ok(())
     }
+}
+
+/// Fails on the first key of the object `value` not in `known`; a value that
+/// is not an object is a type error.
+fn check_keys(path: &str, value: &Value, known: &[&str]) -> Result<()> {
+    let Some(fields) = value.as_object() else {
+        return invalid(path, format!("expected an object, found {value}"));
+    };
+    match fields.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(key) => Err(Error::UnknownField { path: child(path, key), expected: known.join(", ") }),
+        None => Ok(()),
+    }
+}
+
+fn check_enum(path: &str, value: Option<&Value>, allowed: &[&str]) -> Result<()> {
+    match value {
+        None => Ok(()),
+        Some(Value::String(s)) if allowed.contains(&s.as_str()) => Ok(()),
+        Some(other) => invalid(path, format!("expected one of {}, found {other}", allowed.join(", "))),
+    }
+}
+
+fn validate_failure_policy(path: &str, policy: &Value) -> Result<()> {
+    check_keys(path, policy, &["maxRestarts", "restartStrategy", "rules"])?;
+    check_enum(
+        &child(path, "restartStrategy"),
+        policy.get("restartStrategy"),
+        &["Recreate", "BlockingRecreate", "InPlaceRestart"],
+    )?;
+    let rules = policy.get("rules").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    for (i, rule) in rules.iter().enumerate() {
+        let here = format!("{path}.rules[{i}]");
+        check_keys(
+            &here,
+            rule,
+            &["action", "name", "onJobFailureMessagePatterns", "onJobFailureReasons", "targetReplicatedJobs"],
+        )?;
+        for field in ["action", "name"] {
+            if rule.get(field).is_none() {
+                return invalid(format!("{here}.{field}"), "required field is missing");
+            }
+        }
+        check_enum(
+            &format!("{here}.action"),
+            rule.get("action"),
+            &[
+                "FailJobSet",
+                "RestartJobSet",
+                "RestartJobSetAndIgnoreMaxRestarts",
+                "RestartJob",
+                "RestartJobAndIgnoreMaxRestarts",
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+fn validate_volume_claim_policy(path: &str, policy: &Value) -> Result<()> {
+    check_keys(path, policy, &["retentionPolicy", "templates"])?;
+    if let Some(retention) = policy.get("retentionPolicy") {
+        let here = child(path, "retentionPolicy");
+        check_keys(&here, retention, &["whenDeleted"])?;
+        check_enum(&child(&here, "whenDeleted"), retention.get("whenDeleted"), &["Delete", "Retain"])?;
+    }
+    let templates = policy.get("templates").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    for (i, template) in templates.iter().enumerate() {
+        let here = format!("{path}.templates[{i}]");
+        check_keys(&here, template, &["apiVersion", "kind", "metadata", "spec", "status"])?;
+        if let Some(meta) = template.get("metadata") {
+            check_keys(&child(&here, "metadata"), meta, &["annotations", "finalizers", "labels", "name", "namespace"])?;
+            if meta.get("namespace").and_then(Value::as_str).is_some_and(|ns| !ns.is_empty()) {
+                return invalid(
+                    format!("{here}.metadata.namespace"),
+                    "namespace cannot be set for VolumeClaimPolicies templates",
+                );
+            }
+        }
+        if let Some(spec) = template.get("spec") {
+            check_keys(
+                &child(&here, "spec"),
+                spec,
+                &[
+                    "accessModes",
+                    "dataSource",
+                    "dataSourceRef",
+                    "resources",
+                    "selector",
+                    "storageClassName",
+                    "volumeAttributesClassName",
+                    "volumeMode",
+                    "volumeName",
+                ],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// `[3].name` for a list element's inner path `[3].name` or `3.name`.

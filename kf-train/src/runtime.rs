@@ -594,6 +594,26 @@ mod tests {
                 "spec.template.spec.successPolicy.operator",
             ),
             (json!({"template": template, "extra": 1}), "spec.extra"),
+            (
+                json!({"template": {"spec": {"failurePolicy": {"maxRestarts": 1, "rules": [{"name": "r", "action": "Retry"}]}}}}),
+                "spec.template.spec.failurePolicy.rules[0].action",
+            ),
+            (
+                json!({"template": {"spec": {"failurePolicy": {"maxRestart": 1}}}}),
+                "spec.template.spec.failurePolicy.maxRestart",
+            ),
+            (
+                json!({"template": {"spec": {"coordinator": {"podIndex": 0}}}}),
+                "spec.template.spec.coordinator.replicatedJob",
+            ),
+            (
+                json!({"template": {"spec": {"volumeClaimPolicies": [{"templates": [{"metadata": {"name": "w", "namespace": "x"}}]}]}}}),
+                "spec.template.spec.volumeClaimPolicies[0].templates[0].metadata.namespace",
+            ),
+            (
+                json!({"template": {"spec": {"volumeClaimPolicies": [{"retentionPolicy": {"whenDeleted": "Keep"}}]}}}),
+                "spec.template.spec.volumeClaimPolicies[0].retentionPolicy.whenDeleted",
+            ),
         ];
         for (spec, path) in cases {
             let err = problem(runtime(spec.clone()));

@@ -15,10 +15,12 @@
 //!    runs the launcher as a node); initializer `storageUri`/`env`/`secretRef`
 //!    go to the initializer containers.
 //! 3. **ML policy** ([`LaunchPolicy::enforce`]): pod counts and job-wide env.
-//! 4. **Build**: pods are expanded with their JobSet hostnames
+//! 4. **Pod group** (`podGroupPolicy`): the gang the pods are admitted as
+//!    ([`PodGroup`]: every pod, and the sum of their requests).
+//! 5. **Build**: pods are expanded with their JobSet hostnames
 //!    (`<job>-<replicatedJob>-<jobIndex>-<podIndex>.<subdomain>`), or the
 //!    local host when running locally.
-//! 5. **Per-pod** ([`LaunchPolicy::finish`]): ranks, rank env, hostfiles.
+//! 6. **Per-pod** ([`LaunchPolicy::finish`]): ranks, rank env, hostfiles.
 //!
 //! Everything here is pure: no IO, no clocks, no randomness. Building a plan
 //! is O(P·E) for P pods and E env variables per container.
@@ -30,11 +32,13 @@ mod plain;
 mod torch;
 mod xgboost;
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use crate::jobset::{ANCESTOR_LABEL, DATASET_INITIALIZER, JobSetTemplate, LAUNCHER, MODEL_INITIALIZER, NODE};
-use crate::meta::{EnvVar, ResourceRequirements, upsert_env};
-use crate::runtime::{Framework, TrainingRuntime};
+use crate::meta::{EnvVar, ResourceRequirements, quantity_of, upsert_env};
+use crate::runtime::{Framework, PodGroupPolicy, TrainingRuntime};
 use crate::trainjob::{InitializerSource, TrainJob};
 use crate::{Error, Result};
 
@@ -183,6 +187,76 @@ pub struct Worker {
     pub rank: u32,
 }
 
+/// The gang scheduler a runtime asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PodGroupScheduler {
+    /// scheduler-plugins coscheduling.
+    Coscheduling {
+        /// Seconds to wait for the whole gang.
+        schedule_timeout_seconds: i32,
+    },
+    /// Volcano.
+    Volcano {
+        /// `networkTopology.mode` (`hard` or `soft`), if set.
+        network_topology_mode: Option<String>,
+        /// `networkTopology.highestTierAllowed`, if set.
+        highest_tier_allowed: Option<i64>,
+    },
+}
+
+/// The gang a plan is admitted as, all pods or none: the pod group the
+/// upstream coscheduling / Volcano plugins create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodGroup {
+    /// Which scheduler and its settings.
+    pub scheduler: PodGroupScheduler,
+    /// Pods that must be placed together: every pod of the plan.
+    pub min_member: u32,
+    /// Sum over pods of the main container's requests (a request defaults
+    /// to the limit, as Kubernetes defaults it), resource → amount in base units.
+    pub min_resources: BTreeMap<String, f64>,
+}
+
+impl PodGroup {
+    /// Phase 4: the pod group for `pods` under `policy`, or `None` without a
+    /// policy. O(P·R) for P pods and R resources.
+    pub fn for_pods(policy: Option<&PodGroupPolicy>, pods: &[Pod]) -> Option<PodGroup> {
+        let policy = policy?;
+        let scheduler = if let Some(c) = &policy.coscheduling {
+            PodGroupScheduler::Coscheduling { schedule_timeout_seconds: c.schedule_timeout_seconds() }
+        } else if let Some(v) = &policy.volcano {
+            let topology = v.network_topology.as_ref();
+            PodGroupScheduler::Volcano {
+                network_topology_mode: topology.and_then(|t| t.mode.clone()),
+                highest_tier_allowed: topology.and_then(|t| t.highest_tier_allowed),
+            }
+        } else {
+            return None;
+        };
+        let mut min_resources = BTreeMap::new();
+        for pod in pods {
+            for (name, amount) in pod_requests(pod.container.resources.as_ref()) {
+                *min_resources.entry(name).or_insert(0.0) += amount;
+            }
+        }
+        Some(PodGroup { scheduler, min_member: pods.len() as u32, min_resources })
+    }
+}
+
+/// Requests of one container, each defaulting to its limit.
+fn pod_requests(resources: Option<&ResourceRequirements>) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Some(r) = resources else { return out };
+    for map in [&r.limits, &r.requests].into_iter().flatten() {
+        for (name, q) in map {
+            if let Some(amount) = quantity_of(q) {
+                out.insert(name.clone(), amount);
+            }
+        }
+    }
+    out
+}
+
 /// A resolved TrainJob: every pod with its container, ranks and files.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LaunchPlan {
@@ -198,6 +272,8 @@ pub struct LaunchPlan {
     pub active_deadline_seconds: Option<i64>,
     /// Every pod, in template order.
     pub pods: Vec<Pod>,
+    /// The gang the pods are admitted as, when the runtime has a `podGroupPolicy`.
+    pub pod_group: Option<PodGroup>,
 }
 
 impl LaunchPlan {
@@ -402,6 +478,7 @@ pub fn plan(job: &TrainJob, runtime: &TrainingRuntime, network: &Network) -> Res
         network: network.clone(),
         suspend: job.suspended(),
         active_deadline_seconds: spec.and_then(|s| s.active_deadline_seconds),
+        pod_group: PodGroup::for_pods(runtime.spec.as_ref().and_then(|s| s.pod_group_policy.as_ref()), &pods),
         pods,
     };
     policy.finish(&input, &mut plan)?;

@@ -96,6 +96,50 @@ fn trainer_env_is_upserted_and_reserved_names_are_rejected() {
 }
 
 #[test]
+fn volcano_runtime_gives_a_pod_group_of_every_pod_and_their_requests() {
+    let rt = runtime("examples__yaml__04-volcano-integration.doc0.yaml");
+    let job = job(corpus("examples__yaml__04-volcano-integration.doc1.yaml"));
+    let plan = plan(&job, &rt, &Network::Kubernetes).unwrap();
+    let group = plan.pod_group.unwrap();
+    assert_eq!(group.scheduler, PodGroupScheduler::Volcano { network_topology_mode: None, highest_tier_allowed: None });
+    assert_eq!(group.min_member, 4);
+    assert_eq!(group.min_resources["cpu"], 4.0, "4 pods × request 1");
+    assert_eq!(group.min_resources["memory"], 4.0 * 2.0 * 1024f64.powi(3));
+
+    let mut doc = corpus("manifests__base__runtimes__torchtune__qwen2_5__qwen2_5_1.5B.yaml");
+    doc["spec"]["podGroupPolicy"] = json!({"coscheduling": {"scheduleTimeoutSeconds": 120}});
+    let rt = TrainingRuntime::from_value(doc).unwrap();
+    let plan = super::plan(&trainjob("t", "torchtune-qwen2.5-1.5b", json!({"numNodes": 2})), &rt, &Network::Kubernetes)
+        .unwrap();
+    let group = plan.pod_group.unwrap();
+    assert_eq!(group.scheduler, PodGroupScheduler::Coscheduling { schedule_timeout_seconds: 120 });
+    assert_eq!(group.min_member, 4, "both initializers and both nodes");
+    assert_eq!(group.min_resources["nvidia.com/gpu"], 4.0, "limits stand in for requests");
+    let no_policy = runtime("manifests__base__runtimes__torch_distributed.yaml");
+    assert!(
+        super::plan(&trainjob("n", "torch-distributed", json!({})), &no_policy, &Network::Kubernetes)
+            .unwrap()
+            .pod_group
+            .is_none()
+    );
+}
+
+#[test]
+fn torch_env_injection_reaches_the_listed_containers() {
+    let mut doc = corpus("manifests__base__runtimes__torchtune__qwen2_5__qwen2_5_1.5B.yaml");
+    doc["spec"]["mlPolicy"]["torch"] = json!({"envInjection": {"targets": [{"jobName": "model-initializer", "containerNames": ["model-initializer"]}]}});
+    let rt = TrainingRuntime::from_value(doc).unwrap();
+    rt.validate().unwrap();
+    let plan =
+        plan(&trainjob("inj", "torchtune-qwen2.5-1.5b", json!({"numNodes": 2})), &rt, &Network::Kubernetes).unwrap();
+    let model = plan.pods_of("model-initializer").next().unwrap();
+    assert_eq!(env(model, "PET_NNODES"), "2");
+    assert_eq!(env(model, "PET_MASTER_ADDR"), "inj-node-0-0.inj");
+    let dataset = plan.pods_of("dataset-initializer").next().unwrap();
+    assert!(dataset.container.env_value("PET_NNODES").is_none(), "only targets get the variables");
+}
+
+#[test]
 fn local_network_uses_the_host_and_the_reserved_port() {
     let rt = runtime("manifests__base__runtimes__torch_distributed.yaml");
     let j = trainjob("local", "torch-distributed", json!({"numNodes": 2, "numProcPerNode": 2}));
@@ -351,5 +395,23 @@ proptest! {
             let hostfile = &plan.pods_of("launcher").next().unwrap().files[0].contents;
             prop_assert_eq!(hostfile.lines().count() as u32, expected_nodes);
         }
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_pod_group_holds_every_pod_and_sums_their_requests(nodes in 1i32..10, cpu_milli in 1u32..8000, gpus in 0u32..8) {
+        let mut doc = corpus("manifests__base__runtimes__torch_distributed.yaml");
+        doc["spec"]["podGroupPolicy"] = json!({"coscheduling": {}});
+        let rt = TrainingRuntime::from_value(doc).unwrap();
+        let j = trainjob("g", "torch-distributed", json!({"numNodes": nodes,
+            "resourcesPerNode": {"requests": {"cpu": format!("{cpu_milli}m")}, "limits": {"nvidia.com/gpu": gpus}}}));
+        let plan = plan(&j, &rt, &Network::Kubernetes).unwrap();
+        let group = plan.pod_group.unwrap();
+        prop_assert_eq!(group.scheduler, PodGroupScheduler::Coscheduling { schedule_timeout_seconds: 60 });
+        prop_assert_eq!(group.min_member as usize, plan.pods.len());
+        let cpu = group.min_resources["cpu"];
+        prop_assert!((cpu - f64::from(nodes as u32 * cpu_milli) / 1000.0).abs() < 1e-6);
+        prop_assert_eq!(group.min_resources["nvidia.com/gpu"], f64::from(nodes as u32 * gpus));
     }
 }
