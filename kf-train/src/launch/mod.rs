@@ -491,7 +491,11 @@ fn check_reference(job: &TrainJob, runtime: &TrainingRuntime) -> Result<()> {
     if rref.name.as_deref() != runtime.name() {
         return Err(unlaunchable(
             "spec.runtimeRef.name",
-            format!("the job references runtime {:?}, but the runtime given is {:?}", rref.name, runtime.name()),
+            format!(
+                "the job references runtime {:?}, but the runtime given is {:?}",
+                rref.name.as_deref().unwrap_or_default(),
+                runtime.name().unwrap_or_default()
+            ),
         ));
     }
     if rref.kind() != runtime.kind {
