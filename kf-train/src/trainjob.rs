@@ -573,6 +573,7 @@ impl TrainJobStatus {
 mod tests {
     use super::*;
     use crate::Error;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn job(spec: Value) -> Value {
@@ -719,6 +720,44 @@ mod tests {
         ];
         for (status, path) in cases {
             assert_eq!(problem(with_status(status.clone())).path(), path, "{status}");
+        }
+    }
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            "[a-z]{0,6}".prop_map(Value::from),
+            any::<bool>().prop_map(Value::from)
+        ]
+    }
+
+    proptest! {
+        /// Whatever a document adds where kf does not look survives
+        /// from_value → to_value, and validate names it.
+        #[test]
+        fn unknown_fields_round_trip_anywhere(
+            level in 0usize..6,
+            key in "x[A-Za-z]{0,8}",
+            value in scalar(),
+            nodes in proptest::option::of(0i32..100),
+        ) {
+            let mut doc = job(json!({"runtimeRef": {"name": "r"}, "trainer": {"image": "i"},
+                "initializer": {"dataset": {"storageUri": "s3://b/k"}}, "runtimePatches": [{"manager": "m"}]}));
+            if let Some(n) = nodes { doc["spec"]["trainer"]["numNodes"] = json!(n); }
+            let (target, path) = match level {
+                0 => (&mut doc, String::new()),
+                1 => (&mut doc["spec"], "spec".to_string()),
+                2 => (&mut doc["spec"]["runtimeRef"], "spec.runtimeRef".to_string()),
+                3 => (&mut doc["spec"]["trainer"], "spec.trainer".to_string()),
+                4 => (&mut doc["spec"]["initializer"]["dataset"], "spec.initializer.dataset".to_string()),
+                _ => (&mut doc["spec"]["runtimePatches"][0], "spec.runtimePatches[0]".to_string()),
+            };
+            target[key.as_str()] = value;
+            let parsed = TrainJob::from_value(doc.clone()).unwrap();
+            prop_assert_eq!(parsed.to_value(), doc);
+            let err = parsed.validate().unwrap_err();
+            let expected = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+            prop_assert_eq!(err.path(), expected.as_str());
         }
     }
 }

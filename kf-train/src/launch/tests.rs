@@ -415,3 +415,43 @@ proptest! {
         prop_assert_eq!(group.min_resources["nvidia.com/gpu"], f64::from(nodes as u32 * gpus));
     }
 }
+
+#[test]
+fn each_trainer_override_rule() {
+    let rt = TrainingRuntime::from_value(json!({
+        "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "ClusterTrainingRuntime", "metadata": {"name": "rt"},
+        "spec": {"mlPolicy": {"numNodes": 3, "torch": {}}, "template": {"spec": {"replicatedJobs": [{"name": "node",
+            "template": {"metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}},
+                "spec": {"template": {"spec": {"containers": [{"name": "node", "image": "base", "command": ["python"],
+                    "args": ["a.py"], "env": [{"name": "KEEP", "value": "1"}, {"name": "OVER", "value": "old"}],
+                    "resources": {"limits": {"cpu": "8", "memory": "1Gi"}}}]}}}}}]}}},
+    }))
+    .unwrap();
+    rt.validate().unwrap();
+    let untouched = plan(&trainjob("j", "rt", json!({})), &rt, &Network::Kubernetes).unwrap();
+    let node = untouched.nodes()[0];
+    assert_eq!(untouched.num_nodes(), 3, "mlPolicy.numNodes when the job sets none");
+    assert_eq!(
+        (node.container.image.as_deref(), node.container.command.as_slice(), node.container.args.as_slice()),
+        (Some("base"), &["python".to_string()][..], &["a.py".to_string()][..])
+    );
+    assert_eq!(env(node, "PET_NPROC_PER_NODE"), "8", "runtime CPU limit when the job has no resourcesPerNode");
+
+    let overridden = trainjob(
+        "j",
+        "rt",
+        json!({"numNodes": 2, "image": "mine", "command": ["torchrun"], "args": ["b.py"],
+        "env": [{"name": "OVER", "value": "new"}, {"name": "ADDED", "value": "2"}],
+        "resourcesPerNode": {"requests": {"cpu": "2"}}}),
+    );
+    let plan = super::plan(&overridden, &rt, &Network::Kubernetes).unwrap();
+    let node = plan.nodes()[0];
+    assert_eq!(plan.num_nodes(), 2);
+    assert_eq!(node.container.image.as_deref(), Some("mine"));
+    assert_eq!(node.container.command, ["torchrun"]);
+    assert_eq!(node.container.args, ["b.py"]);
+    assert_eq!((env(node, "KEEP"), env(node, "OVER"), env(node, "ADDED")), ("1".into(), "new".into(), "2".into()));
+    let resources = node.container.resources.as_ref().unwrap();
+    assert!(resources.limits.is_none(), "resourcesPerNode replaces the runtime's resources wholesale");
+    assert_eq!(env(node, "PET_NPROC_PER_NODE"), "2");
+}
