@@ -628,6 +628,20 @@ mod tests {
     }
 
     #[test]
+    fn container_type_errors_name_the_field() {
+        let doc = runtime(json!({"template": {"spec": {"replicatedJobs": [{"name": "node", "template": {"spec":
+            {"template": {"spec": {"containers": [{"name": "node", "command": "python train.py"}]}}}}}]}}}));
+        let rt = TrainingRuntime::from_value(doc).unwrap();
+        let err = rt.validate().unwrap_err();
+        assert_eq!(
+            err.path(),
+            "spec.template.spec.replicatedJobs[0].template.spec.template.spec.containers[0].command"
+        );
+        let pod = rt.template().unwrap().replicated_jobs()[0].pod_template().unwrap();
+        assert_eq!(pod.containers().unwrap_err().path(), "spec.containers[0].command");
+    }
+
+    #[test]
     fn typed_accessors_find_the_trainer_container() {
         let doc = runtime(json!({"mlPolicy": {"torch": {}}, "template": {"spec": {"replicatedJobs": [node_job()]}}}));
         let rt = TrainingRuntime::from_value(doc).unwrap();
