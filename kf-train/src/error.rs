@@ -4,7 +4,7 @@
 ///
 /// Messages say what was expected, what was found and where: `path` is the
 /// dotted path of the offending field in the input (a TrainJob or training runtime).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The input does not describe a valid object.
@@ -15,6 +15,35 @@ pub enum Error {
         /// What was expected and what was found.
         message: String,
     },
+    /// A field the CRD schema does not define. The API server drops such fields
+    /// silently; strict field validation (`kubectl apply --validate=strict`),
+    /// which kf follows, rejects them.
+    #[error("{path}: unknown field (strict field validation); expected one of: {expected}")]
+    UnknownField {
+        /// Dotted path of the unknown field, e.g. `spec.mlPolicy.torch.numProcPerNode`.
+        path: String,
+        /// The fields the schema defines at that place, comma-separated.
+        expected: String,
+    },
+    /// A valid TrainJob and runtime that cannot be turned into a launch plan
+    /// (no trainer replicated job, a patch that targets nothing, zero nodes…).
+    #[error("{path}: cannot build the launch plan: {message}")]
+    Unlaunchable {
+        /// Dotted path of the field that blocks the plan, in the TrainJob
+        /// (`spec.…`) or in the runtime (`runtime.spec.…`).
+        path: String,
+        /// What was expected and what was found.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The dotted path of the offending field.
+    pub fn path(&self) -> &str {
+        match self {
+            Error::Invalid { path, .. } | Error::UnknownField { path, .. } | Error::Unlaunchable { path, .. } => path,
+        }
+    }
 }
 
 /// Shorthand for results whose error is [`Error`].

@@ -1,20 +1,53 @@
 //! # kf-train — training jobs and gang scheduling
 //!
-//! Distributed training the way Kubeflow Trainer v2 runs it: `TrainJob`,
-//! `TrainingRuntime` and `ClusterTrainingRuntime` (trainer.kubeflow.org/v1alpha1),
-//! launch policies that turn a job and its runtime into per-node launch specs
-//! (torch, MPI, JAX, XGBoost), a local multi-process backend, a pure gang
-//! scheduler over a cluster snapshot (queues, quotas, cohorts, preemption,
-//! topology) and a trace-driven simulator that compares scheduling policies.
+//! Distributed training the way Kubeflow Trainer v2 runs it:
 //!
-//! The scheduler and the simulator are plain functions over plain data; spawning
-//! processes and talking to Kubernetes are thin adapters around them. This crate
-//! never depends on another kf crate.
+//! - [`trainjob`]: the `TrainJob` wire type (trainer.kubeflow.org/v1alpha1) —
+//!   [`TrainJob::from_value`], [`TrainJob::validate`], [`TrainJob::to_value`].
+//! - [`runtime`]: `TrainingRuntime` and `ClusterTrainingRuntime` (one type,
+//!   [`TrainingRuntime`]) with their ML and pod-group policies.
+//! - [`jobset`]: the JobSet template a runtime carries, with typed accessors
+//!   for what launches read (replicated jobs, the `node` container).
+//! - [`meta`]: shared vocabulary (metadata, env, resources, conditions).
+//! - [`launch`]: launch policies — a TrainJob and its runtime become a
+//!   [`launch::LaunchPlan`] ([`launch::plan`]): every pod with its image,
+//!   command, env (torchrun `PET_*`, MPI hostfile and `OMPI_MCA_*`, `JAX_*`,
+//!   `DMLC_*`), resources and node rank, for Kubernetes or local hosts.
 //!
-//! Status: the workspace foundation. Types and launch policies land with the
-//! kf-train issue; the scheduler and simulator with the gang-scheduling issue.
+//! Still to come (other kf-train parts): a local multi-process backend, a
+//! pure gang scheduler over a cluster snapshot and a trace-driven simulator.
+//!
+//! Every wire type reads unknown fields into `extra` maps so that
+//! `from_value` → `to_value` is the identity, and `validate` rejects them the
+//! way strict field validation (`kubectl apply --validate=strict`) does. This
+//! crate is IO-free and never depends on another kf crate.
+//!
+//! ```
+//! use kf_train::TrainJob;
+//!
+//! let doc = serde_json::json!({
+//!     "apiVersion": "trainer.kubeflow.org/v1alpha1",
+//!     "kind": "TrainJob",
+//!     "metadata": {"name": "mnist"},
+//!     "spec": {"runtimeRef": {"name": "torch-distributed"}, "trainer": {"numNodes": 2}},
+//! });
+//! let job = TrainJob::from_value(doc.clone())?;
+//! job.validate()?;
+//! assert_eq!(job.runtime_ref().map(|r| r.kind()), Some("ClusterTrainingRuntime")); // a default, not a field
+//! assert_eq!(job.to_value(), doc); // nothing lost, nothing invented
+//! # Ok::<(), kf_train::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 mod error;
+pub mod jobset;
+pub mod launch;
+pub mod meta;
+mod quantity;
+pub mod runtime;
+pub mod trainjob;
 
 pub use error::{Error, Result};
+pub use quantity::parse_quantity;
+pub use runtime::{ClusterTrainingRuntime, Framework, MlPolicy, TrainingRuntime};
+pub use trainjob::TrainJob;
