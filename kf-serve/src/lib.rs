@@ -15,16 +15,20 @@
 //!   [`kserve::InferenceGraph`], [`kserve::ServingRuntime`] (both runtime
 //!   kinds), and [`kserve::Manifest`] to take any of them by `kind`; each has
 //!   `from_value`, `validate` and `to_value`.
+//! - [`protocol`]: the Open Inference Protocol v2 — datatypes, owned
+//!   [`protocol::Tensor`]s, requests and responses, and the JSON + binary
+//!   tensor codec.
 //! - [`Error`]: one error type; [`Error::class`] gives the protocol status
 //!   class (400, 404, 503, 500) without any HTTP here.
 //! - [`is_quantity`]: Kubernetes quantity syntax.
 //!
-//! Status: the KServe manifests. The protocol codec, runtimes, model repository, router,
+//! Status: the KServe manifests and the protocol codec. The runtimes, model repository, router,
 //! batching, autoscaler and server land with the rest of the kf-serve issue.
 #![deny(missing_docs)]
 
 mod error;
 pub mod kserve;
+pub mod protocol;
 mod quantity;
 
 pub use error::{Error, ErrorClass, Result};
