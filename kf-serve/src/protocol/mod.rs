@@ -4,8 +4,9 @@
 //! (a JSON header of `Inference-Header-Content-Length` bytes followed by
 //! little-endian tensor data, sized per tensor by `binary_data_size`).
 //!
-//! This module owns the wire format and its validation; it does no HTTP, runs
-//! no model and checks nothing against a model's metadata. Errors carry their
+//! This module owns the wire format, its validation and the check of a request
+//! against a model's declared metadata ([`ModelMetadata::check_request`]); it
+//! does no HTTP and runs no model. Errors carry their
 //! status class ([`crate::Error::class`]): malformed bodies and tensors are
 //! 400s.
 //!
@@ -42,6 +43,7 @@
 mod codec;
 mod datatype;
 mod message;
+mod metadata;
 mod tensor;
 
 pub use datatype::DataType;
@@ -49,6 +51,7 @@ pub use message::{
     BINARY_DATA, BINARY_DATA_OUTPUT, BINARY_DATA_SIZE, BinaryOutputs, EncodedBody, HEADER_LENGTH, InferenceRequest,
     InferenceResponse, RequestedOutput, parse_header_length,
 };
+pub use metadata::{MetadataTensor, ModelMetadata, ServerMetadata};
 pub use tensor::{Parameters, Tensor, TensorData, element_count};
 
 #[cfg(test)]
