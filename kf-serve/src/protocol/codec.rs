@@ -162,9 +162,7 @@ pub(crate) fn append_binary(data: &TensorData, out: &mut Vec<u8>) {
     out.reserve(binary_size(data));
     macro_rules! le {
         ($v:expr) => {
-            for x in $v {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
+            out.extend($v.iter().flat_map(|x| x.to_le_bytes()))
         };
     }
     match data {

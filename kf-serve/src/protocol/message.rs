@@ -269,13 +269,13 @@ fn tensors_from_wire(wire: Vec<WireTensor>, mut binary: &[u8], has_binary: bool,
     Ok(tensors)
 }
 
-/// Writes tensors into a JSON header, appending binary ones to `binary`.
-/// `binary` becomes `Some` as soon as one tensor goes binary, even an empty
-/// one: its `binary_data_size` of 0 still needs the header to be read.
+/// Writes tensors into a JSON header. Binary tensors get their
+/// `binary_data_size` here and are listed in `binary`, in order, for
+/// [`join_body`] to append after the header without an intermediate buffer.
 fn tensors_to_wire<'a>(
     tensors: &'a [Tensor],
     is_binary: impl Fn(&str) -> bool,
-    binary: &mut Option<Vec<u8>>,
+    binary: &mut Vec<&'a Tensor>,
 ) -> Result<Vec<OutTensor<'a>>> {
     tensors
         .iter()
@@ -284,7 +284,7 @@ fn tensors_to_wire<'a>(
             let parameters = if as_binary {
                 let mut p = t.parameters().cloned().unwrap_or_default();
                 p.insert(BINARY_DATA_SIZE.into(), Value::from(binary_size(t.data())));
-                append_binary(t.data(), binary.get_or_insert_with(Vec::new));
+                binary.push(t);
                 Some(Cow::Owned(p))
             } else {
                 check_json_encodable(t.name(), t.data())?;
@@ -301,15 +301,20 @@ fn tensors_to_wire<'a>(
         .collect()
 }
 
-/// Joins a JSON header and binary data into a body.
-fn join_body(header: &impl Serialize, binary: Option<Vec<u8>>) -> Result<EncodedBody> {
+/// Writes the JSON header, then the binary tensors' data. A body with any
+/// binary tensor, even an empty one, carries the header length: its
+/// `binary_data_size` of 0 still needs the header to be read.
+fn join_body(header: &impl Serialize, binary: &[&Tensor]) -> Result<EncodedBody> {
     let mut body =
         serde_json::to_vec(header).map_err(|e| Error::Internal { message: format!("cannot write JSON: {e}") })?;
-    let Some(binary) = binary else {
+    if binary.is_empty() {
         return Ok(EncodedBody { body, header_length: None });
-    };
+    }
     let header_length = Some(body.len());
-    body.extend_from_slice(&binary);
+    body.reserve(binary.iter().map(|t| binary_size(t.data())).sum());
+    for t in binary {
+        append_binary(t.data(), &mut body);
+    }
     Ok(EncodedBody { body, header_length })
 }
 
@@ -353,7 +358,7 @@ impl InferenceRequest {
     /// `binary_inputs` (what a client or a forwarding router sends). Fails
     /// only for non-UTF-8 `BYTES` sent as JSON. O(data).
     pub fn encode(&self, binary_inputs: bool) -> Result<EncodedBody> {
-        let mut binary = None;
+        let mut binary = Vec::new();
         let inputs = tensors_to_wire(&self.inputs, |_| binary_inputs, &mut binary)?;
         let header = OutRequest {
             id: self.id.as_deref(),
@@ -361,7 +366,7 @@ impl InferenceRequest {
             inputs,
             outputs: self.outputs.as_deref(),
         };
-        join_body(&header, binary)
+        join_body(&header, &binary)
     }
 
     /// The input named `name`.
@@ -430,7 +435,7 @@ impl InferenceResponse {
     /// # Ok::<(), kf_serve::Error>(())
     /// ```
     pub fn encode(&self, binary: &BinaryOutputs) -> Result<EncodedBody> {
-        let mut data = None;
+        let mut data = Vec::new();
         let outputs =
             tensors_to_wire(&self.outputs, |name| binary.is_binary(name), &mut data).map_err(|e| match e {
                 Error::Tensor { tensor, message } => {
@@ -445,7 +450,7 @@ impl InferenceResponse {
             parameters: self.parameters.as_ref(),
             outputs,
         };
-        join_body(&header, data)
+        join_body(&header, &data)
     }
 
     /// Keeps only the outputs `request` asks for, in the order it asks for
