@@ -3,18 +3,128 @@
 /// Everything that can go wrong in `kf-serve`.
 ///
 /// Messages say what was expected, what was found and where: `path` is the
-/// dotted path of the offending field in the input (an inference request or serving manifest).
+/// dotted path of the offending field in the input (an inference request or
+/// serving manifest), `tensor` the name of the offending tensor.
+///
+/// [`Error::class`] sorts every error into the HTTP status class the Open
+/// Inference Protocol answers with, without this crate doing any HTTP.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The input does not describe a valid object.
+    /// A serving manifest (InferenceService, InferenceGraph, ServingRuntime)
+    /// does not describe a valid object.
     #[error("{path}: {message}")]
     Invalid {
-        /// Dotted path of the offending field, e.g. `spec.owner.kind`.
+        /// Dotted path of the offending field, e.g. `spec.predictor.minReplicas`.
         path: String,
         /// What was expected and what was found.
         message: String,
     },
+    /// An inference request or response body is malformed (bad JSON, a missing
+    /// field, a binary section that does not add up).
+    #[error("{path}: {message}")]
+    BadRequest {
+        /// Where in the body: a dotted JSON path such as `inputs[0].shape`, or
+        /// the header `Inference-Header-Content-Length`.
+        path: String,
+        /// What was expected and what was found.
+        message: String,
+    },
+    /// A tensor's shape, datatype and data do not agree.
+    #[error("tensor {tensor:?}: {message}")]
+    Tensor {
+        /// The tensor's name as sent.
+        tensor: String,
+        /// What was expected and what was found.
+        message: String,
+    },
+    /// No model (or no such version of it) is known.
+    #[error("{}", not_found_message(.model, .version.as_deref()))]
+    ModelNotFound {
+        /// The model name asked for.
+        model: String,
+        /// The version asked for, if any.
+        version: Option<String>,
+    },
+    /// The model exists but cannot serve yet (loading, unloading, failed).
+    #[error("model {model:?} is not ready: {reason}")]
+    ModelNotReady {
+        /// The model name.
+        model: String,
+        /// Why it is not ready.
+        reason: String,
+    },
+    /// The server produced something it cannot encode (e.g. non-UTF-8 `BYTES`
+    /// for a JSON output). The client did nothing wrong.
+    #[error("internal error: {message}")]
+    Internal {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn not_found_message(model: &str, version: Option<&str>) -> String {
+    match version {
+        Some(v) => format!("model {model:?} has no version {v:?}"),
+        None => format!("unknown model {model:?}"),
+    }
+}
+
+/// The status class of an [`Error`], as the Open Inference Protocol maps it to
+/// HTTP: the server adapter turns it into a status code, this crate never does HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The client sent something invalid: 400.
+    BadRequest,
+    /// The model or version does not exist: 404.
+    NotFound,
+    /// The model exists but is not ready: 503.
+    Unavailable,
+    /// The server failed: 500.
+    Internal,
+}
+
+impl ErrorClass {
+    /// The HTTP status code of this class.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorClass::BadRequest => 400,
+            ErrorClass::NotFound => 404,
+            ErrorClass::Unavailable => 503,
+            ErrorClass::Internal => 500,
+        }
+    }
+}
+
+impl Error {
+    /// The status class this error is answered with.
+    ///
+    /// ```
+    /// use kf_serve::{Error, ErrorClass};
+    /// let err = Error::ModelNotFound { model: "iris".into(), version: None };
+    /// assert_eq!(err.class(), ErrorClass::NotFound);
+    /// assert_eq!(err.class().http_status(), 404);
+    /// ```
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Invalid { .. } | Error::BadRequest { .. } | Error::Tensor { .. } => ErrorClass::BadRequest,
+            Error::ModelNotFound { .. } => ErrorClass::NotFound,
+            Error::ModelNotReady { .. } => ErrorClass::Unavailable,
+            Error::Internal { .. } => ErrorClass::Internal,
+        }
+    }
+
+    /// The protocol's error body, `{"error": "<message>"}`.
+    ///
+    /// ```
+    /// use kf_serve::Error;
+    /// let err = Error::ModelNotReady { model: "iris".into(), reason: "loading".into() };
+    /// assert_eq!(err.to_body(), serde_json::json!({"error": "model \"iris\" is not ready: loading"}));
+    /// ```
+    pub fn to_body(&self) -> serde_json::Value {
+        serde_json::json!({ "error": self.to_string() })
+    }
 }
 
 /// Shorthand for results whose error is [`Error`].
