@@ -115,25 +115,39 @@ const fn pending(group: &'static str, kind: &'static str, owner: &'static str, i
     KindSpec { group, kind, owner, pending_issue: Some(issue), codec: None }
 }
 
+const fn owned<T: Manifest>(group: &'static str, kind: &'static str, owner: &'static str) -> KindSpec {
+    KindSpec {
+        group,
+        kind,
+        owner,
+        pending_issue: None,
+        codec: Some(Codec { validate: validate_as::<T>, format: format_as::<T> }),
+    }
+}
+
 /// Every kind kf knows, with its owner.
 pub const KINDS: &[KindSpec] = &[
     pending(KFP_GROUP, KFP_KIND, "kf-dag", 7),
-    pending("kubeflow.org", "Experiment", "kf-tune", 8),
-    pending("trainer.kubeflow.org", "TrainJob", "kf-train", 9),
-    pending("trainer.kubeflow.org", "TrainingRuntime", "kf-train", 9),
-    pending("trainer.kubeflow.org", "ClusterTrainingRuntime", "kf-train", 9),
-    pending("serving.kserve.io", "InferenceService", "kf-serve", 13),
-    pending("serving.kserve.io", "InferenceGraph", "kf-serve", 13),
-    pending("serving.kserve.io", "ServingRuntime", "kf-serve", 13),
-    pending("serving.kserve.io", "ClusterServingRuntime", "kf-serve", 13),
-    KindSpec {
-        group: kf_tenancy::profile::API_GROUP,
-        kind: kf_tenancy::profile::KIND,
-        owner: "kf-tenancy",
-        pending_issue: None,
-        codec: Some(Codec { validate: tenancy::validate, format: tenancy::format }),
-    },
+    owned::<kf_tune::Experiment>(kf_tune::katib::API_GROUP, kf_tune::katib::KIND, "kf-tune"),
+    owned::<kf_train::TrainJob>(kf_train::trainjob::API_GROUP, kf_train::trainjob::TRAINJOB_KIND, "kf-train"),
+    owned::<kf_train::TrainingRuntime>(
+        kf_train::trainjob::API_GROUP,
+        kf_train::runtime::TRAINING_RUNTIME_KIND,
+        "kf-train",
+    ),
+    owned::<kf_train::ClusterTrainingRuntime>(
+        kf_train::trainjob::API_GROUP,
+        kf_train::runtime::CLUSTER_TRAINING_RUNTIME_KIND,
+        "kf-train",
+    ),
+    owned::<kf_serve::kserve::InferenceService>(KSERVE_GROUP, "InferenceService", "kf-serve"),
+    owned::<kf_serve::kserve::InferenceGraph>(KSERVE_GROUP, "InferenceGraph", "kf-serve"),
+    owned::<kf_serve::kserve::ServingRuntime>(KSERVE_GROUP, "ServingRuntime", "kf-serve"),
+    owned::<kf_serve::kserve::ServingRuntime>(KSERVE_GROUP, "ClusterServingRuntime", "kf-serve"),
+    owned::<kf_tenancy::Profile>(kf_tenancy::profile::API_GROUP, kf_tenancy::profile::KIND, "kf-tenancy"),
 ];
+
+const KSERVE_GROUP: &str = "serving.kserve.io";
 
 /// Finds the kind of a document, or says why it has none kf knows.
 pub fn classify(doc: &Document) -> Result<&'static KindSpec, Problem> {
@@ -248,26 +262,83 @@ fn is_kfp_platform_spec(value: &Value) -> bool {
     value.as_object().is_some_and(|m| m.contains_key("platforms") && !m.contains_key("apiVersion"))
 }
 
-/// kf-tenancy's Profile codec.
-mod tenancy {
-    use super::{Problem, Value, problem};
-    use kf_tenancy::Profile;
+/// A crate's typed model of one document kind: parse losslessly, check,
+/// write back. Each crate exposes the same three calls; this trait only names
+/// them so one generic codec serves every kind.
+trait Manifest: Sized {
+    fn parse(doc: Value) -> Result<Self, Problem>;
+    fn check(&self) -> Result<(), Problem>;
+    fn write(&self) -> Value;
+}
 
-    fn parse(parts: &[Value]) -> Result<Profile, Problem> {
-        Profile::from_value(parts[0].clone()).map_err(into_problem)
-    }
+fn validate_as<T: Manifest>(parts: &[Value]) -> Result<(), Problem> {
+    T::parse(parts[0].clone())?.check()
+}
 
-    pub fn validate(parts: &[Value]) -> Result<(), Problem> {
-        parse(parts)?.validate().map_err(into_problem)
-    }
+fn format_as<T: Manifest>(parts: &[Value]) -> Result<Vec<Value>, Problem> {
+    Ok(vec![T::parse(parts[0].clone())?.write()])
+}
 
-    pub fn format(parts: &[Value]) -> Result<Vec<Value>, Problem> {
-        Ok(vec![parse(parts)?.to_value()])
-    }
+macro_rules! manifest {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Manifest for $ty {
+            fn parse(doc: Value) -> Result<Self, Problem> {
+                <$ty>::from_value(doc).map_err(Problem::from)
+            }
+            fn check(&self) -> Result<(), Problem> {
+                self.validate().map_err(Problem::from)
+            }
+            fn write(&self) -> Value {
+                self.to_value()
+            }
+        }
+    )*};
+}
 
-    fn into_problem(err: kf_tenancy::Error) -> Problem {
+manifest!(
+    kf_tenancy::Profile,
+    kf_tune::Experiment,
+    kf_train::TrainJob,
+    kf_train::TrainingRuntime,
+    kf_serve::kserve::InferenceService,
+    kf_serve::kserve::InferenceGraph,
+    kf_serve::kserve::ServingRuntime,
+);
+
+impl From<kf_tenancy::Error> for Problem {
+    fn from(err: kf_tenancy::Error) -> Self {
         match err {
             kf_tenancy::Error::Invalid { path, message } => problem(path, message),
+            other => problem("", other.to_string()),
+        }
+    }
+}
+
+impl From<kf_tune::Error> for Problem {
+    fn from(err: kf_tune::Error) -> Self {
+        match err {
+            kf_tune::Error::Invalid { path, message } => problem(path, message),
+            other => problem("", other.to_string()),
+        }
+    }
+}
+
+impl From<kf_train::Error> for Problem {
+    fn from(err: kf_train::Error) -> Self {
+        match err {
+            kf_train::Error::Invalid { path, message } => problem(path, message),
+            kf_train::Error::UnknownField { path, expected } => {
+                problem(path, format!("unknown field (strict field validation); expected one of: {expected}"))
+            }
+            other => problem(other.path().to_string(), other.to_string()),
+        }
+    }
+}
+
+impl From<kf_serve::Error> for Problem {
+    fn from(err: kf_serve::Error) -> Self {
+        match err {
+            kf_serve::Error::Invalid { path, message } => problem(path, message),
             other => problem("", other.to_string()),
         }
     }
