@@ -141,6 +141,60 @@ fn peer_of<B>(request: &Request<B>) -> Option<IpAddr> {
     extensions.get::<PeerAddr>().map(|p| p.0).or_else(|| extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
 }
 
+/// The caller's authority, for checks the layer cannot make from the request
+/// alone: an object fetched by id whose namespace is only known after loading
+/// it, or a list that must be filtered to what the caller may see. The layer
+/// puts one in the request extensions of every authenticated request.
+#[derive(Clone)]
+pub struct AccessCheck {
+    identity: Identity,
+    policy: SharedPolicy,
+}
+
+impl std::fmt::Debug for AccessCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessCheck").field("identity", &self.identity).finish_non_exhaustive()
+    }
+}
+
+impl AccessCheck {
+    /// A check for `identity` against `policy` (the layer builds these; this is
+    /// for handlers tested without it).
+    pub fn new(identity: Identity, policy: SharedPolicy) -> Self {
+        AccessCheck { identity, policy }
+    }
+
+    /// The authenticated caller.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Whether the caller may apply `verb` to `resource` in `namespace`.
+    /// Handlers answer a denied by-id read with 404, not 403, so ids in other
+    /// namespaces are indistinguishable from ids that do not exist.
+    pub fn allows(&self, namespace: &str, verb: Verb, resource: &str) -> bool {
+        let policy = self.policy.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        policy.decide(&AccessRequest { identity: &self.identity, namespace, verb, resource }).allowed
+    }
+
+    /// Keeps the items whose namespace the caller may `list` as `resource`.
+    pub fn filter_visible<T>(&self, items: Vec<T>, resource: &str, namespace_of: impl Fn(&T) -> &str) -> Vec<T> {
+        let policy = self.policy.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        items
+            .into_iter()
+            .filter(|item| {
+                let ask = AccessRequest {
+                    identity: &self.identity,
+                    namespace: namespace_of(item),
+                    verb: Verb::List,
+                    resource,
+                };
+                policy.decide(&ask).allowed
+            })
+            .collect()
+    }
+}
+
 /// Why the layer answered instead of the router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Denial {
@@ -218,7 +272,9 @@ where
         match self.shared.admit(&request) {
             Ok(identity) => {
                 if let Some(identity) = identity {
+                    let check = AccessCheck { identity: identity.clone(), policy: Arc::clone(&self.shared.policy) };
                     request.extensions_mut().insert(identity);
+                    request.extensions_mut().insert(check);
                 }
                 // The clone that was driven to readiness serves this request.
                 let clone = self.inner.clone();

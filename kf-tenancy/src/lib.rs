@@ -19,6 +19,8 @@
 //! - [`store`]: the [`PolicyStore`] trait and its in-memory implementation;
 //!   [`testing`] holds the conformance suite every store passes.
 //! - [`quota`]: the [`QuotaLedger`] and [`Quantity`] arithmetic.
+//! - [`artifact`]: each namespace's artifact prefix, and confinement of
+//!   user-supplied URIs and paths to it.
 //!
 //! - [`identity`] (feature `server`): trusted-proxy headers, bearer JWTs and
 //!   API tokens → [`Identity`].
@@ -46,6 +48,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod artifact;
 pub mod authz;
 mod error;
 #[cfg(feature = "server")]
@@ -67,7 +70,7 @@ pub use error::{Error, Result};
 #[cfg(feature = "server")]
 pub use identity::{ApiTokens, Authentication, Authenticator, JwtVerifier, ProxyTrust, VerificationKey};
 #[cfg(feature = "server")]
-pub use layer::{Access, PeerAddr, RequestHead, SharedPolicy, TenancyLayer, TenancyService};
+pub use layer::{Access, AccessCheck, PeerAddr, RequestHead, SharedPolicy, TenancyLayer, TenancyService};
 pub use profile::Profile;
 pub use quantity::{Quantity, is_quantity};
 pub use quota::{Admission, QuotaLedger, ResourceList};

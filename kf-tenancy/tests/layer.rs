@@ -231,3 +231,85 @@ async fn policy_changes_apply_to_the_next_request() {
     shared.write().unwrap().bind("team-b", Subject::User("zoe@example.com".into()), Role::View);
     assert_eq!(call(&r, "GET", "/team-b", via_proxy("zoe@example.com")).await.0, StatusCode::OK);
 }
+
+/// A registry-like router addressing objects by id and listing across
+/// namespaces: the namespace is known only after loading, so handlers use the
+/// `AccessCheck` the layer hands them.
+fn by_id_router() -> Router {
+    use axum::extract::{Path, Query};
+    use kf_tenancy::{AccessCheck, Verb, artifact::ArtifactScope};
+    use std::collections::HashMap;
+
+    let models: Arc<HashMap<u32, (&'static str, &'static str)>> =
+        Arc::new(HashMap::from([(1, ("team-a", "iris")), (2, ("team-b", "secret-model")), (3, ("team-a", "mnist"))]));
+    let by_id = {
+        let models = Arc::clone(&models);
+        move |Path(id): Path<u32>, Extension(check): Extension<AccessCheck>| async move {
+            match models.get(&id) {
+                Some((ns, name)) if check.allows(ns, Verb::Get, "registeredmodels") => {
+                    (StatusCode::OK, name.to_string())
+                }
+                // another namespace's id looks exactly like a missing one
+                _ => (StatusCode::NOT_FOUND, r#"{"error":"not found"}"#.to_string()),
+            }
+        }
+    };
+    let list = {
+        let models = Arc::clone(&models);
+        move |Extension(check): Extension<AccessCheck>, Query(q): Query<HashMap<String, String>>| async move {
+            let mut all: Vec<(&str, &str)> = models.values().copied().collect();
+            if let Some(name) = q.get("name") {
+                all.retain(|(_, n)| n == name);
+            }
+            let mut visible: Vec<&str> =
+                check.filter_visible(all, "registeredmodels", |(ns, _)| ns).into_iter().map(|(_, n)| n).collect();
+            visible.sort();
+            visible.join(",")
+        }
+    };
+    let artifact = |Extension(check): Extension<AccessCheck>, Query(q): Query<HashMap<String, String>>| async move {
+        let scope = ArtifactScope::new("s3://kf-artifacts/runs");
+        let uri = q.get("uri").cloned().unwrap_or_default();
+        // the namespace the URI claims, checked twice: the caller may read it, and the URI stays inside it
+        let claimed = uri.strip_prefix("s3://kf-artifacts/runs/").and_then(|r| r.split('/').next()).unwrap_or("");
+        if check.allows(claimed, Verb::Get, "artifacts") && scope.check(claimed, &uri).is_ok() {
+            (StatusCode::OK, format!("contents of {uri}"))
+        } else {
+            (StatusCode::NOT_FOUND, r#"{"error":"not found"}"#.to_string())
+        }
+    };
+    fn scope<'a>(_: &RequestHead<'a>) -> Access<'a> {
+        Access::Authenticated
+    }
+    Router::new()
+        .route("/models/{id}", get(by_id))
+        .route("/models", get(list))
+        .route("/artifacts", get(artifact))
+        .layer(TenancyLayer::new(authenticator(), policy(), scope))
+}
+
+#[tokio::test]
+async fn other_namespaces_stay_invisible_by_id_list_filter_and_artifact_uri() {
+    let r = by_id_router();
+    let alice = || via_proxy("alice@example.com");
+    assert_eq!(call(&r, "GET", "/models/1", alice()).await, (StatusCode::OK, "iris".into()));
+    let by_foreign_id = call(&r, "GET", "/models/2", alice()).await;
+    let by_missing_id = call(&r, "GET", "/models/99", alice()).await;
+    assert_eq!(by_foreign_id, by_missing_id, "by id: a foreign id is indistinguishable from a missing one");
+    assert_eq!(by_foreign_id.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&r, "GET", "/models", alice()).await.1, "iris,mnist", "by list: only team-a's models");
+    assert_eq!(call(&r, "GET", "/models?name=secret-model", alice()).await.1, "", "by filter: nothing from team-b");
+    assert_eq!(call(&r, "GET", "/models", via_proxy("bob@example.com")).await.1, "secret-model");
+
+    let ok = call(&r, "GET", "/artifacts?uri=s3://kf-artifacts/runs/team-a/run-1/model.onnx", alice()).await;
+    assert_eq!(ok.0, StatusCode::OK);
+    for uri in [
+        "s3://kf-artifacts/runs/team-b/run-1/model.onnx",
+        "s3://kf-artifacts/runs/team-a/../team-b/run-1/model.onnx",
+        "s3://kf-artifacts/runs/team-a/%2e%2e/team-b/model.onnx",
+        "file:///etc/passwd",
+    ] {
+        let denied = call(&r, "GET", &format!("/artifacts?uri={uri}"), alice()).await;
+        assert_eq!(denied.0, StatusCode::NOT_FOUND, "{uri} must not be served to alice");
+    }
+}
