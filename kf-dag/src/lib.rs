@@ -8,6 +8,8 @@
 //! - [`plan`]: validation of a pipeline into a [`Plan`] — one petgraph graph
 //!   per DAG with its topological order, levels and critical path; every
 //!   error names the path of the offending field.
+//! - [`builder`]: [`PipelineBuilder`], building pipelines in Rust with typed
+//!   handles so wiring mistakes fail to compile.
 //! - [`cache_key`]: [`CacheKey`], the content digest of a task's resolved
 //!   inputs and component definition.
 //!
@@ -16,16 +18,35 @@
 //! the `kf` assembly), and its core never touches the network or the filesystem:
 //! process spawning, object storage and Kubernetes live in adapters.
 //!
-//! Status: IR, validation and cache keys. The executor lands next;
+//! Status: IR, validation, cache keys and the builder. The executor lands next;
 //! KFP YAML import/export with the KFP compatibility issue.
 //!
+//! ```
+//! use kf_dag::builder::{Dataset, PipelineBuilder};
+//! use kf_dag::ir::ContainerSpec;
+//!
+//! let mut p = PipelineBuilder::new("hello");
+//! let greeting = p.parameter::<String>("greeting");
+//! let mut say = p.container_component("say", ContainerSpec::new("alpine"));
+//! let text = say.input::<String>("text");
+//! let out = say.output_artifact::<Dataset>("out");
+//! say.command(["sh", "-c", "echo \"$0\" > \"$1\"", &text.placeholder(), &out.path()]);
+//! let say = p.add_component(say);
+//! let task = p.task("say", &say).set(&text, &greeting).done();
+//! let _dataset = task.output_artifact(&out);
+//! let plan = p.build()?;
+//! assert_eq!(plan.root().order(), ["say"]);
+//! # Ok::<(), kf_dag::Error>(())
+//! ```
 #![deny(missing_docs)]
 
+pub mod builder;
 pub mod cache_key;
 mod error;
 pub mod ir;
 pub mod plan;
 
+pub use builder::PipelineBuilder;
 pub use cache_key::CacheKey;
 pub use error::{Error, Result};
 pub use plan::Plan;

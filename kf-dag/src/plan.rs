@@ -590,7 +590,17 @@ fn check_dag(pipeline: &Pipeline, path: &str, owner: &Component, dag: &Dag) -> R
                 ));
             }
             match &pf.items {
-                LoopItems::Raw(_) => {}
+                LoopItems::Raw(items) => {
+                    if let Some(spec) = component.inputs.parameters.get(&pf.item_input)
+                        && let Some((i, item)) = items.iter().enumerate().find(|(_, item)| !spec.ty.accepts(item))
+                    {
+                        return Err(Error::TypeMismatch {
+                            path: format!("{lpath}.items.raw[{i}]"),
+                            expected: format!("a {} value (the type of item input {:?})", spec.ty, pf.item_input),
+                            found: item.to_string(),
+                        });
+                    }
+                }
                 LoopItems::InputParameter(list) => {
                     if !task.parameters.contains_key(list) {
                         return Err(unknown(

@@ -258,6 +258,10 @@ fn loop_rejections() {
     rejected_at(p, "root.dag.tasks.loop.parameterIterator.items.inputParameter");
 
     let mut p = base();
+    root(&mut p).tasks.insert("loop".into(), loop_task(LoopItems::Raw(vec![json!("a"), json!(2)])));
+    rejected_at(p, "root.dag.tasks.loop.parameterIterator.items.raw[1]");
+
+    let mut p = base();
     let mut t = loop_task(LoopItems::Raw(vec![json!("a")]));
     t.parallel_for.as_mut().unwrap().parallelism = Some(0);
     root(&mut p).tasks.insert("loop".into(), t);
