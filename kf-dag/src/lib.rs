@@ -10,6 +10,11 @@
 //!   error names the path of the offending field.
 //! - [`builder`]: [`PipelineBuilder`], building pipelines in Rust with typed
 //!   handles so wiring mistakes fail to compile.
+//! - [`run`]: task states, the run journal and its replay into a
+//!   [`run::RunSnapshot`] (what a resumed run starts from).
+//! - [`store`]: the [`store::RunStore`] trait (append-only journals) and an
+//!   in-memory store; [`cache`]: the [`cache::Cache`] trait and an in-memory
+//!   cache; [`testing`]: the conformance suites every implementation runs.
 //! - [`cache_key`]: [`CacheKey`], the content digest of a task's resolved
 //!   inputs and component definition.
 //!
@@ -18,7 +23,8 @@
 //! the `kf` assembly), and its core never touches the network or the filesystem:
 //! process spawning, object storage and Kubernetes live in adapters.
 //!
-//! Status: IR, validation, cache keys and the builder. The executor lands next;
+//! Status: IR, validation, cache keys, the builder, run journals and the cache
+//! interface. The executor lands next;
 //! KFP YAML import/export with the KFP compatibility issue.
 //!
 //! ```
@@ -41,10 +47,14 @@
 #![deny(missing_docs)]
 
 pub mod builder;
+pub mod cache;
 pub mod cache_key;
 mod error;
 pub mod ir;
 pub mod plan;
+pub mod run;
+pub mod store;
+pub mod testing;
 
 pub use builder::PipelineBuilder;
 pub use cache_key::CacheKey;
