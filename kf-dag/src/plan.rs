@@ -270,6 +270,14 @@ fn check_component(pipeline: &Pipeline, path: &str, component: &Component) -> Re
                     }
                 }
             }
+            for (field, value) in c.resources.fields() {
+                if let Some(p) = value.placeholders().find(|p| !matches!(p, Placeholder::InputParameter(_))) {
+                    return Err(Error::invalid(
+                        format!("{exec_path}.container.resources.{field}"),
+                        format!("a resource may only read input parameters, found {p}"),
+                    ));
+                }
+            }
             for (i, (name, value)) in c.env.iter().enumerate() {
                 if let Some(message) = value.placeholders().find_map(|p| placeholder_problem(component, p)) {
                     return Err(Error::invalid(
@@ -394,8 +402,30 @@ fn find_cycle<N: Copy + Ord>(graph: &DiGraph<N, ()>) -> Option<Vec<N>> {
 /// Names of the task's parameter inputs that a string constant of the same
 /// task interpolates (`"{{$.inputs.parameters['x']}} > 5"`); KFP declares
 /// such inputs on the task only, not on the component.
-fn interpolated_inputs(task: &Task, task_path: &str) -> Result<BTreeSet<String>> {
+///
+/// The same holds for inputs the executor's resource fields read
+/// (`set_cpu_limit(task.output)`); those must be given by the task if the
+/// component does not declare them.
+fn interpolated_inputs(pipeline: &Pipeline, task: &Task, task_path: &str) -> Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
+    if let Some(Executor::Container(c)) = pipeline.executor_of(&task.component) {
+        let declared = pipeline.components.get(&task.component).map(|c| &c.inputs.parameters);
+        for (field, value) in c.resources.fields() {
+            for p in value.placeholders() {
+                let Placeholder::InputParameter(name) = p else { continue };
+                if task.parameters.contains_key(name) {
+                    names.insert(name.clone());
+                } else if !declared.is_some_and(|d| d.contains_key(name)) {
+                    return Err(unknown(
+                        format!("{task_path}.inputs.parameters"),
+                        format!("input that resource {field} reads"),
+                        name,
+                        known("inputs of this task", task.parameters.keys()),
+                    ));
+                }
+            }
+        }
+    }
     for (input, source) in &task.parameters {
         if let ParameterSource::Constant(serde_json::Value::String(s)) = source {
             let template = Template::parse(s).map_err(|message| {
@@ -455,7 +485,7 @@ fn check_dag(pipeline: &Pipeline, path: &str, owner: &Component, dag: &Dag) -> R
                 known("components", pipeline.components.keys()),
             ));
         };
-        let interpolated = interpolated_inputs(task, &tpath)?;
+        let interpolated = interpolated_inputs(pipeline, task, &tpath)?;
 
         for (input, source) in &task.parameters {
             let ipath = format!("{tpath}.inputs.parameters.{input}");
@@ -591,7 +621,9 @@ fn check_dag(pipeline: &Pipeline, path: &str, owner: &Component, dag: &Dag) -> R
             }
             match &pf.items {
                 LoopItems::Raw(items) => {
+                    // A STRING item input takes any item: KFP hands items over as JSON text.
                     if let Some(spec) = component.inputs.parameters.get(&pf.item_input)
+                        && spec.ty != ParameterType::String
                         && let Some((i, item)) = items.iter().enumerate().find(|(_, item)| !spec.ty.accepts(item))
                     {
                         return Err(Error::TypeMismatch {
@@ -610,12 +642,13 @@ fn check_dag(pipeline: &Pipeline, path: &str, owner: &Component, dag: &Dag) -> R
                             known("its parameter inputs", task.parameters.keys()),
                         ));
                     }
+                    // KFP passes nested loop lists as JSON text, declared STRING.
                     if let Some(spec) = component.inputs.parameters.get(list)
-                        && spec.ty != ParameterType::List
+                        && !matches!(spec.ty, ParameterType::List | ParameterType::String)
                     {
                         return Err(Error::TypeMismatch {
                             path: format!("{lpath}.items.inputParameter"),
-                            expected: "LIST".to_owned(),
+                            expected: "LIST (or STRING holding a JSON list)".to_owned(),
                             found: spec.ty.to_string(),
                         });
                     }

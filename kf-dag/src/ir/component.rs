@@ -99,6 +99,44 @@ pub struct ContainerSpec {
     pub args: Vec<Arg>,
     /// Environment variables, in order; values may hold placeholders.
     pub env: Vec<(String, Template)>,
+    /// Resource requests and limits.
+    pub resources: Resources,
+}
+
+/// Resource requests and limits of a container. Values are templates
+/// because KFP lets a task output set them (`set_cpu_limit(task.output)`):
+/// such a placeholder names an input of the *task* (KFP adds a
+/// `pipelinechannel--…` task input the component does not declare).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// CPU limit, e.g. `500m`.
+    pub cpu_limit: Option<Template>,
+    /// CPU request.
+    pub cpu_request: Option<Template>,
+    /// Memory limit, e.g. `2G`.
+    pub memory_limit: Option<Template>,
+    /// Memory request.
+    pub memory_request: Option<Template>,
+    /// Accelerator type, e.g. `nvidia.com/gpu`.
+    pub accelerator_type: Option<Template>,
+    /// Number of accelerators.
+    pub accelerator_count: Option<Template>,
+}
+
+impl Resources {
+    /// Every set field with its KFP name (`resourceCpuLimit`, …), in a fixed order.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &Template)> {
+        [
+            ("resourceCpuLimit", &self.cpu_limit),
+            ("resourceCpuRequest", &self.cpu_request),
+            ("resourceMemoryLimit", &self.memory_limit),
+            ("resourceMemoryRequest", &self.memory_request),
+            ("accelerator.resourceType", &self.accelerator_type),
+            ("accelerator.resourceCount", &self.accelerator_count),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| (name, v)))
+    }
 }
 
 impl ContainerSpec {

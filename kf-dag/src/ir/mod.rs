@@ -14,7 +14,9 @@ mod pipeline;
 mod placeholder;
 mod types;
 
-pub use component::{Component, ContainerSpec, Executor, FunctionSpec, Implementation, ImporterSpec, ImporterUri};
+pub use component::{
+    Component, ContainerSpec, Executor, FunctionSpec, Implementation, ImporterSpec, ImporterUri, Resources,
+};
 pub use condition::{CompareOp, Condition, Conversion, Expr, ItemSelector};
 pub use dag::{
     ArtifactSource, CachingOptions, Dag, DagOutputs, LoopItems, OutputRef, OutputSelection, ParallelFor,

@@ -258,7 +258,11 @@ fn loop_rejections() {
     rejected_at(p, "root.dag.tasks.loop.parameterIterator.items.inputParameter");
 
     let mut p = base();
-    root(&mut p).tasks.insert("loop".into(), loop_task(LoopItems::Raw(vec![json!("a"), json!(2)])));
+    p.components.get_mut("body").unwrap().inputs.parameters.get_mut("item").unwrap().ty = ParameterType::NumberInteger;
+    p.components.get_mut("body").unwrap().implementation.dag_mut().unwrap().tasks.clear();
+    p.components.get_mut("body").unwrap().implementation.dag_mut().unwrap().outputs = DagOutputs::default();
+    p.components.get_mut("body").unwrap().outputs = Interface::default();
+    root(&mut p).tasks.insert("loop".into(), loop_task(LoopItems::Raw(vec![json!(1), json!("a")])));
     rejected_at(p, "root.dag.tasks.loop.parameterIterator.items.raw[1]");
 
     let mut p = base();
@@ -274,9 +278,9 @@ fn loop_rejections() {
     rejected_at(p, "root.dag.tasks.loop.componentRef.name");
 
     let mut p = base();
-    p.components.get_mut("body").unwrap().inputs.parameters.get_mut("list").unwrap().ty = ParameterType::String;
+    p.components.get_mut("body").unwrap().inputs.parameters.get_mut("list").unwrap().ty = ParameterType::Struct;
     let mut t = loop_task(LoopItems::InputParameter("list".into()));
-    t.parameters.insert("list".into(), ParameterSource::Constant(json!("a,b")));
+    t.parameters.insert("list".into(), ParameterSource::Constant(json!({"a": 1})));
     root(&mut p).tasks.insert("loop".into(), t);
     rejected_at(p, "root.dag.tasks.loop.parameterIterator.items.inputParameter");
 }
@@ -475,4 +479,30 @@ proptest! {
             prop_assert!(dag.tasks[&pair[1]].upstream().contains(pair[0].as_str()), "{} -> {}", pair[0], pair[1]);
         }
     }
+}
+
+#[test]
+fn resources_may_read_extra_task_inputs() {
+    // KFP's `set_cpu_limit(task.output)`: the task carries an input the component does not declare.
+    let mut p = base();
+    let Some(Executor::Container(c)) = p.executors.get_mut("exec-consume") else { unreachable!() };
+    c.resources.cpu_limit = Some(Template::parse("{{$.inputs.parameters['pipelinechannel--a-text']}}").unwrap());
+    let mut with_input = p.clone();
+    let b = root(&mut with_input).tasks.get_mut("b").unwrap();
+    b.parameters.insert("pipelinechannel--a-text".into(), ParameterSource::TaskOutput(OutputRef::new("a", "text")));
+    // Task `c` in the loop body runs the same component: it must give the input too.
+    let err = rejected_at(with_input.clone(), "components.body.dag.tasks.c.inputs.parameters");
+    assert!(err.to_string().contains("pipelinechannel--a-text"), "{err}");
+    let body = with_input.components.get_mut("body").unwrap().implementation.dag_mut().unwrap();
+    let c = body.tasks.get_mut("c").unwrap();
+    c.parameters.insert("pipelinechannel--a-text".into(), ParameterSource::Constant(json!("1")));
+    let plan = Plan::new(with_input).unwrap();
+    assert_eq!(plan.root().upstream("b"), ["a"]);
+    let err = rejected_at(p, "root.dag.tasks.b.inputs.parameters");
+    assert!(err.to_string().contains("resourceCpuLimit"), "{err}");
+
+    let mut p = base();
+    let Some(Executor::Container(c)) = p.executors.get_mut("exec-consume") else { unreachable!() };
+    c.resources.memory_limit = Some(Template::parse("{{$.outputs.parameters['x'].output_file}}").unwrap());
+    rejected_at(p, "deploymentSpec.executors.exec-consume.container.resources.resourceMemoryLimit");
 }
