@@ -28,7 +28,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::ir::{
     ArtifactSource, Component, Dag, Executor, Implementation, ImporterUri, Interface, LoopItems, ParameterSource,
-    ParameterType, Pipeline, Placeholder, Task, Template,
+    ParameterType, Pipeline, Placeholder, Task, Template, TriggerStrategy,
 };
 use crate::{Error, Result};
 
@@ -49,6 +49,8 @@ pub struct DagPlan {
     index: HashMap<String, NodeIndex>,
     order: Vec<String>,
     levels: Vec<Vec<String>>,
+    /// Level of each node, by node index.
+    level_of: Vec<usize>,
 }
 
 impl Plan {
@@ -86,6 +88,8 @@ impl Plan {
             check_component(&pipeline, &format!("components.{name}"), component)?;
         }
         check_nesting(&pipeline)?;
+        check_interface_names("root", &pipeline.root.inputs, "inputDefinitions")?;
+        check_interface_names("root", &pipeline.root.outputs, "outputDefinitions")?;
         check_interface_defaults("root", &pipeline.root.inputs)?;
         let Implementation::Dag(root_dag) = &pipeline.root.implementation else {
             return Err(Error::invalid("root.dag", "the root component must be a DAG of tasks, not an executor"));
@@ -114,6 +118,57 @@ impl Plan {
     /// The plan of the top-level DAG.
     pub fn root(&self) -> &DagPlan {
         &self.root
+    }
+
+    /// The pipeline parameters of a run: `given` checked against the root's
+    /// input definitions, with defaults filled in. Rejects unknown names,
+    /// values of the wrong type and missing required parameters.
+    ///
+    /// ```
+    /// use kf_dag::builder::PipelineBuilder;
+    /// use serde_json::json;
+    /// let mut p = PipelineBuilder::new("p");
+    /// p.parameter_with_default::<f64>("lr", 0.1);
+    /// p.parameter::<i64>("epochs");
+    /// let plan = p.build()?;
+    /// let given = [("epochs".to_owned(), json!(3))].into();
+    /// assert_eq!(plan.resolve_parameters(given)?, [("epochs".to_owned(), json!(3)), ("lr".to_owned(), json!(0.1))].into());
+    /// assert!(plan.resolve_parameters([("epochs".to_owned(), json!("3"))].into()).is_err());
+    /// # Ok::<(), kf_dag::Error>(())
+    /// ```
+    pub fn resolve_parameters(
+        &self,
+        given: BTreeMap<String, serde_json::Value>,
+    ) -> Result<BTreeMap<String, serde_json::Value>> {
+        let declared = &self.pipeline.root.inputs.parameters;
+        let path = "root.inputDefinitions.parameters";
+        let mut resolved = BTreeMap::new();
+        for (name, value) in given {
+            let Some(spec) = declared.get(&name) else {
+                return Err(unknown(path, "pipeline parameter", &name, known("parameters", declared.keys())));
+            };
+            if !spec.ty.accepts(&value) {
+                return Err(Error::TypeMismatch {
+                    path: format!("{path}.{name}"),
+                    expected: format!("a {} value", spec.ty),
+                    found: value.to_string(),
+                });
+            }
+            resolved.insert(name, value);
+        }
+        for (name, spec) in declared {
+            if resolved.contains_key(name) {
+                continue;
+            }
+            match &spec.default {
+                Some(default) => {
+                    resolved.insert(name.clone(), default.clone());
+                }
+                None if spec.optional => {}
+                None => return Err(Error::MissingInput { path: path.to_owned(), input: name.clone() }),
+            }
+        }
+        Ok(resolved)
     }
 
     /// The plan of DAG component `name` (a loop body, a condition branch, a
@@ -150,6 +205,31 @@ impl DagPlan {
     /// of sequential steps a run needs with unbounded parallelism.
     pub fn critical_path_len(&self) -> usize {
         self.levels.len()
+    }
+
+    /// One longest dependency chain, first task first (ties broken by
+    /// name); its length is [`DagPlan::critical_path_len`]. O(T + E).
+    pub fn critical_path(&self) -> Vec<&str> {
+        let Some(&last) = self.levels.last().and_then(|l| l.first()).and_then(|t| self.index.get(t)) else {
+            return Vec::new();
+        };
+        let mut path = vec![self.graph[last].as_str()];
+        let mut node = last;
+        while self.level_of[node.index()] > 0 {
+            let wanted = self.level_of[node.index()] - 1;
+            let Some(previous) = self
+                .graph
+                .neighbors_directed(node, petgraph::Direction::Incoming)
+                .filter(|n| self.level_of[n.index()] == wanted)
+                .min_by_key(|n| self.graph[*n].as_str())
+            else {
+                break;
+            };
+            path.push(self.graph[previous].as_str());
+            node = previous;
+        }
+        path.reverse();
+        path
     }
 
     /// The tasks `task` waits for, sorted; empty for unknown names.
@@ -227,7 +307,34 @@ fn check_interface_defaults(path: &str, inputs: &Interface) -> Result<()> {
     Ok(())
 }
 
+/// Names become path segments of artifact locations (`<run>/<task>/<output>`),
+/// so they must be usable as one segment and never climb out of the run.
+fn check_name(path: &str, what: &str, name: &str) -> Result<()> {
+    let problem = if name.trim().is_empty() {
+        "is empty"
+    } else if name == "." || name == ".." {
+        "may not be \".\" or \"..\""
+    } else if name.contains(['/', '\\', '\0']) {
+        "may not contain '/', '\\' or NUL"
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid(path, format!("{what} name {name:?} {problem}")))
+}
+
+fn check_interface_names(path: &str, interface: &Interface, side: &str) -> Result<()> {
+    for name in interface.parameters.keys() {
+        check_name(&format!("{path}.{side}.parameters"), "parameter", name)?;
+    }
+    for name in interface.artifacts.keys() {
+        check_name(&format!("{path}.{side}.artifacts"), "artifact", name)?;
+    }
+    Ok(())
+}
+
 fn check_component(pipeline: &Pipeline, path: &str, component: &Component) -> Result<()> {
+    check_interface_names(path, &component.inputs, "inputDefinitions")?;
+    check_interface_names(path, &component.outputs, "outputDefinitions")?;
     check_interface_defaults(path, &component.inputs)?;
     for name in component.outputs.parameters.keys() {
         if component.outputs.parameters[name].ty == ParameterType::TaskFinalStatus {
@@ -474,9 +581,7 @@ fn check_dag(pipeline: &Pipeline, path: &str, owner: &Component, dag: &Dag) -> R
 
     for (name, task) in &dag.tasks {
         let tpath = format!("{path}.tasks.{name}");
-        if name.trim().is_empty() {
-            return Err(Error::invalid(format!("{path}.tasks"), "a task name is empty"));
-        }
+        check_name(&format!("{path}.tasks"), "task", name)?;
         let Some(component) = pipeline.components.get(&task.component) else {
             return Err(unknown(
                 format!("{tpath}.componentRef.name"),
@@ -550,6 +655,16 @@ fn check_dag(pipeline: &Pipeline, path: &str, owner: &Component, dag: &Dag) -> R
                         && ty != ParameterType::TaskFinalStatus
                     {
                         return Err(mismatch(format!("the final status of task {producer:?}")));
+                    }
+                    // Otherwise the handler would never run when the task it guards fails.
+                    if task.trigger.strategy != TriggerStrategy::AllUpstreamCompleted {
+                        return Err(Error::invalid(
+                            format!("{tpath}.triggerPolicy.strategy"),
+                            format!(
+                                "the task reads the final status of {producer:?} but runs only if it succeeds; \
+                                 expected ALL_UPSTREAM_TASKS_COMPLETED"
+                            ),
+                        ));
                     }
                 }
             }
@@ -826,10 +941,12 @@ fn plan_graph(path: &str, dag: &Dag) -> Result<DagPlan> {
     }
     let mut levels = Vec::new();
     let mut order = Vec::with_capacity(dag.tasks.len());
+    let mut level_of = vec![0usize; dag.tasks.len()];
     let mut frontier: Vec<NodeIndex> = graph.node_indices().filter(|n| indegree[n.index()] == 0).collect();
     while !frontier.is_empty() {
         let mut next = Vec::new();
         for &node in &frontier {
+            level_of[node.index()] = levels.len();
             for down in graph.neighbors(node) {
                 indegree[down.index()] -= 1;
                 if indegree[down.index()] == 0 {
@@ -850,7 +967,7 @@ fn plan_graph(path: &str, dag: &Dag) -> Result<DagPlan> {
         let first = cycle.first().cloned().unwrap_or_default();
         return Err(Error::Cycle { path: format!("{path}.tasks.{first}"), cycle });
     }
-    Ok(DagPlan { path: path.to_owned(), graph, index, order, levels })
+    Ok(DagPlan { path: path.to_owned(), graph, index, order, levels, level_of })
 }
 
 #[cfg(test)]

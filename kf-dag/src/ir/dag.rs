@@ -264,3 +264,34 @@ impl Default for CachingOptions {
         CachingOptions { enabled: true, key: None }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn retry_delays_grow_geometrically_up_to_the_cap(
+            backoff_ms in 0u64..10_000,
+            factor in 1.0f64..4.0,
+            max_ms in 0u64..100_000,
+            retry in 1u32..64,
+        ) {
+            let p = RetryPolicy {
+                max_retry_count: 64,
+                backoff: Duration::from_millis(backoff_ms),
+                backoff_factor: factor,
+                backoff_max: Duration::from_millis(max_ms),
+            };
+            let (now, next) = (p.delay(retry), p.delay(retry + 1));
+            prop_assert!(now <= p.backoff_max);
+            prop_assert!(next >= now, "delays never shrink");
+            if now < p.backoff_max {
+                let expected = backoff_ms as f64 * factor.powi(retry as i32 - 1) / 1000.0;
+                prop_assert!((now.as_secs_f64() - expected).abs() <= 1e-6 * expected.max(1.0));
+            }
+            prop_assert_eq!(p.delay(1), p.backoff.min(p.backoff_max));
+        }
+    }
+}

@@ -89,6 +89,37 @@ impl ParameterType {
     }
 }
 
+impl ParameterType {
+    /// Reads a value of this type from text, as given on a command line
+    /// (`--param lr=0.1`): strings as they are, numbers and booleans parsed,
+    /// lists and structs as JSON.
+    ///
+    /// ```
+    /// use kf_dag::ir::ParameterType;
+    /// use serde_json::json;
+    /// assert_eq!(ParameterType::NumberDouble.parse_text("0.1"), Ok(json!(0.1)));
+    /// assert_eq!(ParameterType::List.parse_text("[1, 2]"), Ok(json!([1, 2])));
+    /// assert_eq!(ParameterType::String.parse_text("[1, 2]"), Ok(json!("[1, 2]")));
+    /// assert!(ParameterType::NumberInteger.parse_text("1.5").is_err());
+    /// ```
+    pub fn parse_text(self, text: &str) -> Result<Value, String> {
+        let message = || format!("expected a {self} value, found {text:?}");
+        let value = match self {
+            ParameterType::String => Value::String(text.to_owned()),
+            ParameterType::NumberInteger => Value::from(text.trim().parse::<i64>().map_err(|_| message())?),
+            ParameterType::NumberDouble => {
+                let f = text.trim().parse::<f64>().map_err(|_| message())?;
+                serde_json::Number::from_f64(f).map(Value::Number).ok_or_else(message)?
+            }
+            ParameterType::Boolean => Value::Bool(text.trim().parse::<bool>().map_err(|_| message())?),
+            ParameterType::List | ParameterType::Struct | ParameterType::TaskFinalStatus => {
+                serde_json::from_str(text).map_err(|_| message())?
+            }
+        };
+        if self.accepts(&value) { Ok(value) } else { Err(message()) }
+    }
+}
+
 impl fmt::Display for ParameterType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_kfp_str())

@@ -450,6 +450,12 @@ proptest! {
             prop_assert!(position[a.as_str()] < position[b.as_str()], "{} must precede {}", a, b);
             prop_assert!(level[a.as_str()] < level[b.as_str()]);
         }
+        // The critical path is a real chain as long as the levels.
+        let path = plan.root().critical_path();
+        prop_assert_eq!(path.len(), plan.root().critical_path_len());
+        for pair in path.windows(2) {
+            prop_assert!(plan.root().upstream(pair[1]).contains(&pair[0]));
+        }
         // Level 0 is exactly the tasks without upstream, and every later task has an upstream one level up.
         for (t, &l) in &level {
             let ups = plan.root().upstream(t);
@@ -505,4 +511,53 @@ fn resources_may_read_extra_task_inputs() {
     let Some(Executor::Container(c)) = p.executors.get_mut("exec-consume") else { unreachable!() };
     c.resources.memory_limit = Some(Template::parse("{{$.outputs.parameters['x'].output_file}}").unwrap());
     rejected_at(p, "deploymentSpec.executors.exec-consume.container.resources.resourceMemoryLimit");
+}
+
+#[test]
+fn exit_handlers_must_run_whatever_the_outcome() {
+    let mut p = base();
+    let mut notify = Component::leaf("exec-consume");
+    notify.inputs.parameters.insert("status".into(), ParameterSpec::new(ParameterType::TaskFinalStatus));
+    p.components.insert("notify".into(), notify);
+    let mut t = Task::new("notify");
+    t.parameters.insert("status".into(), ParameterSource::TaskFinalStatus("b".into()));
+    root(&mut p).tasks.insert("exit".into(), t);
+    rejected_at(p.clone(), "root.dag.tasks.exit.triggerPolicy.strategy");
+    root(&mut p).tasks.get_mut("exit").unwrap().trigger.strategy = TriggerStrategy::AllUpstreamCompleted;
+    assert_eq!(Plan::new(p).unwrap().root().upstream("exit"), ["b"]);
+}
+
+#[test]
+fn names_that_could_escape_an_artifact_path_are_rejected() {
+    for bad in ["..", ".", "a/b", "a\\b", "", " "] {
+        let mut p = base();
+        let t = root(&mut p).tasks.remove("b").unwrap();
+        root(&mut p).tasks.insert(bad.into(), t);
+        rejected_at(p, "root.dag.tasks");
+        let mut p = base();
+        let produce = p.components.get_mut("produce").unwrap();
+        let model = produce.outputs.artifacts.remove("model").unwrap();
+        produce.outputs.artifacts.insert(bad.into(), model);
+        rejected_at(p, "components.produce.outputDefinitions.artifacts");
+    }
+}
+
+#[test]
+fn run_parameters_are_checked_and_defaulted() {
+    let mut p = base();
+    p.root
+        .inputs
+        .parameters
+        .insert("lr".into(), ParameterSpec::new(ParameterType::NumberDouble).with_default(json!(0.1)));
+    p.root.inputs.parameters.insert("epochs".into(), ParameterSpec::new(ParameterType::NumberInteger));
+    let plan = Plan::new(p).unwrap();
+    let ok = plan.resolve_parameters([("epochs".to_owned(), json!(2))].into()).unwrap();
+    assert_eq!(ok, [("epochs".to_owned(), json!(2)), ("lr".to_owned(), json!(0.1))].into());
+    let err = plan.resolve_parameters(BTreeMap::new()).unwrap_err();
+    assert!(matches!(err, Error::MissingInput { input, .. } if input == "epochs"));
+    let err = plan.resolve_parameters([("epochs".to_owned(), json!(2.5))].into()).unwrap_err();
+    assert_eq!(err.path(), Some("root.inputDefinitions.parameters.epochs"));
+    let err =
+        plan.resolve_parameters([("epochs".to_owned(), json!(2)), ("lr2".to_owned(), json!(1))].into()).unwrap_err();
+    assert!(err.to_string().contains("\"lr2\""), "{err}");
 }
