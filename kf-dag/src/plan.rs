@@ -469,10 +469,11 @@ fn check_nesting(pipeline: &Pipeline) -> Result<()> {
 }
 
 /// A cycle of `graph` (first node repeated at the end), if it has one.
-/// O(V + E): Tarjan's strongly connected components, then a breadth-first
+/// O(V + E): Kosaraju's strongly connected components (iterative, so deep
+/// hostile specs cannot overflow the stack), then a breadth-first
 /// search inside the first component with more than one node (or a self-loop).
 fn find_cycle<N: Copy + Ord>(graph: &DiGraph<N, ()>) -> Option<Vec<N>> {
-    for scc in petgraph::algo::tarjan_scc(graph) {
+    for scc in petgraph::algo::kosaraju_scc(graph) {
         let Some(&start) = scc.iter().min_by_key(|n| graph[**n]) else { continue };
         if scc.len() == 1 && graph.find_edge(start, start).is_none() {
             continue;

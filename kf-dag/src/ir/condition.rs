@@ -67,6 +67,11 @@ pub enum Expr {
 /// risking the stack on hostile specs.
 const MAX_DEPTH: usize = 64;
 
+/// Most tokens a condition may have. A chain `a && b && …` nests one level
+/// per operator, and evaluating or dropping the tree recurses that deep, so
+/// the length is bounded too (KFP's compiler writes a handful of tokens).
+const MAX_TOKENS: usize = 1024;
+
 /// A task's trigger condition: its source text and the parsed expression.
 ///
 /// Parsing is linear in the length of the text; evaluation is linear in the
@@ -91,6 +96,9 @@ impl Condition {
     /// Parses a condition; the error says what was expected where.
     pub fn parse(source: &str) -> Result<Self, String> {
         let tokens = tokenize(source)?;
+        if tokens.len() > MAX_TOKENS {
+            return Err(format!("the condition has {} tokens; at most {MAX_TOKENS} are allowed", tokens.len()));
+        }
         let mut parser = Parser { tokens, pos: 0, depth: 0 };
         let expr = parser.or()?;
         if let Some(token) = parser.tokens.get(parser.pos) {
@@ -528,6 +536,10 @@ mod tests {
         }
         let deep = format!("{}true{}", "(".repeat(500), ")".repeat(500));
         assert!(Condition::parse(&deep).is_err());
+        let long = vec!["true"; 100_000].join(" && ");
+        assert!(Condition::parse(&long).unwrap_err().contains("tokens"));
+        let ok = vec!["inputs.parameter_values['a'] == 1"; 100].join(" || ");
+        assert_eq!(Condition::parse(&ok).unwrap().evaluate(&|_| Some(json!(1))), Ok(true));
     }
 
     #[test]

@@ -561,3 +561,38 @@ fn run_parameters_are_checked_and_defaulted() {
         plan.resolve_parameters([("epochs".to_owned(), json!(2)), ("lr2".to_owned(), json!(1))].into()).unwrap_err();
     assert!(err.to_string().contains("\"lr2\""), "{err}");
 }
+
+/// `depth` DAG components, each running the next; the innermost runs `produce`.
+fn nested(depth: usize) -> Pipeline {
+    let mut p = base();
+    for i in 0..depth {
+        let inner = if i + 1 == depth { "produce".to_owned() } else { format!("d{:05}", i + 1) };
+        let mut dag = Dag::default();
+        dag.tasks.insert("t".into(), Task::new(inner));
+        p.components.insert(format!("d{i:05}"), Component::dag(dag));
+    }
+    root(&mut p).tasks.insert("deep".into(), Task::new("d00000"));
+    p
+}
+
+#[test]
+fn deeply_nested_dags_plan_without_recursion() {
+    let plan = Plan::new(nested(20_000)).unwrap();
+    assert_eq!(plan.component("d19999").unwrap().order(), ["t"]);
+    // Closing the chain into a loop of nesting is named as a cycle.
+    let mut p = nested(20_000);
+    p.components.get_mut("d19999").unwrap().implementation.dag_mut().unwrap().tasks.get_mut("t").unwrap().component =
+        "d00000".into();
+    let err = rejected(p);
+    assert!(matches!(&err, Error::Cycle { cycle, .. } if cycle.len() == 20_001), "{}", err.path().unwrap_or(""));
+}
+
+#[test]
+fn huge_strings_are_handled_in_linear_time() {
+    let mut p = base();
+    let text = "x".repeat(5_000_000) + "{{$.inputs.parameters['chan']}}";
+    let b = root(&mut p).tasks.get_mut("b").unwrap();
+    b.parameters.insert("text".into(), ParameterSource::Constant(json!(text)));
+    b.parameters.insert("chan".into(), ParameterSource::TaskOutput(OutputRef::new("a", "text")));
+    Plan::new(p).unwrap();
+}
