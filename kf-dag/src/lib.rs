@@ -24,8 +24,8 @@
 //! process spawning, object storage and Kubernetes live in adapters.
 //!
 //! Status: IR, validation, cache keys, the builder, run journals and the cache
-//! interface. The executor lands next;
-//! KFP YAML import/export with the KFP compatibility issue.
+//! interface. The executor lands next; KFP YAML import/export with the KFP
+//! compatibility issue (docs/kf-dag.md maps the IR to KFP's PipelineSpec).
 //!
 //! ```
 //! use kf_dag::builder::{Dataset, PipelineBuilder};

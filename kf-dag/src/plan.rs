@@ -251,16 +251,6 @@ impl DagPlan {
     }
 }
 
-impl Implementation {
-    /// The DAG, mutably, when this implementation is one.
-    pub fn dag_mut(&mut self) -> Option<&mut Dag> {
-        match self {
-            Implementation::Dag(dag) => Some(dag),
-            Implementation::Executor(_) => None,
-        }
-    }
-}
-
 /// Lists names for an error message, at most ten of them.
 fn known<'a>(label: &str, names: impl IntoIterator<Item = &'a String>) -> String {
     let names: Vec<&String> = names.into_iter().collect();

@@ -63,6 +63,16 @@ pub enum Implementation {
     Dag(Dag),
 }
 
+impl Implementation {
+    /// The DAG, mutably, when this implementation is one.
+    pub fn dag_mut(&mut self) -> Option<&mut Dag> {
+        match self {
+            Implementation::Dag(dag) => Some(dag),
+            Implementation::Executor(_) => None,
+        }
+    }
+}
+
 /// What runs a leaf component.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
