@@ -548,17 +548,25 @@ fn interpolated_inputs(pipeline: &Pipeline, task: &Task, task_path: &str) -> Res
 }
 
 fn check_dag(pipeline: &Pipeline, path: &str, owner: &Component, dag: &Dag) -> Result<DagPlan> {
-    let sibling_hint = || {
-        known(
-            "tasks of this DAG (tasks inside loops, conditions and nested DAGs are visible only through their DAG's outputs)",
-            dag.tasks.keys(),
-        )
+    let sibling_hint = |name: &str| {
+        // Name the DAG that does hold the task: the usual mistake is reaching
+        // into a loop body, a condition branch or a nested pipeline.
+        let elsewhere = std::iter::once(("root.dag".to_owned(), pipeline.root_dag()))
+            .chain(pipeline.components.iter().map(|(c, comp)| (format!("components.{c}.dag"), comp.as_dag())))
+            .find(|(p, d)| p != path && d.is_some_and(|d| d.tasks.contains_key(name)));
+        let tasks = known("tasks of this DAG", dag.tasks.keys());
+        match elsewhere {
+            Some((other, _)) => {
+                format!("it is a task of {other}, visible here only through that DAG's outputs; {tasks}")
+            }
+            None => tasks,
+        }
     };
     let sibling = |task_path: &str, me: &str, name: &str| -> Result<(&Task, &Component)> {
         if name == me {
             return Err(Error::invalid(task_path, format!("task {me:?} cannot depend on itself")));
         }
-        let task = dag.tasks.get(name).ok_or_else(|| unknown(task_path, "task", name, sibling_hint()))?;
+        let task = dag.tasks.get(name).ok_or_else(|| unknown(task_path, "task", name, sibling_hint(name)))?;
         let component = pipeline.components.get(&task.component).ok_or_else(|| {
             unknown(
                 format!("{path}.tasks.{name}.componentRef.name"),

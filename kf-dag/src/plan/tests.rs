@@ -232,7 +232,7 @@ fn scoping_hides_tasks_of_other_dags() {
     let mut p = base();
     root(&mut p).tasks.insert("b".into(), consume_task(ParameterSource::TaskOutput(OutputRef::new("c", "echo"))));
     let err = rejected_at(p, "root.dag.tasks.b.inputs.parameters.text.taskOutputParameter.producerTask");
-    assert!(err.to_string().contains("visible only through"), "{err}");
+    assert!(err.to_string().contains("it is a task of components.body.dag, visible here only through"), "{err}");
     // The body cannot read root task `a` directly either.
     let mut p = base();
     let body = p.components.get_mut("body").unwrap().implementation.dag_mut().unwrap();
