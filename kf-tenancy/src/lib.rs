@@ -28,8 +28,9 @@
 //! - [`outbound`] (feature `outbound`, part of `server`): the SSRF guard for
 //!   URLs users ask a server to fetch.
 //!
-//! The SQLite policy store and Kubernetes rendering are still to come (see
-//! docs/STATUS.md).
+//! - [`sqlite`] (feature `sqlite`): the durable [`PolicyStore`] on SQLite.
+//!
+//! Kubernetes rendering is still to come (see docs/STATUS.md).
 //!
 //! ```
 //! use kf_tenancy::Profile;
@@ -61,6 +62,8 @@ pub mod profile;
 mod quantity;
 pub mod quota;
 pub mod role;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod store;
 pub mod subject;
 pub mod testing;
@@ -75,5 +78,7 @@ pub use profile::Profile;
 pub use quantity::{Quantity, is_quantity};
 pub use quota::{Admission, QuotaLedger, ResourceList};
 pub use role::{Role, RoleTable, Verb};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqlitePolicyStore;
 pub use store::{MemoryPolicyStore, NamespaceRecord, PolicyStore, load_policy};
 pub use subject::{Identity, Subject};
