@@ -39,6 +39,18 @@ pub enum Error {
         /// The hard limit.
         limit: String,
     },
+    /// The actor may not make this change.
+    #[error("forbidden: {reason}")]
+    Forbidden {
+        /// Why, from the authorizer.
+        reason: String,
+    },
+    /// The change conflicts with what exists.
+    #[error("conflict: {what}")]
+    Conflict {
+        /// What exists.
+        what: String,
+    },
     /// A storage backend failed.
     #[error("policy store: {0}")]
     Storage(String),

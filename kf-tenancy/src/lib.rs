@@ -18,6 +18,8 @@
 //! - [`authz`]: the pure [`Policy`] that decides requests and binding changes.
 //! - [`store`]: the [`PolicyStore`] trait and its in-memory implementation;
 //!   [`testing`] holds the conformance suite every store passes.
+//! - [`service`]: [`Tenancy`], the store and the policy kept in step
+//!   (decide, then store, then apply).
 //! - [`quota`]: the [`QuotaLedger`] and [`Quantity`] arithmetic.
 //! - [`artifact`]: each namespace's artifact prefix, and confinement of
 //!   user-supplied URIs and paths to it.
@@ -62,6 +64,7 @@ pub mod profile;
 mod quantity;
 pub mod quota;
 pub mod role;
+pub mod service;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod store;
@@ -78,6 +81,7 @@ pub use profile::Profile;
 pub use quantity::{Quantity, is_quantity};
 pub use quota::{Admission, QuotaLedger, ResourceList};
 pub use role::{Role, RoleTable, Verb};
+pub use service::Tenancy;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqlitePolicyStore;
 pub use store::{MemoryPolicyStore, NamespaceRecord, PolicyStore, load_policy};

@@ -172,6 +172,22 @@ impl Profile {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
+    /// The owner as an RBAC subject (validate first: this only reads).
+    pub fn owner_subject(&self) -> Result<crate::Subject> {
+        let owner = self.spec.as_ref().and_then(|s| s.owner.as_ref()).ok_or_else(|| Error::Invalid {
+            path: "spec.owner".into(),
+            message: "a Profile needs an owner (kind and name)".into(),
+        })?;
+        Ok(match owner.kind.as_str() {
+            "Group" => crate::Subject::Group(owner.name.clone()),
+            "ServiceAccount" => crate::Subject::ServiceAccount {
+                namespace: owner.namespace.clone().unwrap_or_default(),
+                name: owner.name.clone(),
+            },
+            _ => crate::Subject::User(owner.name.clone()),
+        })
+    }
+
     /// The namespace this profile owns: its name.
     pub fn namespace(&self) -> Option<&str> {
         self.metadata.as_ref()?.name.as_deref()

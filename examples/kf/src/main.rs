@@ -12,6 +12,7 @@ mod fmt;
 mod output;
 mod pending;
 mod quickstart;
+mod tenancy_cmd;
 mod validate;
 
 use std::path::PathBuf;
@@ -51,7 +52,7 @@ enum Command {
     /// Serve models over the Open Inference Protocol v2 (kf-serve).
     Serve(pending::Args),
     /// Manage profiles, roles and access (kf-tenancy).
-    Tenancy(pending::Args),
+    Tenancy(tenancy_cmd::TenancyArgs),
     /// Validate manifests and pipeline specs, one line per file.
     Validate {
         /// Files to validate (YAML; several documents per file allowed).
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
         Command::Tune(_) => pending::report("kf tune", "the kf-tune experiment runner (issue #8)"),
         Command::Registry(_) => pending::report("kf registry", "the kf-registry store and API (issue #11)"),
         Command::Serve(_) => pending::report("kf serve", "the kf-serve OIP v2 server (issue #13)"),
-        Command::Tenancy(_) => pending::report("kf tenancy", "the kf-tenancy policy store (issue #12)"),
+        Command::Tenancy(args) => tenancy_cmd::run(args, cli.output),
         Command::Server(_) => pending::report("kf server", "the composed servers and dashboard (issue #15)"),
         Command::Validate { files } => validate::run(&files, cli.output),
         Command::Fmt { file } => fmt::run(&file),
@@ -92,4 +93,15 @@ fn init_logging(filter: &str) {
         tracing_subscriber::EnvFilter::new("warn")
     });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks the whole command tree (duplicate ids, bad defaults) only
+    /// when a subcommand is used; this checks every one at once.
+    #[test]
+    fn the_command_tree_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -64,7 +64,6 @@ fn commands_not_built_yet_exit_2_and_name_the_missing_part() {
         ("tune", "kf-tune"),
         ("registry", "kf-registry"),
         ("serve", "kf-serve"),
-        ("tenancy", "kf-tenancy"),
         ("server", "dashboard"),
     ] {
         let out = kf(&[command, "run", "--some-flag", "x.yaml"]);
