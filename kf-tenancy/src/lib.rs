@@ -32,7 +32,9 @@
 //!
 //! - [`sqlite`] (feature `sqlite`): the durable [`PolicyStore`] on SQLite.
 //!
-//! Kubernetes rendering is still to come (see docs/STATUS.md).
+//! - [`render`] (feature `kube`): the Kubernetes objects a Profile
+//!   reconciles into (namespace, service accounts, role bindings, quota, Istio
+//!   policies).
 //!
 //! ```
 //! use kf_tenancy::Profile;
@@ -63,6 +65,8 @@ pub mod outbound;
 pub mod profile;
 mod quantity;
 pub mod quota;
+#[cfg(feature = "kube")]
+pub mod render;
 pub mod role;
 pub mod service;
 #[cfg(feature = "sqlite")]

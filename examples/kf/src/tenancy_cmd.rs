@@ -50,6 +50,12 @@ enum TenancyCommand {
 
 #[derive(Debug, Subcommand)]
 enum ProfileCommand {
+    /// Print the Kubernetes objects a profile reconciles into (with its
+    /// contributors from the store), as multi-document YAML.
+    Render {
+        /// A Profile manifest (kubeflow.org/v1).
+        file: PathBuf,
+    },
     /// Create a profile from a manifest or from flags.
     Create {
         /// The profile (namespace) name.
@@ -176,6 +182,22 @@ async fn execute(args: TenancyArgs, output: OutputFormat) -> anyhow::Result<Exit
             tenancy.create_profile(&profile).await?;
             let ns = profile.namespace().unwrap_or_default();
             print(format!("profile {ns} created"), json!({"profile": ns, "created": true}));
+        }
+        TenancyCommand::Profile(ProfileCommand::Render { file }) => {
+            let profile = Profile::from_value(serde_saphyr::from_str(&std::fs::read_to_string(&file)?)?)?;
+            let namespace = profile.namespace().unwrap_or_default();
+            let contributors = tenancy
+                .profiles()
+                .await?
+                .into_iter()
+                .find(|r| r.namespace == namespace)
+                .map(|r| r.bindings)
+                .unwrap_or_default();
+            let objects = kf_tenancy::render::render(&profile, &contributors, &Default::default())?;
+            match output {
+                OutputFormat::Json => println!("{}", json!(objects)),
+                OutputFormat::Text => print!("{}", serde_saphyr::to_string_multiple(&objects)?),
+            }
         }
         TenancyCommand::Profile(ProfileCommand::List) => {
             let records = tenancy.profiles().await?;

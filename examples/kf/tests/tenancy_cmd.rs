@@ -154,3 +154,38 @@ fn cluster_admins_come_from_configuration_and_bad_input_is_named() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!text(&out).contains("panicked"));
 }
+
+#[test]
+fn render_prints_the_objects_with_contributors_from_the_store() {
+    let kf = Kf::new();
+    let manifest = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/profiles/components__profile-controller__manifests__kustomize__samples___v1_profile.yaml"
+    );
+    assert!(kf.run(&["profile", "create", "--file", manifest]).status.success());
+    let out = kf.run(&[
+        "profile",
+        "add-contributor",
+        "test-user-profile",
+        "--user",
+        "bob@example.com",
+        "--role",
+        "view",
+        "--as",
+        "test-user@kubeflow.org",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = kf.run(&["profile", "render", manifest]);
+    assert!(out.status.success(), "{}", text(&out));
+    let objects: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).expect("YAML");
+    assert_eq!(objects[0]["kind"], "Namespace");
+    assert!(objects.iter().any(|o| o["metadata"]["name"] == "user-bob-example-com-clusterrole-kubeflow-view"));
+    let simple = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/profiles/components__profile-controller__integration__resources__profile-simple.yaml"
+    );
+    let out = kf.run(&["profile", "render", simple]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("metadata.name"), "{}", text(&out));
+}
