@@ -25,6 +25,7 @@ pub type Extra = BTreeMap<String, Value>;
 
 /// A Kubeflow Profile: a tenant that owns the namespace of the same name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
     /// `kubeflow.org/v1` or `kubeflow.org/v1beta1`.
@@ -48,6 +49,7 @@ pub struct Profile {
 /// The part of Kubernetes `ObjectMeta` a profile needs; the rest is kept in
 /// `extra`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     /// Object name.
@@ -66,6 +68,7 @@ pub struct ObjectMeta {
 
 /// `spec` of a Profile.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileSpec {
     /// The RBAC subject that owns the profile.
@@ -84,6 +87,7 @@ pub struct ProfileSpec {
 
 /// An RBAC subject (`rbac.authorization.k8s.io/v1` `Subject`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Subject {
     /// `User`, `Group` or `ServiceAccount`.
@@ -103,33 +107,45 @@ pub struct Subject {
 
 /// A profile plugin: a kind and a free-form spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Plugin {
+    /// Plugin API version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
     /// Plugin kind, e.g. `AwsIamForServiceAccount`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Free-form plugin configuration, kept verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<Value>,
-    /// Plugin fields kf does not model (`apiVersion`, …).
+    /// Plugin fields kf does not model.
     #[serde(flatten)]
     pub extra: Extra,
 }
 
 /// A Kubernetes `ResourceQuotaSpec`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceQuotaSpec {
     /// Resource name → quantity (a string such as `2Gi`, or a plain number).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hard: Option<BTreeMap<String, Value>>,
-    /// Quota fields kf does not model (`scopes`, `scopeSelector`).
+    /// Quota scopes (`BestEffort`, `PriorityClass`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// A scope selector, kept as the Kubernetes object it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_selector: Option<Value>,
+    /// Quota fields kf does not model.
     #[serde(flatten)]
     pub extra: Extra,
 }
 
 /// `status` of a Profile.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileStatus {
     /// Conditions; upstream only ever appends `Failed` entries.
@@ -142,6 +158,7 @@ pub struct ProfileStatus {
 
 /// One status condition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Condition type, e.g. `Failed`.

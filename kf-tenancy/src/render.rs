@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, ResourceQuotaSpec, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject as RbacSubject};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::{Value, json};
 
@@ -196,21 +195,26 @@ pub fn render(profile: &Profile, contributors: &[(Subject, Role)], config: &Rend
         objects.push(with_type(&binding(sa, role, rbac_subject(&subject), None))?);
     }
 
-    let hard = profile.spec.as_ref().and_then(|s| s.resource_quota_spec.as_ref()).and_then(|q| q.hard.clone());
-    if let Some(hard) = hard.filter(|h| !h.is_empty()) {
-        let hard = hard
-            .into_iter()
-            .map(|(k, v)| {
-                let text = match v {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                (k, K8sQuantity(text))
-            })
-            .collect();
+    // The quota spec is copied verbatim (hard, scopes, scopeSelector), as
+    // the controller does, and only when `hard` is non-empty.
+    let quota_spec = profile.spec.as_ref().and_then(|s| s.resource_quota_spec.as_ref());
+    if let Some(spec) = quota_spec.filter(|q| q.hard.as_ref().is_some_and(|h| !h.is_empty())) {
+        let mut spec_value = to_value(spec, "spec.resourceQuotaSpec")?;
+        // quantities may be written as numbers in the Profile; the API wants strings
+        if let Some(Value::Object(hard)) = spec_value.get_mut("hard") {
+            for quantity in hard.values_mut() {
+                if let Value::Number(n) = quantity {
+                    *quantity = Value::String(n.to_string());
+                }
+            }
+        }
+        let spec: ResourceQuotaSpec = serde_json::from_value(spec_value).map_err(|e| Error::Invalid {
+            path: "spec.resourceQuotaSpec".into(),
+            message: format!("not a Kubernetes ResourceQuotaSpec: {e}"),
+        })?;
         let quota = ResourceQuota {
             metadata: object_meta("kf-resource-quota", None),
-            spec: Some(ResourceQuotaSpec { hard: Some(hard), ..ResourceQuotaSpec::default() }),
+            spec: Some(spec),
             ..ResourceQuota::default()
         };
         objects.push(with_type(&quota)?);

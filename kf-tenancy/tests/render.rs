@@ -145,3 +145,77 @@ fn placeholder_names_cannot_become_namespaces() {
     let err = render(&profile, &[], &RenderConfig::default()).unwrap_err();
     assert!(err.to_string().starts_with("metadata.name:"), "{err}");
 }
+
+/// The typed Profile models every field of the upstream CRD with the CRD's
+/// type: the schema derived from our types is compared, property by property,
+/// with ../shared/corpus/profiles/schema.
+#[test]
+fn the_profile_type_matches_the_crd_schema() {
+    let crd_path =
+        format!("{}/../../shared/corpus/profiles/schema/kubeflow.org_profiles.yaml", env!("CARGO_MANIFEST_DIR"));
+    let crd: Value = serde_saphyr::from_str(&std::fs::read_to_string(crd_path).unwrap()).unwrap();
+    let ours = serde_json::to_value(schemars::schema_for!(Profile)).unwrap();
+    for version in crd["spec"]["versions"].as_array().unwrap() {
+        let upstream = &version["schema"]["openAPIV3Schema"];
+        let mut checked = 0;
+        compare(upstream, &ours, &ours, "", &mut checked);
+        assert!(checked >= 15, "only {checked} properties compared");
+    }
+}
+
+/// Follows `$ref` and unwraps `Option` (`anyOf [T, null]` / `type: [T, "null"]`).
+fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
+    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        let name = reference.rsplit('/').next().unwrap();
+        return resolve(&root["$defs"][name], root);
+    }
+    if let Some(variants) = schema.get("anyOf").and_then(Value::as_array)
+        && let Some(non_null) = variants.iter().find(|v| v.get("type") != Some(&Value::from("null")))
+    {
+        return resolve(non_null, root);
+    }
+    schema
+}
+
+fn type_of(schema: &Value) -> Option<String> {
+    match schema.get("type")? {
+        Value::String(t) => Some(t.clone()),
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null").map(str::to_string),
+        _ => None,
+    }
+}
+
+fn compare(upstream: &Value, ours: &Value, root: &Value, path: &str, checked: &mut usize) {
+    let ours = resolve(ours, root);
+    if let (Some(expected), Some(found)) = (type_of(upstream), type_of(ours)) {
+        assert_eq!(expected, found, "{path}: CRD type {expected}, ours {found}");
+    }
+    if upstream.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        return; // free-form in the CRD; ours keeps it as data
+    }
+    if ours == &Value::Bool(true) || (type_of(ours).is_none() && ours.get("properties").is_none()) {
+        *checked += 1;
+        return; // ours keeps this Kubernetes sub-object whole, as data
+    }
+    if let Some(properties) = upstream.get("properties").and_then(Value::as_object) {
+        for (name, child) in properties {
+            let here = format!("{path}.{name}");
+            let theirs = ours.get("properties").and_then(|p| p.get(name));
+            let Some(theirs) = theirs else {
+                // metadata is ObjectMeta upstream: ours models part and keeps the rest
+                panic!("{here}: the CRD defines it, the typed Profile does not model it");
+            };
+            *checked += 1;
+            compare(child, theirs, root, &here, checked);
+        }
+    }
+    if let Some(items) = upstream.get("items") {
+        compare(
+            items,
+            ours.get("items").unwrap_or_else(|| panic!("{path}: ours is not a list")),
+            root,
+            &format!("{path}[]"),
+            checked,
+        );
+    }
+}

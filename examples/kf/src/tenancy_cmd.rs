@@ -25,6 +25,12 @@ pub struct TenancyArgs {
 
 #[derive(Debug, Subcommand)]
 enum TenancyCommand {
+    /// Print the Kubernetes objects a profile reconciles into (with its
+    /// contributors from the store), as multi-document YAML.
+    Render {
+        /// A Profile manifest (kubeflow.org/v1).
+        file: PathBuf,
+    },
     /// Manage profiles (a profile owns the namespace of the same name).
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -50,12 +56,6 @@ enum TenancyCommand {
 
 #[derive(Debug, Subcommand)]
 enum ProfileCommand {
-    /// Print the Kubernetes objects a profile reconciles into (with its
-    /// contributors from the store), as multi-document YAML.
-    Render {
-        /// A Profile manifest (kubeflow.org/v1).
-        file: PathBuf,
-    },
     /// Create a profile from a manifest or from flags.
     Create {
         /// The profile (namespace) name.
@@ -183,7 +183,7 @@ async fn execute(args: TenancyArgs, output: OutputFormat) -> anyhow::Result<Exit
             let ns = profile.namespace().unwrap_or_default();
             print(format!("profile {ns} created"), json!({"profile": ns, "created": true}));
         }
-        TenancyCommand::Profile(ProfileCommand::Render { file }) => {
+        TenancyCommand::Render { file } => {
             let profile = Profile::from_value(serde_saphyr::from_str(&std::fs::read_to_string(&file)?)?)?;
             let namespace = profile.namespace().unwrap_or_default();
             let contributors = tenancy

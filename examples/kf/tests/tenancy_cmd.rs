@@ -175,7 +175,7 @@ fn render_prints_the_objects_with_contributors_from_the_store() {
         "test-user@kubeflow.org",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = kf.run(&["profile", "render", manifest]);
+    let out = kf.run(&["render", manifest]);
     assert!(out.status.success(), "{}", text(&out));
     let objects: Vec<serde_json::Value> =
         serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).expect("YAML");
@@ -185,7 +185,7 @@ fn render_prints_the_objects_with_contributors_from_the_store() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../../shared/corpus/profiles/components__profile-controller__integration__resources__profile-simple.yaml"
     );
-    let out = kf.run(&["profile", "render", simple]);
+    let out = kf.run(&["render", simple]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("metadata.name"), "{}", text(&out));
 }
