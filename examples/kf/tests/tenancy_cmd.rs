@@ -12,6 +12,11 @@ impl Kf {
         Kf { db: tempfile::tempdir().expect("tempdir") }
     }
 
+    /// Runs `kf tenancy` with whitespace-separated arguments.
+    fn cmd(&self, line: &str) -> Output {
+        self.run(&line.split_whitespace().collect::<Vec<_>>())
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         let db = self.db.path().join("tenancy.db");
         Command::new(env!("CARGO_BIN_EXE_kf"))
@@ -32,72 +37,30 @@ fn text(out: &Output) -> String {
 #[test]
 fn owners_grant_contributors_who_cannot_raise_themselves() {
     let kf = Kf::new();
-    let out = kf.run(&["profile", "create", "team-a", "--owner", "alice@example.com"]);
+    let out = kf.cmd("profile create team-a --owner alice@example.com");
     assert!(out.status.success(), "{}", text(&out));
 
-    let out = kf.run(&[
-        "profile",
-        "add-contributor",
-        "team-a",
-        "--user",
-        "bob@example.com",
-        "--role",
-        "edit",
-        "--as",
-        "alice@example.com",
-    ]);
+    let out = kf.cmd("profile add-contributor team-a --user bob@example.com --role edit --as alice@example.com");
     assert!(out.status.success(), "{}", text(&out));
 
     // bob is edit: he can write runs, but not grant anything, least of all admin to himself (kubeflow#7223)
-    let out = kf.run(&[
-        "check",
-        "--user",
-        "bob@example.com",
-        "--namespace",
-        "team-a",
-        "--verb",
-        "create",
-        "--resource",
-        "runs",
-    ]);
+    let out = kf.cmd("check --user bob@example.com --namespace team-a --verb create --resource runs");
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).starts_with("allowed"), "{}", text(&out));
-    let out = kf.run(&[
-        "profile",
-        "add-contributor",
-        "team-a",
-        "--user",
-        "bob@example.com",
-        "--role",
-        "admin",
-        "--as",
-        "bob@example.com",
-    ]);
+    let out = kf.cmd("profile add-contributor team-a --user bob@example.com --role admin --as bob@example.com");
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("forbidden"), "{}", text(&out));
-    let out = kf.run(&[
-        "check",
-        "--user",
-        "bob@example.com",
-        "--namespace",
-        "team-a",
-        "--verb",
-        "create",
-        "--resource",
-        "bindings",
-    ]);
+    let out = kf.cmd("check --user bob@example.com --namespace team-a --verb create --resource bindings");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 
-    let out = kf.run(&["--output", "json", "profile", "list"]);
+    let out = kf.cmd("--output json profile list");
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(list[0]["profile"], "team-a");
     assert_eq!(list[0]["contributors"][0]["role"], "edit");
 
-    let out =
-        kf.run(&["profile", "remove-contributor", "team-a", "--user", "bob@example.com", "--as", "alice@example.com"]);
+    let out = kf.cmd("profile remove-contributor team-a --user bob@example.com --as alice@example.com");
     assert!(out.status.success(), "{}", text(&out));
-    let out =
-        kf.run(&["check", "--user", "bob@example.com", "--namespace", "team-a", "--verb", "get", "--resource", "runs"]);
+    let out = kf.cmd("check --user bob@example.com --namespace team-a --verb get --resource runs");
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("no role in this namespace"), "{}", text(&out));
 }
@@ -111,46 +74,23 @@ fn profiles_come_from_manifests_and_cannot_be_taken_over() {
     );
     let out = kf.run(&["profile", "create", "--file", manifest]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = kf.run(&["profile", "create", "test-user-profile", "--owner", "mallory@example.com"]);
+    let out = kf.cmd("profile create test-user-profile --owner mallory@example.com");
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("already exists"), "{}", text(&out));
-    let out = kf.run(&[
-        "check",
-        "--user",
-        "test-user@kubeflow.org",
-        "--namespace",
-        "test-user-profile",
-        "--verb",
-        "delete",
-        "--resource",
-        "bindings",
-    ]);
+    let out =
+        kf.cmd("check --user test-user@kubeflow.org --namespace test-user-profile --verb delete --resource bindings");
     assert!(out.status.success(), "the owner administers the namespace: {}", text(&out));
 }
 
 #[test]
 fn cluster_admins_come_from_configuration_and_bad_input_is_named() {
     let kf = Kf::new();
-    let out = kf.run(&[
-        "--cluster-admin",
-        "group:platform",
-        "check",
-        "--user",
-        "ops",
-        "--group",
-        "platform",
-        "--namespace",
-        "anything",
-        "--verb",
-        "delete",
-        "--resource",
-        "runs",
-    ]);
+    let out = kf.cmd("--cluster-admin group:platform check --user ops --group platform --namespace anything --verb delete --resource runs");
     assert!(out.status.success(), "{}", text(&out));
-    let out = kf.run(&["check", "--user", "u", "--namespace", "n", "--verb", "explode", "--resource", "runs"]);
+    let out = kf.cmd("check --user u --namespace n --verb explode --resource runs");
     assert_eq!(out.status.code(), Some(2), "clap rejects an unknown verb");
     assert!(text(&out).contains("explode"), "{}", text(&out));
-    let out = kf.run(&["profile", "add-contributor", "nowhere", "--user", "x", "--role", "view", "--as", "nobody"]);
+    let out = kf.cmd("profile add-contributor nowhere --user x --role view --as nobody");
     assert_eq!(out.status.code(), Some(1));
     assert!(!text(&out).contains("panicked"));
 }
@@ -163,17 +103,9 @@ fn render_prints_the_objects_with_contributors_from_the_store() {
         "/../../../shared/corpus/profiles/components__profile-controller__manifests__kustomize__samples___v1_profile.yaml"
     );
     assert!(kf.run(&["profile", "create", "--file", manifest]).status.success());
-    let out = kf.run(&[
-        "profile",
-        "add-contributor",
-        "test-user-profile",
-        "--user",
-        "bob@example.com",
-        "--role",
-        "view",
-        "--as",
-        "test-user@kubeflow.org",
-    ]);
+    let out = kf.cmd(
+        "profile add-contributor test-user-profile --user bob@example.com --role view --as test-user@kubeflow.org",
+    );
     assert!(out.status.success(), "{}", text(&out));
     let out = kf.run(&["render", manifest]);
     assert!(out.status.success(), "{}", text(&out));
