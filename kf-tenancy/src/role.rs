@@ -109,14 +109,17 @@ impl Verb {
     /// The verb an HTTP method usually means (`GET` → get, `POST` → create, …).
     /// `HEAD` and `OPTIONS` read; unknown methods have no verb.
     pub fn from_http_method(method: &str) -> Option<Verb> {
-        match method.to_ascii_uppercase().as_str() {
-            "GET" | "HEAD" | "OPTIONS" => Some(Verb::Get),
-            "POST" => Some(Verb::Create),
-            "PUT" => Some(Verb::Update),
-            "PATCH" => Some(Verb::Patch),
-            "DELETE" => Some(Verb::Delete),
-            _ => None,
-        }
+        const TABLE: [(&str, Verb); 7] = [
+            ("GET", Verb::Get),
+            ("HEAD", Verb::Get),
+            ("OPTIONS", Verb::Get),
+            ("POST", Verb::Create),
+            ("PUT", Verb::Update),
+            ("PATCH", Verb::Patch),
+            ("DELETE", Verb::Delete),
+        ];
+        // No allocation: this runs on every request the layer sees.
+        TABLE.iter().find(|(name, _)| name.eq_ignore_ascii_case(method)).map(|(_, verb)| *verb)
     }
 }
 
