@@ -35,7 +35,7 @@ pub fn run(file: &Path) -> ExitCode {
     }
     match serde_saphyr::to_string_multiple(&values) {
         Ok(yaml) => {
-            print!("{yaml}");
+            out!("{yaml}");
             ExitCode::SUCCESS
         }
         Err(err) => {

@@ -7,9 +7,12 @@
 //! Exit codes: 0 success, 1 the input was rejected (or the command failed),
 //! 2 usage errors and parts of kf that are not built yet.
 
+// First, so its out!/outln! macros are in scope for every command module.
+#[macro_use]
+mod output;
+
 mod documents;
 mod fmt;
-mod output;
 mod pending;
 mod quickstart;
 mod tenancy_cmd;
@@ -65,7 +68,7 @@ enum Command {
         file: PathBuf,
     },
     /// Walk the whole ML lifecycle on embedded defaults, in one command.
-    Quickstart,
+    Quickstart(quickstart::QuickstartArgs),
     /// Run the kf APIs and dashboard behind the tenancy layer.
     Server(pending::Args),
 }
@@ -83,7 +86,7 @@ fn main() -> ExitCode {
         Command::Server(_) => pending::report("kf server", "the composed servers and dashboard (issue #15)"),
         Command::Validate { files } => validate::run(&files, cli.output),
         Command::Fmt { file } => fmt::run(&file),
-        Command::Quickstart => quickstart::run(cli.output),
+        Command::Quickstart(args) => quickstart::run(args, cli.output),
     }
 }
 

@@ -4,11 +4,21 @@
 //! honestly as not built yet; it never fakes a step. As the crate issues land,
 //! their steps replace the pending entries below.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use kf_tenancy::{Identity, Request, RoleTable, SqlitePolicyStore, Tenancy, Verb};
 use serde_json::json;
 
 use crate::output::OutputFormat;
+
+/// `kf quickstart` flags.
+#[derive(Debug, clap::Args)]
+pub struct QuickstartArgs {
+    /// Where the quickstart keeps its stores and artifacts (created if missing).
+    #[arg(long, default_value = "kf-quickstart")]
+    dir: PathBuf,
+}
 
 /// One lifecycle step and what happened to it.
 #[derive(Debug, serde::Serialize)]
@@ -19,9 +29,20 @@ struct Step {
     detail: String,
 }
 
-pub fn run(output: OutputFormat) -> ExitCode {
+pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
+    if let Err(err) = std::fs::create_dir_all(&args.dir) {
+        eprintln!("kf quickstart: cannot create {}: {err}", args.dir.display());
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("kf quickstart: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let steps = vec![
-        tenant_step(),
+        runtime.block_on(tenant_step(&args.dir)),
         pending("pipeline: prepare data → train → evaluate, with cached artifacts", "kf-dag executor", 6),
         pending("training: a 2-process local TrainJob writing an ONNX model", "kf-train local backend", 9),
         pending("tuning: a 20-trial TPE experiment with early stopping", "kf-tune experiment runner", 8),
@@ -32,39 +53,51 @@ pub fn run(output: OutputFormat) -> ExitCode {
     let done = steps.iter().filter(|s| s.status == "done").count();
     match output {
         OutputFormat::Text => {
-            println!("kf quickstart — {done} of {} lifecycle steps are built in this version", steps.len());
+            outln!("kf quickstart — {done} of {} lifecycle steps are built in this version", steps.len());
+            outln!("  working directory: {}", args.dir.display());
             for (i, step) in steps.iter().enumerate() {
-                println!("  {}. [{}] {}\n     {}", i + 1, step.status, step.name, step.detail);
+                outln!("  {}. [{}] {}\n     {}", i + 1, step.status, step.name, step.detail);
             }
         }
         OutputFormat::Json => {
-            println!("{}", json!({"steps": steps, "built": done, "total": steps.len()}));
+            outln!("{}", json!({"steps": steps, "built": done, "total": steps.len(), "dir": args.dir}));
         }
     }
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
-/// Step 1: the tenant every later step acts as. Until the policy store lands
-/// the profile is built and validated in memory, and the step says so.
-fn tenant_step() -> Step {
+/// Step 1: the tenant every later step acts as: a Profile in the durable
+/// policy store, and a check that its owner may run pipelines in it.
+async fn tenant_step(dir: &Path) -> Step {
     let owner = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "kf-user".to_string());
-    let doc = json!({
-        "apiVersion": "kubeflow.org/v1",
-        "kind": "Profile",
-        "metadata": {"name": "kf-quickstart"},
-        "spec": {"owner": {"kind": "User", "name": owner}},
-    });
-    let checked = kf_tenancy::Profile::from_value(doc).and_then(|p| p.validate().map(|()| p));
-    match checked {
-        Ok(profile) => Step {
-            name: "tenant: a Profile that owns namespace kf-quickstart",
+    let name = "tenant: a Profile that owns namespace kf-quickstart";
+    let result = async {
+        let db = dir.join("tenancy.db");
+        let db = db.to_str().ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", db.display()))?;
+        let tenancy = Tenancy::load(SqlitePolicyStore::open(db).await?, RoleTable::default(), &[]).await?;
+        let profile = kf_tenancy::Profile::from_value(json!({
+            "apiVersion": "kubeflow.org/v1",
+            "kind": "Profile",
+            "metadata": {"name": "kf-quickstart"},
+            "spec": {"owner": {"kind": "User", "name": owner}},
+        }))?;
+        tenancy.create_profile(&profile).await?;
+        let me = Identity::user(owner.clone());
+        let decision =
+            tenancy.check(&Request { identity: &me, namespace: "kf-quickstart", verb: Verb::Create, resource: "runs" });
+        anyhow::ensure!(decision.allowed, "the owner may not create runs: {}", decision.reason);
+        anyhow::Ok(decision.reason.to_string())
+    };
+    match result.await {
+        Ok(reason) => Step {
+            name,
             status: "done",
             detail: format!(
-                "Profile {:?} owned by User {owner:?} validated by kf-tenancy (kept in memory: the policy store is issue #12)",
-                profile.namespace().unwrap_or_default()
+                "Profile kf-quickstart owned by User {owner:?} in {}/tenancy.db; creating runs: allowed ({reason})",
+                dir.display()
             ),
         },
-        Err(err) => Step { name: "tenant", status: "failed", detail: err.to_string() },
+        Err(err) => Step { name, status: "failed", detail: format!("{err:#}") },
     }
 }
 

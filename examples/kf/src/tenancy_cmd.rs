@@ -166,8 +166,8 @@ async fn execute(args: TenancyArgs, output: OutputFormat) -> anyhow::Result<Exit
     let admins: Vec<Subject> = args.cluster_admins.iter().map(|a| admin_subject(a)).collect();
     let tenancy = Tenancy::load(SqlitePolicyStore::open(path).await?, RoleTable::default(), &admins).await?;
     let print = |text: String, value: serde_json::Value| match output {
-        OutputFormat::Text => println!("{text}"),
-        OutputFormat::Json => println!("{value}"),
+        OutputFormat::Text => outln!("{text}"),
+        OutputFormat::Json => outln!("{value}"),
     };
     match args.command {
         TenancyCommand::Profile(ProfileCommand::Create { name, owner, file }) => {
@@ -195,8 +195,8 @@ async fn execute(args: TenancyArgs, output: OutputFormat) -> anyhow::Result<Exit
                 .unwrap_or_default();
             let objects = kf_tenancy::render::render(&profile, &contributors, &Default::default())?;
             match output {
-                OutputFormat::Json => println!("{}", json!(objects)),
-                OutputFormat::Text => print!("{}", serde_saphyr::to_string_multiple(&objects)?),
+                OutputFormat::Json => outln!("{}", json!(objects)),
+                OutputFormat::Text => out!("{}", serde_saphyr::to_string_multiple(&objects)?),
             }
         }
         TenancyCommand::Profile(ProfileCommand::List) => {
@@ -213,13 +213,13 @@ async fn execute(args: TenancyArgs, output: OutputFormat) -> anyhow::Result<Exit
                 })
                 .collect();
             match output {
-                OutputFormat::Json => println!("{}", json!(rows)),
+                OutputFormat::Json => outln!("{}", json!(rows)),
                 OutputFormat::Text => {
-                    println!("{:<24} {:<32} CONTRIBUTORS", "PROFILE", "OWNER");
+                    outln!("{:<24} {:<32} CONTRIBUTORS", "PROFILE", "OWNER");
                     for r in &records {
                         let contributors: Vec<String> =
                             r.bindings.iter().map(|(s, role)| format!("{s} ({role})")).collect();
-                        println!("{:<24} {:<32} {}", r.namespace, r.owner.to_string(), contributors.join(", "));
+                        outln!("{:<24} {:<32} {}", r.namespace, r.owner.to_string(), contributors.join(", "));
                     }
                 }
             }

@@ -27,13 +27,13 @@ pub fn run(files: &[PathBuf], output: OutputFormat) -> ExitCode {
         OutputFormat::Text => {
             for r in &reports {
                 match &r.error {
-                    None => println!("OK {}", r.file),
-                    Some(error) => println!("ERROR {}: {error}", r.file),
+                    None => outln!("OK {}", r.file),
+                    Some(error) => outln!("ERROR {}: {error}", r.file),
                 }
             }
         }
         OutputFormat::Json => match serde_json::to_string_pretty(&reports) {
-            Ok(json) => println!("{json}"),
+            Ok(json) => outln!("{json}"),
             Err(err) => {
                 eprintln!("kf validate: cannot encode the report: {err}");
                 return ExitCode::FAILURE;

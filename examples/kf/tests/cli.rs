@@ -261,11 +261,33 @@ fn fmt_errors_name_the_file_and_exit_non_zero() {
 
 #[test]
 fn quickstart_runs_what_is_built_and_labels_the_rest() {
-    let out = kf(&["--output", "json", "quickstart"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = kf(&["--output", "json", "quickstart", "--dir", dir.path().to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let steps = report["steps"].as_array().expect("steps");
     assert_eq!(steps[0]["status"], "done", "the tenant step is built: {report}");
     assert!(steps.iter().all(|s| s["status"] == "done" || s["status"] == "not built yet"), "{report}");
     assert_eq!(report["built"], steps.iter().filter(|s| s["status"] == "done").count());
+    assert!(dir.path().join("tenancy.db").exists(), "the tenant lives in the durable store");
+    // a second run finds the same tenant and succeeds again
+    let again = kf(&["--output", "json", "quickstart", "--dir", dir.path().to_str().expect("utf-8")]);
+    assert!(again.status.success(), "{}", stderr(&again));
+}
+
+#[test]
+fn a_closed_stdout_ends_kf_quietly() {
+    use std::process::Stdio;
+    let files = yaml_files(&corpus("kserve"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kf"))
+        .arg("validate")
+        .args(&files)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kf starts");
+    drop(child.stdout.take()); // the reader goes away, like `kf validate … | head -0`
+    let out = child.wait_with_output().expect("kf ends");
+    assert_no_panic(&out);
+    assert!(matches!(out.status.code(), Some(0) | Some(141)), "{:?}", out.status);
 }
