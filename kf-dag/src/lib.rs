@@ -51,6 +51,7 @@ pub mod cache;
 pub mod cache_key;
 mod error;
 pub mod ir;
+pub mod kfp;
 pub mod plan;
 pub mod run;
 pub mod store;
