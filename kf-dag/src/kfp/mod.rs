@@ -176,3 +176,6 @@ impl KfpPipeline {
         Ok(KfpPipeline { spec: export::pipeline_spec(pipeline)?, platforms: None })
     }
 }
+
+#[cfg(test)]
+mod tests;
