@@ -5,16 +5,24 @@
 //! strictly into the `PipelineSpec` protobuf, where an unknown field fails,
 //! and (2) load it with `kfp.components.load_component_from_file`.
 //!
+//! A second test runs the lightweight Python components of the corpus with
+//! kfp's own executor (`kfp.dsl.executor_main`), wired through kf's
+//! executor contract: kf builds the `ExecutorInput` and the command line,
+//! kfp runs the function, kf reads the outputs back.
+//!
 //! Needs a Python with kfp 2.17.3 (`/work/shared/python/install-kfp.sh`):
 //! `KF_KFP_PYTHON` names its interpreter (default `python3`). Without it the
 //! test is skipped, unless `KF_REQUIRE_PEERS=1`, where it fails.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kf_dag::builder::{Dataset, FinalStatus, List, Model, PipelineBuilder};
 use kf_dag::ir::{ContainerSpec, Pipeline, RetryPolicy};
 use kf_dag::kfp::KfpPipeline;
+use kf_dag::kfp::executor_input::{RuntimeArtifact, TaskOutputs, executor_input, task_outputs};
+use kf_dag::kfp::{PipelineRoot, RunFacts, Substitution};
 use serde_json::{Value, json};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/kfp");
@@ -185,4 +193,106 @@ fn kfp_loads_what_kf_exports() {
             path.display()
         );
     }
+}
+
+/// Runs one lightweight component of `pipeline` the way a local executor
+/// would, with kfp's executor doing the Python side.
+fn run_component(
+    python: &str,
+    pipeline: &kf_dag::ir::Pipeline,
+    component: &str,
+    task: &str,
+    root: &PipelineRoot,
+    parameters: BTreeMap<String, Value>,
+    artifacts: BTreeMap<String, Vec<RuntimeArtifact>>,
+) -> TaskOutputs {
+    let spec = &pipeline.components[component];
+    let task_root = root.task_root("run-1", task).expect("task root");
+    let input = executor_input(spec, &parameters, &artifacts, &task_root).expect("executor input");
+    let Some(kf_dag::ir::Executor::Container(container)) = pipeline.executor_of(component) else {
+        panic!("{component} runs a container")
+    };
+    let run = RunFacts { job_name: "run-1".into(), task_name: task.into(), ..RunFacts::default() };
+    let line = Substitution { input: &input, run: &run, root }.command_line(container).expect("command line");
+    // The first three items (`sh -c <script>`) pip-install kfp and then exec
+    // the rest; the peer venv has kfp, and a test must not reach the network.
+    assert!(line[2].contains("pip install"), "{component}: {:?}", &line[..3]);
+    let mut path = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(bin) = Path::new(python).parent().filter(|p| !p.as_os_str().is_empty()) {
+        path =
+            std::env::join_paths(std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&path))).expect("PATH");
+    }
+    let output = Command::new(&line[3]).args(&line[4..]).env("PATH", path).output().expect("run component");
+    assert!(output.status.success(), "{component} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let executor_output = std::fs::read_to_string(&input.outputs.output_file).ok();
+    let files: BTreeMap<String, String> = input
+        .outputs
+        .parameters
+        .iter()
+        .filter_map(|(name, p)| std::fs::read_to_string(&p.output_file).ok().map(|text| (name.clone(), text)))
+        .collect();
+    task_outputs(spec, &input, executor_output.as_deref(), &files).expect("outputs")
+}
+
+#[test]
+fn kfp_lightweight_components_run_through_kfs_executor_contract() {
+    let Some(python) = kfp_python() else { return };
+    let text =
+        std::fs::read_to_string(format!("{CORPUS}/lightweight_python_functions_with_outputs.yaml")).expect("read");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("YAML");
+    let pipeline = KfpPipeline::from_values(&docs).and_then(|k| k.to_pipeline()).expect("imports");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = PipelineRoot::new(dir.path().to_str().expect("utf-8 temp dir"));
+    let params = |pairs: &[(&str, Value)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+
+    let add = run_component(
+        &python,
+        &pipeline,
+        "comp-add-numbers",
+        "add-numbers",
+        &root,
+        params(&[("first", json!(1)), ("second", json!(2))]),
+        BTreeMap::new(),
+    );
+    assert_eq!(add.parameters["Output"], json!(3));
+    let concat = run_component(
+        &python,
+        &pipeline,
+        "comp-concat-message",
+        "concat-message",
+        &root,
+        params(&[("first", json!("ab")), ("second", json!("cd"))]),
+        BTreeMap::new(),
+    );
+    assert_eq!(concat.parameters["Output"], json!("abcd"));
+
+    let made = run_component(
+        &python,
+        &pipeline,
+        "comp-output-artifact",
+        "output-artifact",
+        &root,
+        params(&[("number", add.parameters["Output"].clone()), ("message", concat.parameters["Output"].clone())]),
+        BTreeMap::new(),
+    );
+    let dataset = made.artifacts["Output"][0].clone();
+    assert_eq!(std::fs::read_to_string(&dataset.uri).expect("dataset"), "abcd\nabcd\nabcd");
+
+    let tuple = run_component(
+        &python,
+        &pipeline,
+        "comp-output-named-tuple",
+        "output-named-tuple",
+        &root,
+        BTreeMap::new(),
+        [("artifact".to_owned(), vec![dataset])].into(),
+    );
+    assert_eq!(tuple.parameters["scalar"], json!("123"));
+    let model = &tuple.artifacts["model"][0];
+    assert_eq!(std::fs::read_to_string(&model.uri).expect("model"), "Model contents: abcd\nabcd\nabcd");
+    let metrics: Value =
+        serde_json::from_str(&std::fs::read_to_string(&tuple.artifacts["metrics"][0].uri).expect("metrics"))
+            .expect("JSON");
+    assert_eq!(metrics["metrics"][0]["numberValue"], json!(0.9));
+    assert!(model.uri.starts_with(dir.path().to_str().expect("utf-8")), "{}", model.uri);
 }

@@ -12,7 +12,7 @@
 //! - [`import`]: wire types → IR; [`export`]: IR → wire types
 //!   ([`KfpPipeline::from_pipeline`]), so a pipeline built with the
 //!   [`crate::PipelineBuilder`] becomes KFP v2 IR YAML the kfp SDK loads.
-//! - `executor_input` (to come): the executor contract KFP's containers speak (the
+//! - [`executor_input`]: the executor contract KFP's containers speak (the
 //!   `ExecutorInput` JSON a component reads, the `ExecutorOutput` it
 //!   writes, placeholder substitution, pipeline-root mapping), as pure
 //!   functions for the executor to call.
@@ -49,6 +49,7 @@
 //! # Ok::<(), kf_dag::Error>(())
 //! ```
 
+pub mod executor_input;
 pub mod export;
 pub mod import;
 pub mod spec;
@@ -60,6 +61,7 @@ use serde_json::Value;
 use crate::ir::Pipeline;
 use crate::{Error, Plan, Result};
 
+pub use executor_input::{ExecutorInput, ExecutorOutput, PipelineRoot, RunFacts, Substitution, TaskOutputs};
 pub use spec::{PipelineSpec, PlatformSpec};
 
 /// The `schemaVersion`s kf reads (every kfp 2.x compiler writes one of these).
