@@ -73,7 +73,10 @@ fn interface(spec: Option<&spec::InterfaceSpec>, path: &str) -> Result<Interface
         i.parameters.insert(
             name.clone(),
             ParameterSpec {
-                ty: parameter_type(p.parameter_type.as_deref(), &format!("{ppath}.parameterType"))?,
+                ty: match (&p.parameter_type, p.extra.get("type").and_then(Value::as_str)) {
+                    (None, Some(old)) => primitive_type(old, &format!("{ppath}.type"))?,
+                    (kind, _) => parameter_type(kind.as_deref(), &format!("{ppath}.parameterType"))?,
+                },
                 default: p.default_value.clone(),
                 optional: p.is_optional.unwrap_or(false),
                 description: p.description.clone(),
@@ -100,6 +103,37 @@ fn parameter_type(kind: Option<&str>, path: &str) -> Result<ParameterType> {
     let kind = kind.ok_or_else(|| Error::invalid(path, format!("expected one of {}, found nothing", known())))?;
     ParameterType::from_kfp_str(kind)
         .ok_or_else(|| Error::invalid(path, format!("expected one of {}, found {kind:?}", known())))
+}
+
+/// The deprecated `type` of pre-2.0 specs (`PrimitiveType`).
+fn primitive_type(kind: &str, path: &str) -> Result<ParameterType> {
+    match kind {
+        "INT" => Ok(ParameterType::NumberInteger),
+        "DOUBLE" => Ok(ParameterType::NumberDouble),
+        "STRING" => Ok(ParameterType::String),
+        other => Err(Error::invalid(path, format!("expected INT, DOUBLE or STRING, found {other:?}"))),
+    }
+}
+
+/// The value of a deprecated `constantValue` (`{intValue | doubleValue | stringValue}`).
+fn constant_value(extra: &spec::Extra, path: &str) -> Result<Option<Value>> {
+    let Some(v) = extra.get("constantValue") else { return Ok(None) };
+    let path = format!("{path}.constantValue");
+    let field = |key: &str| v.get(key);
+    match (field("intValue"), field("doubleValue"), field("stringValue")) {
+        // protobuf JSON writes an int64 as a string.
+        (Some(i), None, None) => i
+            .as_i64()
+            .or_else(|| i.as_str().and_then(|s| s.parse().ok()))
+            .map(|i| Some(Value::from(i)))
+            .ok_or_else(|| Error::invalid(format!("{path}.intValue"), format!("expected an integer, found {i}"))),
+        (None, Some(d), None) if d.is_number() => Ok(Some(d.clone())),
+        (None, None, Some(Value::String(s))) => Ok(Some(Value::String(s.clone()))),
+        _ => Err(Error::invalid(
+            path,
+            "expected exactly one of intValue, doubleValue (a number), stringValue (a string)",
+        )),
+    }
 }
 
 fn artifact_type(schema: Option<&spec::ArtifactTypeSchema>, path: &str) -> Result<ArtifactType> {
@@ -258,7 +292,11 @@ fn structured_arg(v: &Value, path: &str, depth: usize) -> Result<Arg> {
 
 fn importer(i: &spec::ImporterSpec, path: &str) -> Result<ImporterSpec> {
     let upath = format!("{path}.artifactUri");
-    let uri = match i.artifact_uri.as_ref().map(|u| (&u.constant, &u.runtime_parameter)) {
+    let old = match &i.artifact_uri {
+        Some(u) if u.constant.is_none() => constant_value(&u.extra, &upath)?,
+        _ => None,
+    };
+    let uri = match i.artifact_uri.as_ref().map(|u| (u.constant.as_ref().or(old.as_ref()), &u.runtime_parameter)) {
         Some((Some(Value::String(c)), None)) => ImporterUri::Constant(c.clone()),
         Some((Some(other), None)) => {
             return Err(Error::invalid(format!("{upath}.constant"), format!("expected a URI string, found {other}")));
@@ -478,10 +516,12 @@ fn parameter_source(i: &spec::TaskInputParameterSpec, path: &str) -> Result<Para
         ));
     }
     if let Some(v) = &i.runtime_value {
-        let constant = v
-            .constant
-            .clone()
-            .ok_or_else(|| Error::invalid(format!("{path}.runtimeValue.constant"), "expected a constant value"))?;
+        let vpath = format!("{path}.runtimeValue");
+        let constant = match &v.constant {
+            Some(c) => c.clone(),
+            None => constant_value(&v.extra, &vpath)?
+                .ok_or_else(|| Error::invalid(format!("{vpath}.constant"), "expected a constant value"))?,
+        };
         return Ok(ParameterSource::Constant(constant));
     }
     if let Some(name) = &i.component_input_parameter {

@@ -51,6 +51,7 @@
 
 pub mod executor_input;
 pub mod export;
+mod fields;
 pub mod import;
 pub mod spec;
 
@@ -132,8 +133,9 @@ impl KfpPipeline {
     }
 
     /// Converts the pipeline into the IR, checking what the wire format can
-    /// get wrong (`schemaVersion`, executor kinds, parameter types, input
-    /// sources, placeholders, conditions, durations, loop lists). The IR is
+    /// get wrong (`schemaVersion`, fields the protobuf does not define,
+    /// executor kinds, parameter types, input sources, placeholders,
+    /// conditions, durations, loop lists). The IR is
     /// not validated; [`KfpPipeline::plan`] does that.
     pub fn to_pipeline(&self) -> Result<Pipeline> {
         match self.spec.schema_version.as_deref() {
@@ -151,6 +153,7 @@ impl KfpPipeline {
                 ));
             }
         }
+        fields::check_pipeline(&self.spec)?;
         let pipeline = import::pipeline(&self.spec)?;
         if let Some(platforms) = &self.platforms {
             let empty = Default::default();

@@ -414,3 +414,68 @@ fn random_pipeline() -> impl Strategy<Value = Pipeline> {
         p
     })
 }
+
+#[test]
+fn fields_the_protobuf_does_not_define_are_rejected_with_a_suggestion() {
+    let mut doc = base();
+    let b = doc.pointer_mut("/root/dag/tasks/b").unwrap().as_object_mut().unwrap();
+    let deps = b.remove("dependentTasks").unwrap();
+    b.insert("dependentTask".into(), deps);
+    let err = error_of(doc.clone());
+    assert_eq!(err.path(), Some("root.dag.tasks.b.dependentTask"), "{err}");
+    assert!(err.to_string().contains("did you mean \"dependentTasks\""), "{err}");
+    // Still read and written back losslessly: only validation refuses it.
+    assert_eq!(KfpPipeline::from_values(std::slice::from_ref(&doc)).unwrap().to_values(), [doc]);
+
+    let cases = [
+        (
+            "/deploymentSpec/executors/exec-echo/container",
+            "imageName",
+            "deploymentSpec.executors.exec-echo.container.imageName",
+        ),
+        (
+            "/components/comp-echo/inputDefinitions/parameters/text",
+            "default",
+            "components.comp-echo.inputDefinitions.parameters.text.default",
+        ),
+        ("", "pipelineRoot", "pipelineRoot"),
+    ];
+    for (pointer, key, path) in cases {
+        let mut doc = base();
+        doc.pointer_mut(pointer).unwrap().as_object_mut().unwrap().insert(key.into(), json!(1));
+        assert_eq!(error_of(doc).path(), Some(path));
+    }
+}
+
+#[test]
+fn protobuf_fields_kf_does_not_model_are_accepted() {
+    let mut doc = base();
+    doc["components"]["comp-echo"]["singlePlatformSpecs"] = json!([{"platform": "x"}]);
+    doc["deploymentSpec"]["executors"]["exec-echo"]["container"]["lifecycle"] = json!({"preCacheCheck": {}});
+    doc["deploymentSpec"]["executors"]["exec-echo"]["container"]["resources"] = json!({"cpuLimit": 1.0});
+    doc["components"]["comp-echo"]["outputDefinitions"]["parameters"]["out"]["description"] = json!("x");
+    KfpPipeline::from_values(&[doc]).unwrap().validate().unwrap();
+}
+
+#[test]
+fn deprecated_constant_value_and_primitive_type_forms_import() {
+    let mut doc = base();
+    doc["root"]["dag"]["tasks"]["a"]["inputs"]["parameters"]["text"] =
+        json!({"runtimeValue": {"constantValue": {"stringValue": "hi"}}});
+    let text = doc.pointer_mut("/components/comp-echo/inputDefinitions/parameters/text").unwrap();
+    *text = json!({"type": "STRING"});
+    let kfp = KfpPipeline::from_values(&[doc]).unwrap();
+    kfp.validate().unwrap();
+    let ir = kfp.to_pipeline().unwrap();
+    assert_eq!(ir.root_dag().unwrap().tasks["a"].parameters["text"], ParameterSource::Constant(json!("hi")));
+    assert_eq!(ir.components["comp-echo"].inputs.parameters["text"].ty, ParameterType::String);
+    let mut doc = base();
+    doc["root"]["dag"]["tasks"]["a"]["inputs"]["parameters"]["text"] =
+        json!({"runtimeValue": {"constantValue": {"intValue": "x"}}});
+    let err = error_of(doc);
+    assert_eq!(
+        err.path(),
+        Some("root.dag.tasks.a.inputs.parameters.text.runtimeValue.constantValue.intValue"),
+        "{err}"
+    );
+}
