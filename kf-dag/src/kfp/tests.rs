@@ -479,3 +479,99 @@ fn deprecated_constant_value_and_primitive_type_forms_import() {
         "{err}"
     );
 }
+
+/// kfp 2.17's shape for `.set_cpu_limit(task.output)`: the resource reads a
+/// `pipelinechannel--` input, and the setting itself is an undeclared input
+/// whose constant interpolates it.
+#[test]
+fn resources_set_from_a_task_output_validate() {
+    let mut doc = base();
+    doc["deploymentSpec"]["executors"]["exec-echo"]["container"]["resources"] = json!({
+        "accelerator": {"count": "1", "resourceCount": "1", "resourceType": "nvidia.com/gpu", "type": "nvidia.com/gpu"},
+        "memoryLimit": 1.0,
+        "resourceCpuLimit": "{{$.inputs.parameters['pipelinechannel--a-out']}}",
+        "resourceMemoryLimit": "1G",
+    });
+    let b = &mut doc["root"]["dag"]["tasks"]["b"]["inputs"]["parameters"];
+    b["cpu_limit"] = json!({"runtimeValue": {"constant": "{{$.inputs.parameters['pipelinechannel--a-out']}}"}});
+    b["pipelinechannel--a-out"] = json!({"taskOutputParameter": {"producerTask": "a", "outputParameterKey": "out"}});
+    // `a` must also have one: its executor reads the channel.
+    doc["root"]["dag"]["tasks"]["a"]["inputs"]["parameters"]["pipelinechannel--a-out"] =
+        json!({"runtimeValue": {"constant": "1"}});
+    let kfp = KfpPipeline::from_values(std::slice::from_ref(&doc)).unwrap();
+    kfp.validate().unwrap();
+    assert_eq!(kfp.to_values(), [doc.clone()]);
+    // A plain undeclared constant is still a mistake.
+    doc["root"]["dag"]["tasks"]["b"]["inputs"]["parameters"]["cpu_limit"] = json!({"runtimeValue": {"constant": "2"}});
+    assert_eq!(error_of(doc).path(), Some("root.dag.tasks.b.inputs.parameters.cpu_limit"));
+}
+
+/// `dsl.ParallelFor` over a `List[Dataset]` input of a nested pipeline (kfp 2.17).
+#[test]
+fn artifact_iterators_import_validate_and_export() {
+    let dataset = json!({"schemaTitle": "system.Dataset", "schemaVersion": "0.0.1"});
+    let doc = json!({
+        "pipelineInfo": {"name": "artifact-iter"},
+        "components": {
+            "comp-use": {"executorLabel": "exec-use", "inputDefinitions": {"artifacts": {"d": {"artifactType": dataset}}}},
+            "comp-make": {"executorLabel": "exec-make", "outputDefinitions": {"artifacts": {"out": {"artifactType": dataset}}}},
+            "comp-fan": {
+                "dag": {"tasks": {"for-loop-1": {
+                    "artifactIterator": {"itemInput": "pipelinechannel--xs-loop-item", "items": {"inputArtifact": "pipelinechannel--xs"}},
+                    "componentRef": {"name": "comp-for-loop-1"},
+                    "inputs": {"artifacts": {"pipelinechannel--xs": {"componentInputArtifact": "xs"}}},
+                    "iteratorPolicy": {"parallelismLimit": 2},
+                    "taskInfo": {"name": "for-loop-1"},
+                }}},
+                "inputDefinitions": {"artifacts": {"xs": {"artifactType": dataset, "isArtifactList": true}}},
+            },
+            "comp-for-loop-1": {
+                "dag": {"tasks": {"use": {
+                    "cachingOptions": {"enableCache": true},
+                    "componentRef": {"name": "comp-use"},
+                    "inputs": {"artifacts": {"d": {"componentInputArtifact": "pipelinechannel--xs-loop-item"}}},
+                    "taskInfo": {"name": "use"},
+                }}},
+                "inputDefinitions": {"artifacts": {
+                    "pipelinechannel--xs": {"artifactType": dataset, "isArtifactList": true},
+                    "pipelinechannel--xs-loop-item": {"artifactType": dataset},
+                }},
+            },
+            "comp-for-loop-2": {
+                "dag": {
+                    "outputs": {"artifacts": {"pipelinechannel--make-out": {"artifactSelectors": [{"outputArtifactKey": "out", "producerSubtask": "make"}]}}},
+                    "tasks": {"make": {"componentRef": {"name": "comp-make"}, "taskInfo": {"name": "make"}}},
+                },
+                "inputDefinitions": {"parameters": {"pipelinechannel--loop-item-param-1": {"parameterType": "NUMBER_INTEGER"}}},
+                "outputDefinitions": {"artifacts": {"pipelinechannel--make-out": {"artifactType": dataset, "isArtifactList": true}}},
+            },
+        },
+        "deploymentSpec": {"executors": {
+            "exec-use": {"container": {"image": "python:3.11", "args": ["{{$.inputs.artifacts['d'].path}}"]}},
+            "exec-make": {"container": {"image": "python:3.11", "args": ["{{$.outputs.artifacts['out'].path}}"]}},
+        }},
+        "root": {"dag": {"tasks": {
+            "fan": {
+                "componentRef": {"name": "comp-fan"}, "dependentTasks": ["for-loop-2"], "taskInfo": {"name": "fan"},
+                "inputs": {"artifacts": {"xs": {"taskOutputArtifact": {"outputArtifactKey": "pipelinechannel--make-out", "producerTask": "for-loop-2"}}}},
+            },
+            "for-loop-2": {
+                "componentRef": {"name": "comp-for-loop-2"}, "taskInfo": {"name": "for-loop-2"},
+                "parameterIterator": {"itemInput": "pipelinechannel--loop-item-param-1", "items": {"raw": "[1, 2, 3]"}},
+            },
+        }}},
+        "schemaVersion": "2.1.0",
+        "sdkVersion": "kfp-2.17.3",
+    });
+    let kfp = KfpPipeline::from_values(std::slice::from_ref(&doc)).unwrap();
+    kfp.validate().unwrap();
+    assert_eq!(kfp.to_values(), [doc]);
+    let ir = kfp.to_pipeline().unwrap();
+    let pf = ir.components["comp-fan"].as_dag().unwrap().tasks["for-loop-1"].parallel_for.clone().unwrap();
+    assert_eq!(pf.items, LoopItems::InputArtifact("pipelinechannel--xs".into()));
+    assert_eq!(pf.parallelism, Some(2));
+    let back = KfpPipeline::from_pipeline(&ir).unwrap();
+    let reread = KfpPipeline::from_values(&back.to_values()).unwrap();
+    reread.validate().unwrap();
+    assert_eq!(reread.to_pipeline().unwrap(), ir);
+}
