@@ -5,7 +5,12 @@
 //! strictly into the `PipelineSpec` protobuf, where an unknown field fails,
 //! and (2) load it with `kfp.components.load_component_from_file`.
 //!
-//! A second test runs the lightweight Python components of the corpus with
+//! Another compiles pipelines with the kfp SDK at test time (artifact
+//! iterators, several exit handlers, a pipeline as exit task, OneOf inside a
+//! nested pipeline, resources from task outputs, importers, f-strings) and
+//! checks that kf imports, validates and round-trips each.
+//!
+//! A third test runs the lightweight Python components of the corpus with
 //! kfp's own executor (`kfp.dsl.executor_main`), wired through kf's
 //! executor contract: kf builds the `ExecutorInput` and the command line,
 //! kfp runs the function, kf reads the outputs back.
@@ -295,4 +300,114 @@ fn kfp_lightweight_components_run_through_kfs_executor_contract() {
             .expect("JSON");
     assert_eq!(metrics["metrics"][0]["numberValue"], json!(0.9));
     assert!(model.uri.starts_with(dir.path().to_str().expect("utf-8")), "{}", model.uri);
+}
+
+/// Pipelines compiled by the kfp SDK at test time, one per feature.
+const COMPILE: &str = r#"
+import traceback
+from typing import List
+from kfp import compiler, dsl
+from kfp.dsl import Dataset, Input, Output
+
+@dsl.component(base_image="python:3.11")
+def make(n: int, out: Output[Dataset]):
+    open(out.path, "w").write(str(n))
+@dsl.component(base_image="python:3.11")
+def count(xs: Input[List[Dataset]]) -> int:
+    return len(xs)
+@dsl.component(base_image="python:3.11")
+def use(d: Input[Dataset]) -> str:
+    return open(d.path).read()
+@dsl.component(base_image="python:3.11")
+def fail():
+    raise SystemExit(1)
+@dsl.component(base_image="python:3.11")
+def say(msg: str) -> str:
+    print(msg); return msg
+@dsl.component(base_image="python:3.11")
+def cpu() -> str:
+    return "500m"
+
+@dsl.pipeline
+def fan(xs: List[Dataset]):
+    with dsl.ParallelFor(xs) as d:
+        use(d=d)
+@dsl.pipeline
+def exit_pipe(msg: str = "bye"):
+    say(msg=msg)
+@dsl.pipeline
+def nested_oneof(flag: bool = True) -> str:
+    with dsl.If(flag == True):
+        a = say(msg="a")
+    with dsl.Else():
+        b = say(msg="b")
+    return dsl.OneOf(a.output, b.output)
+
+@dsl.pipeline(name="artifact-iter")
+def p1():
+    with dsl.ParallelFor([1, 2, 3]) as n:
+        m = make(n=n)
+    count(xs=dsl.Collected(m.outputs["out"]))
+    fan(xs=dsl.Collected(m.outputs["out"]))
+@dsl.pipeline(name="exit-handlers")
+def p2():
+    e1 = exit_pipe(msg="exit1")
+    with dsl.ExitHandler(e1):
+        fail()
+    e2 = say(msg="exit2")
+    with dsl.ExitHandler(e2):
+        say(msg="body2")
+@dsl.pipeline(name="oneof-nested")
+def p3(flag: bool = True):
+    o = nested_oneof(flag=flag)
+    say(msg=o.output)
+@dsl.pipeline(name="resources")
+def p4():
+    c2 = cpu()
+    say(msg="x").set_cpu_limit(c2.output).set_memory_limit("1G").set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1).set_env_variable("A", "b").set_retry(3, backoff_duration="2s")
+@dsl.pipeline(name="importer")
+def p5(uri: str = "gs://b/y"):
+    imp = dsl.importer(artifact_uri="gs://bucket/x.csv", artifact_class=Dataset, reimport=False, metadata={"k": "{{$.pipeline_job_name}}"})
+    use(d=imp.output)
+    imp2 = dsl.importer(artifact_uri=uri, artifact_class=Dataset, reimport=True)
+    use(d=imp2.output)
+@dsl.pipeline(name="fstring-cache")
+def p6(x: str = "a"):
+    s = say(msg=x)
+    say(msg=f"pre-{s.output}-post").set_caching_options(False)
+    with dsl.ParallelFor([{"a": "1", "b": "x"}], parallelism=2) as item:
+        say(msg=item.b)
+
+import os, sys
+for name, p in [("artifact_iterator", p1), ("exit_handlers", p2), ("oneof_nested", p3), ("resources", p4), ("importers", p5), ("fstring_cache_loop", p6)]:
+    compiler.Compiler().compile(p, os.path.join(sys.argv[1], name + ".yaml"))
+"#;
+
+#[test]
+fn pipelines_the_kfp_sdk_compiles_now_import_validate_and_round_trip() {
+    let Some(python) = kfp_python() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("compile.py");
+    std::fs::write(&script, COMPILE).expect("write script");
+    let output = Command::new(&python).arg(&script).arg(dir.path()).output().expect("run python");
+    assert!(output.status.success(), "kfp could not compile:\n{}", String::from_utf8_lossy(&output.stderr));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 6);
+    for path in files {
+        let name = path.display();
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple(&std::fs::read_to_string(&path).expect("read")).expect("YAML");
+        let kfp = KfpPipeline::from_values(&docs).unwrap_or_else(|e| panic!("{name}: {e}"));
+        kfp.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(kfp.to_values(), docs, "{name}");
+        let ir = kfp.to_pipeline().expect("IR");
+        let again =
+            KfpPipeline::from_values(&KfpPipeline::from_pipeline(&ir).expect("exports").to_values()).expect("reads");
+        assert_eq!(again.to_pipeline().expect("IR"), ir, "{name}");
+    }
 }
