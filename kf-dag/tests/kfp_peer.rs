@@ -26,7 +26,7 @@ use std::process::Command;
 use kf_dag::builder::{Dataset, FinalStatus, List, Model, PipelineBuilder};
 use kf_dag::ir::{ContainerSpec, Pipeline, RetryPolicy};
 use kf_dag::kfp::KfpPipeline;
-use kf_dag::kfp::executor_input::{RuntimeArtifact, TaskOutputs, executor_input, task_outputs};
+use kf_dag::kfp::executor_input::{RuntimeArtifact, TaskOutputs, executor_input, task_final_status, task_outputs};
 use kf_dag::kfp::{PipelineRoot, RunFacts, Substitution};
 use serde_json::{Value, json};
 
@@ -210,7 +210,7 @@ fn run_component(
     root: &PipelineRoot,
     parameters: BTreeMap<String, Value>,
     artifacts: BTreeMap<String, Vec<RuntimeArtifact>>,
-) -> TaskOutputs {
+) -> (TaskOutputs, String) {
     let spec = &pipeline.components[component];
     let task_root = root.task_root("run-1", task).expect("task root");
     let input = executor_input(spec, &parameters, &artifacts, &task_root).expect("executor input");
@@ -236,7 +236,8 @@ fn run_component(
         .iter()
         .filter_map(|(name, p)| std::fs::read_to_string(&p.output_file).ok().map(|text| (name.clone(), text)))
         .collect();
-    task_outputs(spec, &input, executor_output.as_deref(), &files).expect("outputs")
+    let outputs = task_outputs(spec, &input, executor_output.as_deref(), &files).expect("outputs");
+    (outputs, String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 #[test]
@@ -250,7 +251,7 @@ fn kfp_lightweight_components_run_through_kfs_executor_contract() {
     let root = PipelineRoot::new(dir.path().to_str().expect("utf-8 temp dir"));
     let params = |pairs: &[(&str, Value)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
 
-    let add = run_component(
+    let (add, _) = run_component(
         &python,
         &pipeline,
         "comp-add-numbers",
@@ -260,7 +261,7 @@ fn kfp_lightweight_components_run_through_kfs_executor_contract() {
         BTreeMap::new(),
     );
     assert_eq!(add.parameters["Output"], json!(3));
-    let concat = run_component(
+    let (concat, _) = run_component(
         &python,
         &pipeline,
         "comp-concat-message",
@@ -271,7 +272,7 @@ fn kfp_lightweight_components_run_through_kfs_executor_contract() {
     );
     assert_eq!(concat.parameters["Output"], json!("abcd"));
 
-    let made = run_component(
+    let (made, _) = run_component(
         &python,
         &pipeline,
         "comp-output-artifact",
@@ -283,7 +284,7 @@ fn kfp_lightweight_components_run_through_kfs_executor_contract() {
     let dataset = made.artifacts["Output"][0].clone();
     assert_eq!(std::fs::read_to_string(&dataset.uri).expect("dataset"), "abcd\nabcd\nabcd");
 
-    let tuple = run_component(
+    let (tuple, _) = run_component(
         &python,
         &pipeline,
         "comp-output-named-tuple",
@@ -300,6 +301,24 @@ fn kfp_lightweight_components_run_through_kfs_executor_contract() {
             .expect("JSON");
     assert_eq!(metrics["metrics"][0]["numberValue"], json!(0.9));
     assert!(model.uri.starts_with(dir.path().to_str().expect("utf-8")), "{}", model.uri);
+
+    // An exit handler reading PipelineTaskFinalStatus, as kfp's executor parses it.
+    let text = std::fs::read_to_string(format!("{CORPUS}/pipeline_with_task_final_status.yaml")).expect("read");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("YAML");
+    let pipeline = KfpPipeline::from_values(&docs).and_then(|k| k.to_pipeline()).expect("imports");
+    let status = task_final_status("local-pipeline-fail-op", "fail-op", Some("Task fail-op failed."));
+    let (_, stdout) = run_component(
+        &python,
+        &pipeline,
+        "comp-exit-op",
+        "exit-op",
+        &root,
+        params(&[("user_input", json!("x")), ("status", status)]),
+        BTreeMap::new(),
+    );
+    for line in ["Pipeline status:  FAILED", "Pipeline task name:  fail-op", "Error message:  Task fail-op failed."] {
+        assert!(stdout.contains(line), "{line:?} not in {stdout}");
+    }
 }
 
 /// Pipelines compiled by the kfp SDK at test time, one per feature.

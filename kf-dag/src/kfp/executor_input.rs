@@ -209,6 +209,32 @@ impl RunFacts {
     }
 }
 
+/// The value of a `PipelineTaskFinalStatus` input (an exit handler's view
+/// of the task it guards), with the fields kfp.local fills and kfp's
+/// executor reads: `state` (`SUCCEEDED` or `FAILED`), the job resource name,
+/// the task name, and on failure `error: {code: 1, message}`.
+///
+/// ```
+/// use kf_dag::kfp::executor_input::task_final_status;
+/// use serde_json::json;
+/// let status = task_final_status("local-pipeline-train", "train", Some("Task train failed."));
+/// assert_eq!(status["state"], "FAILED");
+/// assert_eq!(status["error"], json!({"code": 1, "message": "Task train failed."}));
+/// assert_eq!(task_final_status("run-1", "train", None)["error"], json!({}));
+/// ```
+pub fn task_final_status(job_resource_name: &str, task: &str, failure: Option<&str>) -> Value {
+    let (state, error) = match failure {
+        Some(message) => ("FAILED", serde_json::json!({"code": 1, "message": message})),
+        None => ("SUCCEEDED", serde_json::json!({})),
+    };
+    serde_json::json!({
+        "state": state,
+        "pipeline_job_resource_name": job_resource_name,
+        "pipeline_task_name": task,
+        "error": error,
+    })
+}
+
 /// A value as it comes out of a `google.protobuf.Value`: every number a
 /// double (KFP stores parameters that way; kfp.local hands them on as such).
 pub fn protobuf_value(value: &Value) -> Value {

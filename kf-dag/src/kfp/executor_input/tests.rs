@@ -354,3 +354,23 @@ proptest! {
         prop_assert_eq!(protobuf_value(&pb), pb.clone(), "idempotent");
     }
 }
+
+#[test]
+fn an_exit_handler_gets_the_final_status_kfp_reads() {
+    let mut notify = Component::leaf("exec");
+    notify.inputs.parameters.insert("status".into(), ParameterSpec::new(ParameterType::TaskFinalStatus));
+    let status = task_final_status("local-pipeline-fail-op", "fail-op", Some("Task fail-op failed."));
+    let input = executor_input(&notify, &[("status".to_owned(), status)].into(), &BTreeMap::new(), "/r/t").unwrap();
+    // As kfp.local hands it over: through protobuf, so the error code is a double.
+    assert_eq!(
+        input.inputs.parameter_values["status"],
+        json!({
+            "state": "FAILED",
+            "pipeline_job_resource_name": "local-pipeline-fail-op",
+            "pipeline_task_name": "fail-op",
+            "error": {"code": 1.0, "message": "Task fail-op failed."},
+        })
+    );
+    let wrong = executor_input(&notify, &[("status".to_owned(), json!("FAILED"))].into(), &BTreeMap::new(), "/r/t");
+    assert_eq!(wrong.unwrap_err().path(), Some("inputs.parameters.status"));
+}
