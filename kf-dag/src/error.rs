@@ -90,6 +90,24 @@ impl Error {
         }
     }
 
+    /// What is wrong, without the path: the display text minus its
+    /// `path: ` prefix, for callers that show the path separately.
+    ///
+    /// ```
+    /// use kf_dag::Error;
+    /// let err = Error::MissingInput { path: "root.dag.tasks.a.inputs".into(), input: "lr".into() };
+    /// assert_eq!(err.path(), Some("root.dag.tasks.a.inputs"));
+    /// assert!(err.message().starts_with("required input \"lr\" is not given"));
+    /// assert_eq!(format!("{}: {}", err.path().unwrap(), err.message()), err.to_string());
+    /// ```
+    pub fn message(&self) -> String {
+        let text = self.to_string();
+        match self.path() {
+            Some(path) => text.strip_prefix(path).and_then(|t| t.strip_prefix(": ")).unwrap_or(&text).to_owned(),
+            None => text,
+        }
+    }
+
     pub(crate) fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Invalid { path: path.into(), message: message.into() }
     }

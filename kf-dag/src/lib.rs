@@ -17,15 +17,20 @@
 //!   cache; [`testing`]: the conformance suites every implementation runs.
 //! - [`cache_key`]: [`CacheKey`], the content digest of a task's resolved
 //!   inputs and component definition.
+//! - [`kfp`]: KFP v2 compatibility — the compiled `PipelineSpec` YAML read
+//!   losslessly ([`kfp::KfpPipeline`]), imported into the IR and validated
+//!   with YAML-path errors, IR exported back to KFP, and the
+//!   `ExecutorInput`/`ExecutorOutput` contract of KFP components as pure
+//!   functions ([`kfp::executor_input`]).
 //!
 //! This crate owns the pipeline IR and everything that runs it. It does not know
 //! about training jobs, tuning or serving (those are other crates, joined only by
 //! the `kf` assembly), and its core never touches the network or the filesystem:
 //! process spawning, object storage and Kubernetes live in adapters.
 //!
-//! Status: IR, validation, cache keys, the builder, run journals and the cache
-//! interface. The executor lands next; KFP YAML import/export with the KFP
-//! compatibility issue (docs/kf-dag.md maps the IR to KFP's PipelineSpec).
+//! Status: IR, validation, cache keys, the builder, run journals, the cache
+//! interface, and KFP import/export plus the KFP executor contract. The
+//! executor lands next (docs/kf-dag.md maps the IR to KFP's PipelineSpec).
 //!
 //! ```
 //! use kf_dag::builder::{Dataset, PipelineBuilder};
@@ -51,6 +56,7 @@ pub mod cache;
 pub mod cache_key;
 mod error;
 pub mod ir;
+pub mod kfp;
 pub mod plan;
 pub mod run;
 pub mod store;

@@ -503,11 +503,14 @@ fn find_cycle<N: Copy + Ord>(graph: &DiGraph<N, ()>) -> Option<Vec<N>> {
 ///
 /// The same holds for inputs the executor's resource fields read
 /// (`set_cpu_limit(task.output)`); those must be given by the task if the
-/// component does not declare them.
+/// component does not declare them. Newer compilers (kfp ≥ 2.15) also record
+/// the resource setting itself as an undeclared task input whose constant
+/// interpolates other inputs (`cpu_limit: "{{$.inputs.parameters['pipelinechannel--cpu-Output']}}"`);
+/// such an input is accepted too: the component never reads it.
 fn interpolated_inputs(pipeline: &Pipeline, task: &Task, task_path: &str) -> Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
+    let declared = pipeline.components.get(&task.component).map(|c| &c.inputs.parameters);
     if let Some(Executor::Container(c)) = pipeline.executor_of(&task.component) {
-        let declared = pipeline.components.get(&task.component).map(|c| &c.inputs.parameters);
         for (field, value) in c.resources.fields() {
             for p in value.placeholders() {
                 let Placeholder::InputParameter(name) = p else { continue };
@@ -529,6 +532,9 @@ fn interpolated_inputs(pipeline: &Pipeline, task: &Task, task_path: &str) -> Res
             let template = Template::parse(s).map_err(|message| {
                 Error::invalid(format!("{task_path}.inputs.parameters.{input}.runtimeValue.constant"), message)
             })?;
+            if template.placeholders().next().is_some() && !declared.is_some_and(|d| d.contains_key(input)) {
+                names.insert(input.clone());
+            }
             for p in template.placeholders() {
                 match p {
                     Placeholder::InputParameter(name) if task.parameters.contains_key(name) && name != input => {
