@@ -94,9 +94,7 @@ pub struct KindSpec {
     pub kind: &'static str,
     /// The crate that parses and validates it.
     pub owner: &'static str,
-    /// The issue that brings this kind's parser, while it is not built.
-    pub pending_issue: Option<u32>,
-    codec: Option<Codec>,
+    codec: Codec,
 }
 
 /// The owning crate's parser, validator and serialiser for one kind.
@@ -111,23 +109,18 @@ struct Codec {
 const KFP_GROUP: &str = "pipelines.kubeflow.org";
 const KFP_KIND: &str = "PipelineSpec";
 
-const fn pending(group: &'static str, kind: &'static str, owner: &'static str, issue: u32) -> KindSpec {
-    KindSpec { group, kind, owner, pending_issue: Some(issue), codec: None }
-}
-
 const fn owned<T: Manifest>(group: &'static str, kind: &'static str, owner: &'static str) -> KindSpec {
-    KindSpec {
-        group,
-        kind,
-        owner,
-        pending_issue: None,
-        codec: Some(Codec { validate: validate_as::<T>, format: format_as::<T> }),
-    }
+    KindSpec { group, kind, owner, codec: Codec { validate: validate_as::<T>, format: format_as::<T> } }
 }
 
 /// Every kind kf knows, with its owner.
 pub const KINDS: &[KindSpec] = &[
-    pending(KFP_GROUP, KFP_KIND, "kf-dag", 7),
+    KindSpec {
+        group: KFP_GROUP,
+        kind: KFP_KIND,
+        owner: "kf-dag",
+        codec: Codec { validate: kfp::validate, format: kfp::format },
+    },
     owned::<kf_tune::Experiment>(kf_tune::katib::API_GROUP, kf_tune::katib::KIND, "kf-tune"),
     owned::<kf_train::TrainJob>(kf_train::trainjob::API_GROUP, kf_train::trainjob::TRAINJOB_KIND, "kf-train"),
     owned::<kf_train::TrainingRuntime>(
@@ -187,54 +180,18 @@ pub fn classify(doc: &Document) -> Result<&'static KindSpec, Problem> {
         .ok_or_else(|| problem("kind", format!("no owner registered for {kind}")))
 }
 
-/// What the owning crate said about a document.
-#[derive(Debug, Clone)]
-pub enum Verdict<T> {
-    /// Accepted.
-    Ok(T),
-    /// Rejected, with the first problem found.
-    Invalid(Problem),
-    /// The kind is known but its owner cannot parse it yet.
-    NotImplemented(&'static KindSpec),
-}
-
-/// Classifies and validates one document.
-pub fn validate(doc: &Document) -> Verdict<()> {
-    with_codec(doc, |codec| (codec.validate)(&doc.parts))
+/// Classifies and validates one document with its owning crate.
+pub fn validate(doc: &Document) -> Result<(), Problem> {
+    (classify(doc)?.codec.validate)(&doc.parts)
 }
 
 /// Classifies one document and round-trips it through the owner's typed model.
-pub fn format(doc: &Document) -> Verdict<Vec<Value>> {
-    with_codec(doc, |codec| (codec.format)(&doc.parts))
-}
-
-fn with_codec<T>(doc: &Document, run: impl FnOnce(&Codec) -> Result<T, Problem>) -> Verdict<T> {
-    let spec = match classify(doc) {
-        Ok(spec) => spec,
-        Err(problem) => return Verdict::Invalid(problem),
-    };
-    let Some(codec) = &spec.codec else {
-        return Verdict::NotImplemented(spec);
-    };
-    match run(codec) {
-        Ok(value) => Verdict::Ok(value),
-        Err(problem) => Verdict::Invalid(problem),
-    }
-}
-
-impl KindSpec {
-    /// "kind Profile (kubeflow.org) belongs to kf-tenancy, which cannot read it yet (issue #12)".
-    pub fn not_implemented_message(&self) -> String {
-        let issue = self.pending_issue.map(|n| format!(" (issue #{n})")).unwrap_or_default();
-        format!(
-            "{} ({}) belongs to {}, whose parser and validator are not implemented yet{issue}",
-            self.kind, self.group, self.owner
-        )
-    }
+pub fn format(doc: &Document) -> Result<Vec<Value>, Problem> {
+    (classify(doc)?.codec.format)(&doc.parts)
 }
 
 fn known_kinds() -> String {
-    KINDS.iter().map(|k| k.kind).collect::<Vec<_>>().join(", ")
+    KINDS.iter().map(|k| format!("{} ({})", k.kind, k.owner)).collect::<Vec<_>>().join(", ")
 }
 
 fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
@@ -304,6 +261,27 @@ manifest!(
     kf_serve::kserve::InferenceGraph,
     kf_serve::kserve::ServingRuntime,
 );
+
+/// kf-dag's KFP PipelineSpec codec: one or two YAML documents (the pipeline
+/// and its `platforms` spec) make one pipeline.
+mod kfp {
+    use super::{Problem, Value, problem};
+    use kf_dag::kfp::KfpPipeline;
+
+    pub fn validate(parts: &[Value]) -> Result<(), Problem> {
+        KfpPipeline::from_values(parts)?.validate().map_err(Problem::from)
+    }
+
+    pub fn format(parts: &[Value]) -> Result<Vec<Value>, Problem> {
+        Ok(KfpPipeline::from_values(parts)?.to_values())
+    }
+
+    impl From<kf_dag::Error> for Problem {
+        fn from(err: kf_dag::Error) -> Self {
+            problem(err.path().unwrap_or_default(), err.message())
+        }
+    }
+}
 
 impl From<kf_tenancy::Error> for Problem {
     fn from(err: kf_tenancy::Error) -> Self {

@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::documents::{self, Verdict};
-use crate::pending::NOT_IMPLEMENTED;
+use crate::documents;
 
 pub fn run(file: &Path) -> ExitCode {
     let name = file.display();
@@ -22,14 +21,10 @@ pub fn run(file: &Path) -> ExitCode {
     for doc in &docs {
         let prefix = if several { format!("document {}: ", doc.index) } else { String::new() };
         match documents::format(doc) {
-            Verdict::Ok(parts) => values.extend(parts),
-            Verdict::Invalid(problem) => {
+            Ok(parts) => values.extend(parts),
+            Err(problem) => {
                 eprintln!("kf fmt: {name}: {prefix}{problem}");
                 return ExitCode::FAILURE;
-            }
-            Verdict::NotImplemented(spec) => {
-                eprintln!("kf fmt: {name}: {prefix}kind: {}", spec.not_implemented_message());
-                return ExitCode::from(NOT_IMPLEMENTED);
             }
         }
     }

@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::documents::{self, Verdict};
+use crate::documents;
 use crate::output::OutputFormat;
-use crate::pending::NOT_IMPLEMENTED;
 
 /// The result for one file.
 #[derive(Debug, serde::Serialize)]
@@ -17,8 +16,6 @@ struct FileReport {
     documents: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
-    /// True when the file failed only because its kind is not supported yet.
-    not_implemented: bool,
 }
 
 pub fn run(files: &[PathBuf], output: OutputFormat) -> ExitCode {
@@ -40,18 +37,11 @@ pub fn run(files: &[PathBuf], output: OutputFormat) -> ExitCode {
             }
         },
     }
-    if reports.iter().any(|r| !r.ok && !r.not_implemented) {
-        ExitCode::FAILURE
-    } else if reports.iter().any(|r| r.not_implemented) {
-        ExitCode::from(NOT_IMPLEMENTED)
-    } else {
-        ExitCode::SUCCESS
-    }
+    if reports.iter().all(|r| r.ok) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 fn check(file: &Path) -> FileReport {
-    let mut report =
-        FileReport { file: file.display().to_string(), ok: false, documents: 0, error: None, not_implemented: false };
+    let mut report = FileReport { file: file.display().to_string(), ok: false, documents: 0, error: None };
     let docs = match documents::load(file) {
         Ok(docs) => docs,
         Err(err) => {
@@ -67,17 +57,9 @@ fn check(file: &Path) -> FileReport {
     let several = docs.len() > 1;
     for doc in &docs {
         let prefix = if several { format!("document {}: ", doc.index) } else { String::new() };
-        match documents::validate(doc) {
-            Verdict::Ok(()) => {}
-            Verdict::Invalid(problem) => {
-                report.error = Some(format!("{prefix}{problem}"));
-                return report;
-            }
-            Verdict::NotImplemented(spec) => {
-                report.error = Some(format!("{prefix}kind: {}", spec.not_implemented_message()));
-                report.not_implemented = true;
-                return report;
-            }
+        if let Err(problem) = documents::validate(doc) {
+            report.error = Some(format!("{prefix}{problem}"));
+            return report;
         }
     }
     report.ok = true;
