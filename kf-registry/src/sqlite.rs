@@ -1,0 +1,269 @@
+//! [`SqliteStore`]: the [`RegistryStore`] on SQLite through sqlx.
+//!
+//! A file database runs in WAL mode with `synchronous = NORMAL` (a committed
+//! write survives the process being killed; only an OS crash can lose the last
+//! commits) and a busy timeout so concurrent writers queue instead of failing;
+//! `:memory:` is one private in-memory database on a single connection. The
+//! schema comes from the migrations embedded at build time. Every query is
+//! parameterised: list queries come from [`crate::sql::select`], all other
+//! statements are fixed text.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
+
+use crate::query::ListQuery;
+use crate::record::{Kind, NewRecord, PropertyValue, Record, properties};
+use crate::sql::{Bind, Dialect, RECORD_COLUMNS, select};
+use crate::store::{RegistryStore, scope_text};
+use crate::{Error, Result};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The registry on a SQLite database.
+///
+/// ```
+/// use kf_registry::{Registry, RegisteredModel};
+/// use kf_registry::sqlite::SqliteStore;
+///
+/// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// rt.block_on(async {
+///     let registry = Registry::new(SqliteStore::open(":memory:").await?);
+///     let model: RegisteredModel = registry.create(serde_json::json!({"name": "iris"}), None).await?;
+///     assert_eq!(registry.get::<RegisteredModel>("1").await?, model);
+///     Ok::<(), kf_registry::Error>(())
+/// }).unwrap();
+/// ```
+pub struct SqliteStore {
+    pool: SqlitePool,
+    key: [u8; 32],
+}
+
+fn storage(err: sqlx::Error) -> Error {
+    Error::Storage(err.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `location`: a file path,
+    /// a `sqlite://PATH` URL, or `:memory:`. Runs pending migrations.
+    pub async fn open(location: &str) -> Result<Self> {
+        let path = location.strip_prefix("sqlite://").unwrap_or(location);
+        let memory = path == ":memory:" || path.is_empty();
+        let options = if memory {
+            SqliteConnectOptions::from_str("sqlite::memory:").map_err(storage)?
+        } else {
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+        };
+        let options =
+            options.busy_timeout(Duration::from_secs(10)).pragma("case_sensitive_like", "ON").foreign_keys(true);
+        // An in-memory database exists once per connection: keep exactly one.
+        let (min, max) = if memory { (1, 1) } else { (1, 8) };
+        let pool = SqlitePoolOptions::new()
+            .min_connections(min)
+            .max_connections(max)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(storage)?;
+        MIGRATOR.run(&pool).await.map_err(|e| Error::Storage(format!("migrations: {e}")))?;
+        let key = Self::token_key_of(&pool).await?;
+        Ok(SqliteStore { pool, key })
+    }
+
+    async fn token_key_of(pool: &SqlitePool) -> Result<[u8; 32]> {
+        let mut fresh = [0u8; 32];
+        rand::fill(&mut fresh[..]);
+        sqlx::query("INSERT OR IGNORE INTO registry_meta (key, value) VALUES ('page_token_key', ?)")
+            .bind(hex::encode(fresh))
+            .execute(pool)
+            .await
+            .map_err(storage)?;
+        let stored: String = sqlx::query_scalar("SELECT value FROM registry_meta WHERE key = 'page_token_key'")
+            .fetch_one(pool)
+            .await
+            .map_err(storage)?;
+        let mut key = [0u8; 32];
+        match hex::decode(&stored) {
+            Ok(bytes) if bytes.len() == 32 => key.copy_from_slice(&bytes),
+            _ => return Err(Error::Storage("registry_meta.page_token_key is not 32 hex-encoded bytes".into())),
+        }
+        Ok(key)
+    }
+
+    /// The connection pool, for callers that need to run their own statements.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn conflict(err: sqlx::Error, record: &Record) -> Error {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                let message = if db.message().contains("external_id") {
+                    format!("externalId {:?} is already taken", record.external_id.as_deref().unwrap_or_default())
+                } else {
+                    format!(
+                        "name {:?} is already taken{}",
+                        record.name.as_deref().unwrap_or_default(),
+                        scope_text(record)
+                    )
+                };
+                Error::Conflict { kind: record.kind.type_name(), message }
+            }
+            _ => storage(err),
+        }
+    }
+
+    async fn write_properties(tx: &mut Transaction<'static, Sqlite>, id: i64, body: &Map<String, Value>) -> Result<()> {
+        for p in properties(body) {
+            let (s, i, d, b) = match p.value {
+                PropertyValue::String(s) => (Some(s), None, None, None),
+                PropertyValue::Int(i) => (None, Some(i), None, None),
+                PropertyValue::Double(d) => (None, None, Some(d), None),
+                PropertyValue::Bool(b) => (None, None, None, Some(b)),
+            };
+            sqlx::query(
+                "INSERT INTO properties (entity_id, name, is_custom, string_value, int_value, double_value, bool_value) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(p.name)
+            .bind(p.custom)
+            .bind(s)
+            .bind(i)
+            .bind(d)
+            .bind(b)
+            .execute(&mut **tx)
+            .await
+            .map_err(storage)?;
+        }
+        Ok(())
+    }
+}
+
+fn decode(row: &SqliteRow) -> Result<Record> {
+    let get = |e: sqlx::Error| Error::Storage(format!("decoding a record: {e}"));
+    let kind_text: String = row.try_get(1).map_err(get)?;
+    let kind = Kind::parse(&kind_text).ok_or_else(|| Error::Storage(format!("unknown kind {kind_text:?}")))?;
+    let body_text: String = row.try_get(9).map_err(get)?;
+    let body = match serde_json::from_str(&body_text) {
+        Ok(Value::Object(m)) => m,
+        _ => return Err(Error::Storage("a stored body is not a JSON object".into())),
+    };
+    Ok(Record {
+        id: row.try_get(0).map_err(get)?,
+        kind,
+        subtype: row.try_get(2).map_err(get)?,
+        parent: row.try_get(3).map_err(get)?,
+        name: row.try_get(4).map_err(get)?,
+        external_id: row.try_get(5).map_err(get)?,
+        state: row.try_get(6).map_err(get)?,
+        create_time: row.try_get(7).map_err(get)?,
+        update_time: row.try_get(8).map_err(get)?,
+        body,
+    })
+}
+
+fn unique_name(r: &Record) -> Option<&str> {
+    r.name.as_deref().filter(|_| r.kind.names_unique())
+}
+
+#[async_trait]
+impl RegistryStore for SqliteStore {
+    async fn insert(&self, new: NewRecord) -> Result<Record> {
+        let probe = new.clone().into_record(0);
+        let body_text = Value::Object(new.body.clone()).to_string();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(storage)?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO entities (kind, subtype, parent_id, name, unique_name, external_id, state, create_time, update_time, body) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(new.kind.as_str())
+        .bind(&new.subtype)
+        .bind(new.parent)
+        .bind(&new.name)
+        .bind(unique_name(&probe))
+        .bind(&new.external_id)
+        .bind(&new.state)
+        .bind(new.time)
+        .bind(new.time)
+        .bind(body_text)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| Self::conflict(e, &probe))?;
+        Self::write_properties(&mut tx, id, &new.body).await?;
+        tx.commit().await.map_err(storage)?;
+        Ok(new.into_record(id))
+    }
+
+    async fn update(&self, record: Record) -> Result<Record> {
+        let body_text = Value::Object(record.body.clone()).to_string();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(storage)?;
+        let done = sqlx::query(
+            "UPDATE entities SET subtype = ?, parent_id = ?, name = ?, unique_name = ?, external_id = ?, state = ?, \
+             update_time = ?, body = ? WHERE id = ? AND kind = ?",
+        )
+        .bind(&record.subtype)
+        .bind(record.parent)
+        .bind(&record.name)
+        .bind(unique_name(&record))
+        .bind(&record.external_id)
+        .bind(&record.state)
+        .bind(record.update_time)
+        .bind(body_text)
+        .bind(record.id)
+        .bind(record.kind.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Self::conflict(e, &record))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound { kind: record.kind.type_name(), key: format!("id {}", record.id) });
+        }
+        sqlx::query("DELETE FROM properties WHERE entity_id = ?")
+            .bind(record.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        Self::write_properties(&mut tx, record.id, &record.body).await?;
+        tx.commit().await.map_err(storage)?;
+        // create_time is the stored one, whatever the caller passed
+        self.get(record.id).await?.ok_or_else(|| Error::Storage(format!("record {} vanished", record.id)))
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<Record>> {
+        const SQL: &str = "SELECT e.id, e.kind, e.subtype, e.parent_id, e.name, e.external_id, e.state, \
+                           e.create_time, e.update_time, e.body FROM entities e WHERE e.id = ?";
+        debug_assert!(SQL.contains(RECORD_COLUMNS));
+        let row = sqlx::query(SQL).bind(id).fetch_optional(&self.pool).await.map_err(storage)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<Record>> {
+        let stmt = select(query, Dialect::Sqlite);
+        let mut q = sqlx::query(AssertSqlSafe(stmt.sql));
+        for bind in stmt.binds {
+            q = match bind {
+                Bind::Int(i) => q.bind(i),
+                Bind::Real(x) => q.bind(x),
+                Bind::Text(s) => q.bind(s),
+                Bind::Bool(b) => q.bind(b),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(storage)?;
+        rows.iter().map(decode).collect()
+    }
+
+    fn token_key(&self) -> &[u8; 32] {
+        &self.key
+    }
+}
