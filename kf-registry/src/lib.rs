@@ -27,7 +27,8 @@
 //! - [`sql`]: a resolved filter and list query → parameterised SQL text and bind values.
 //! - [`testing`]: the conformance suite every store runs.
 //! - `sqlite` (feature `sqlite`): `SqliteStore`, the store on SQLite through sqlx.
-//! - `server` (feature `server`): the axum router for the REST API and `serve`.
+//! - `server` (feature `server`): the axum router for the REST API (both path
+//!   prefixes) and `serve` with graceful shutdown.
 //!
 //! ```
 //! use kf_registry::{MemoryStore, ModelVersion, Registry, RegisteredModel};
@@ -59,6 +60,8 @@ pub mod model;
 pub mod query;
 pub mod record;
 pub mod registry;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

@@ -12,6 +12,7 @@ mod fmt;
 mod output;
 mod pending;
 mod quickstart;
+mod registry_cmd;
 mod validate;
 
 use std::path::PathBuf;
@@ -47,7 +48,7 @@ enum Command {
     /// Run hyperparameter-tuning experiments (kf-tune).
     Tune(pending::Args),
     /// Use the model registry (kf-registry).
-    Registry(pending::Args),
+    Registry(registry_cmd::Args),
     /// Serve models over the Open Inference Protocol v2 (kf-serve).
     Serve(pending::Args),
     /// Manage profiles, roles and access (kf-tenancy).
@@ -76,7 +77,7 @@ fn main() -> ExitCode {
         Command::Pipeline(_) => pending::report("kf pipeline", "the kf-dag executor (issue #6)"),
         Command::Train(_) => pending::report("kf train", "the kf-train local backend (issue #9)"),
         Command::Tune(_) => pending::report("kf tune", "the kf-tune experiment runner (issue #8)"),
-        Command::Registry(_) => pending::report("kf registry", "the kf-registry store and API (issue #11)"),
+        Command::Registry(args) => registry_cmd::run(args),
         Command::Serve(_) => pending::report("kf serve", "the kf-serve OIP v2 server (issue #13)"),
         Command::Tenancy(_) => pending::report("kf tenancy", "the kf-tenancy policy store (issue #12)"),
         Command::Server(_) => pending::report("kf server", "the composed servers and dashboard (issue #15)"),
