@@ -1,6 +1,7 @@
 //! The SQLite store runs the shared conformance suite, in memory and on a file,
 //! and keeps its data and its page-token key across a reopen.
 #![cfg(feature = "sqlite")]
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] fns, may unwrap
 
 use kf_registry::registry::{ListParams, Scope};
 use kf_registry::sqlite::SqliteStore;
