@@ -240,18 +240,18 @@ pub fn select(query: &ListQuery, dialect: Dialect) -> Statement {
             b.push(cmp);
             b.bind(Bind::Int(c.id));
         } else {
+            // A row-value comparison, not `k > ? OR (k = ? AND id > ?)`: SQLite
+            // and PostgreSQL both turn it into an index range, so a deep page
+            // costs the same as the first.
             b.push(" AND (");
             b.push(key);
+            b.push(", e.id)");
             b.push(cmp);
+            b.push("(");
             b.bind(Bind::Int(c.key));
-            b.push(" OR (");
-            b.push(key);
-            b.push(" = ");
-            b.bind(Bind::Int(c.key));
-            b.push(" AND e.id");
-            b.push(cmp);
+            b.push(", ");
             b.bind(Bind::Int(c.id));
-            b.push("))");
+            b.push(")");
         }
     }
     b.push(" ORDER BY ");
@@ -342,9 +342,11 @@ mod tests {
         q.sort = SortOrder::Desc;
         q.after = Some(Cursor { key: 10, id: 5 });
         let stmt = select(&q, Dialect::Postgres);
-        assert!(stmt.sql.ends_with(
-            "AND (e.create_time < $2 OR (e.create_time = $3 AND e.id < $4)) ORDER BY e.create_time DESC, e.id DESC LIMIT $5"
-        ), "{}", stmt.sql);
-        assert_eq!(stmt.binds[1..], [Bind::Int(10), Bind::Int(10), Bind::Int(5), Bind::Int(4)]);
+        assert!(
+            stmt.sql.ends_with("AND (e.create_time, e.id) < ($2, $3) ORDER BY e.create_time DESC, e.id DESC LIMIT $4"),
+            "{}",
+            stmt.sql
+        );
+        assert_eq!(stmt.binds[1..], [Bind::Int(10), Bind::Int(5), Bind::Int(4)]);
     }
 }

@@ -42,6 +42,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// ```
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection for every write: SQLite admits one writer at a time, and
+    /// queueing writers on an async pool is far cheaper than letting several
+    /// connections collide and back off in SQLite's busy handler.
+    writer: SqlitePool,
     key: [u8; 32],
 }
 
@@ -66,19 +70,20 @@ impl SqliteStore {
         };
         let options =
             options.busy_timeout(Duration::from_secs(10)).pragma("case_sensitive_like", "ON").foreign_keys(true);
-        // An in-memory database exists once per connection: keep exactly one.
-        let (min, max) = if memory { (1, 1) } else { (1, 8) };
-        let pool = SqlitePoolOptions::new()
-            .min_connections(min)
-            .max_connections(max)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .map_err(storage)?;
-        MIGRATOR.run(&pool).await.map_err(|e| Error::Storage(format!("migrations: {e}")))?;
-        let key = Self::token_key_of(&pool).await?;
-        Ok(SqliteStore { pool, key })
+        let connect = |max: u32| {
+            SqlitePoolOptions::new()
+                .min_connections(1)
+                .max_connections(max)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options.clone())
+        };
+        let writer = connect(1).await.map_err(storage)?;
+        MIGRATOR.run(&writer).await.map_err(|e| Error::Storage(format!("migrations: {e}")))?;
+        // An in-memory database exists once per connection: readers share the writer's.
+        let pool = if memory { writer.clone() } else { connect(8).await.map_err(storage)? };
+        let key = Self::token_key_of(&writer).await?;
+        Ok(SqliteStore { pool, writer, key })
     }
 
     async fn token_key_of(pool: &SqlitePool) -> Result<[u8; 32]> {
@@ -101,9 +106,15 @@ impl SqliteStore {
         Ok(key)
     }
 
-    /// The connection pool, for callers that need to run their own statements.
+    /// The pool of reading connections, for callers that run their own queries.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Closes every connection (waiting for those in use).
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.writer.close().await;
     }
 
     fn conflict(err: sqlx::Error, record: &Record) -> Error {
@@ -124,28 +135,30 @@ impl SqliteStore {
         }
     }
 
+    /// Writes a record's properties, many rows per statement (one round trip
+    /// to SQLite's worker thread instead of one per property).
     async fn write_properties(tx: &mut Transaction<'static, Sqlite>, id: i64, body: &Map<String, Value>) -> Result<()> {
-        for p in properties(body) {
-            let (s, i, d, b) = match p.value {
-                PropertyValue::String(s) => (Some(s), None, None, None),
-                PropertyValue::Int(i) => (None, Some(i), None, None),
-                PropertyValue::Double(d) => (None, None, Some(d), None),
-                PropertyValue::Bool(b) => (None, None, None, Some(b)),
-            };
-            sqlx::query(
-                "INSERT INTO properties (entity_id, name, is_custom, string_value, int_value, double_value, bool_value) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(p.name)
-            .bind(p.custom)
-            .bind(s)
-            .bind(i)
-            .bind(d)
-            .bind(b)
-            .execute(&mut **tx)
-            .await
-            .map_err(storage)?;
+        const ROWS_PER_STATEMENT: usize = 64;
+        let props = properties(body);
+        for chunk in props.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = String::from(
+                "INSERT INTO properties (entity_id, name, is_custom, string_value, int_value, double_value, bool_value) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                sql.push_str(if i == 0 { "(?, ?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?, ?)" });
+            }
+            // The text is fixed fragments only; every value is bound.
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for p in chunk {
+                let (s, i, d, b) = match &p.value {
+                    PropertyValue::String(s) => (Some(s.clone()), None, None, None),
+                    PropertyValue::Int(i) => (None, Some(*i), None, None),
+                    PropertyValue::Double(d) => (None, None, Some(*d), None),
+                    PropertyValue::Bool(b) => (None, None, None, Some(*b)),
+                };
+                q = q.bind(id).bind(p.name.clone()).bind(p.custom).bind(s).bind(i).bind(d).bind(b);
+            }
+            q.execute(&mut **tx).await.map_err(storage)?;
         }
         Ok(())
     }
@@ -183,7 +196,7 @@ impl RegistryStore for SqliteStore {
     async fn insert(&self, new: NewRecord) -> Result<Record> {
         let probe = new.clone().into_record(0);
         let body_text = Value::Object(new.body.clone()).to_string();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(storage)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(storage)?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO entities (kind, subtype, parent_id, name, unique_name, external_id, state, create_time, update_time, body) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -208,7 +221,7 @@ impl RegistryStore for SqliteStore {
 
     async fn update(&self, record: Record) -> Result<Record> {
         let body_text = Value::Object(record.body.clone()).to_string();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(storage)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(storage)?;
         let done = sqlx::query(
             "UPDATE entities SET subtype = ?, parent_id = ?, name = ?, unique_name = ?, external_id = ?, state = ?, \
              update_time = ?, body = ? WHERE id = ? AND kind = ?",

@@ -21,7 +21,7 @@ async fn file_sqlite_passes_the_conformance_suite_and_survives_a_reopen() {
     let (first, token) = {
         let registry = Registry::new(SqliteStore::open(&url).await.unwrap());
         let page = registry.list::<RegisteredModel>(&params, Scope::default()).await.unwrap();
-        registry.store().pool().close().await;
+        registry.store().close().await;
         (page.items, page.next_page_token)
     };
     let registry = Registry::new(SqliteStore::open(&url).await.unwrap());
