@@ -3,7 +3,9 @@
 //! A file database runs in WAL mode with `synchronous = NORMAL` (a committed
 //! write survives the process being killed; only an OS crash can lose the last
 //! commits) and a busy timeout so concurrent writers queue instead of failing;
-//! `:memory:` is one private in-memory database on a single connection. The
+//! `:memory:` is one private in-memory database on a single connection.
+//! Writes go through one writer task that commits them in groups (see
+//! `write_loop`), and are acknowledged only once committed. The
 //! schema comes from the migrations embedded at build time. Every query is
 //! parameterised: list queries come from [`crate::sql::select`], all other
 //! statements are fixed text.
@@ -17,6 +19,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::query::ListQuery;
 use crate::record::{Kind, NewRecord, PropertyValue, Record, properties};
@@ -42,10 +45,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// ```
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// One connection for every write: SQLite admits one writer at a time, and
-    /// queueing writers on an async pool is far cheaper than letting several
-    /// connections collide and back off in SQLite's busy handler.
+    /// One connection for every write, owned by a writer task fed through
+    /// `writes`: SQLite admits one writer at a time, so queueing writes and
+    /// committing them in groups is far cheaper than letting connections
+    /// collide and back off in SQLite's sleeping busy handler.
     writer: SqlitePool,
+    writes: mpsc::Sender<Job>,
     key: [u8; 32],
 }
 
@@ -83,7 +88,9 @@ impl SqliteStore {
         // An in-memory database exists once per connection: readers share the writer's.
         let pool = if memory { writer.clone() } else { connect(8).await.map_err(storage)? };
         let key = Self::token_key_of(&writer).await?;
-        Ok(SqliteStore { pool, writer, key })
+        let (writes, jobs) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(write_loop(writer.clone(), jobs));
+        Ok(SqliteStore { pool, writer, writes, key })
     }
 
     async fn token_key_of(pool: &SqlitePool) -> Result<[u8; 32]> {
@@ -109,6 +116,10 @@ impl SqliteStore {
     /// The pool of reading connections, for callers that run their own queries.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    async fn submit(&self, job: Job) -> Result<()> {
+        self.writes.send(job).await.map_err(|_| Error::Storage("the writer task stopped".into()))
     }
 
     /// Closes every connection (waiting for those in use).
@@ -191,66 +202,137 @@ fn unique_name(r: &Record) -> Option<&str> {
     r.name.as_deref().filter(|_| r.kind.names_unique())
 }
 
+/// A write waiting for the writer task.
+enum Write {
+    Insert(NewRecord),
+    Update(Record),
+}
+
+struct Job {
+    write: Write,
+    reply: oneshot::Sender<Result<i64>>,
+}
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 128;
+
+/// Owns the writer connection. Group commit: it takes every write that is
+/// waiting (up to [`MAX_BATCH`]), runs each inside its own savepoint so one
+/// conflict fails only its own write, commits once, and only then answers —
+/// so a write is acknowledged only after it is committed.
+async fn write_loop(writer: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match run_batch(&writer, &batch).await {
+            Ok(results) => {
+                for (job, result) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(err) => {
+                for job in batch {
+                    let _ = job.reply.send(Err(Error::Storage(format!("write transaction failed: {err}"))));
+                }
+            }
+        }
+    }
+}
+
+async fn run_batch(writer: &SqlitePool, batch: &[Job]) -> std::result::Result<Vec<Result<i64>>, sqlx::Error> {
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        sqlx::query("SAVEPOINT kf_write").execute(&mut *tx).await?;
+        let result = match &job.write {
+            Write::Insert(new) => insert_in(&mut tx, new).await,
+            Write::Update(record) => update_in(&mut tx, record).await.map(|()| record.id),
+        };
+        if result.is_err() {
+            sqlx::query("ROLLBACK TO kf_write").execute(&mut *tx).await?;
+        }
+        sqlx::query("RELEASE kf_write").execute(&mut *tx).await?;
+        results.push(result);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn insert_in(tx: &mut Transaction<'static, Sqlite>, new: &NewRecord) -> Result<i64> {
+    let probe = new.clone().into_record(0);
+    let body_text = Value::Object(new.body.clone()).to_string();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO entities (kind, subtype, parent_id, name, unique_name, external_id, state, create_time, update_time, body) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(new.kind.as_str())
+    .bind(&new.subtype)
+    .bind(new.parent)
+    .bind(&new.name)
+    .bind(unique_name(&probe))
+    .bind(&new.external_id)
+    .bind(&new.state)
+    .bind(new.time)
+    .bind(new.time)
+    .bind(body_text)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| SqliteStore::conflict(e, &probe))?;
+    SqliteStore::write_properties(tx, id, &new.body).await?;
+    Ok(id)
+}
+
+async fn update_in(tx: &mut Transaction<'static, Sqlite>, record: &Record) -> Result<()> {
+    let body_text = Value::Object(record.body.clone()).to_string();
+    let done = sqlx::query(
+        "UPDATE entities SET subtype = ?, parent_id = ?, name = ?, unique_name = ?, external_id = ?, state = ?, \
+         update_time = ?, body = ? WHERE id = ? AND kind = ?",
+    )
+    .bind(&record.subtype)
+    .bind(record.parent)
+    .bind(&record.name)
+    .bind(unique_name(record))
+    .bind(&record.external_id)
+    .bind(&record.state)
+    .bind(record.update_time)
+    .bind(body_text)
+    .bind(record.id)
+    .bind(record.kind.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| SqliteStore::conflict(e, record))?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound { kind: record.kind.type_name(), key: format!("id {}", record.id) });
+    }
+    sqlx::query("DELETE FROM properties WHERE entity_id = ?")
+        .bind(record.id)
+        .execute(&mut **tx)
+        .await
+        .map_err(storage)?;
+    SqliteStore::write_properties(tx, record.id, &record.body).await
+}
+
 #[async_trait]
 impl RegistryStore for SqliteStore {
     async fn insert(&self, new: NewRecord) -> Result<Record> {
-        let probe = new.clone().into_record(0);
-        let body_text = Value::Object(new.body.clone()).to_string();
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(storage)?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO entities (kind, subtype, parent_id, name, unique_name, external_id, state, create_time, update_time, body) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(new.kind.as_str())
-        .bind(&new.subtype)
-        .bind(new.parent)
-        .bind(&new.name)
-        .bind(unique_name(&probe))
-        .bind(&new.external_id)
-        .bind(&new.state)
-        .bind(new.time)
-        .bind(new.time)
-        .bind(body_text)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| Self::conflict(e, &probe))?;
-        Self::write_properties(&mut tx, id, &new.body).await?;
-        tx.commit().await.map_err(storage)?;
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job { write: Write::Insert(new.clone()), reply }).await?;
+        let id = answer.await.map_err(|_| Error::Storage("the writer task stopped".into()))??;
         Ok(new.into_record(id))
     }
 
     async fn update(&self, record: Record) -> Result<Record> {
-        let body_text = Value::Object(record.body.clone()).to_string();
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(storage)?;
-        let done = sqlx::query(
-            "UPDATE entities SET subtype = ?, parent_id = ?, name = ?, unique_name = ?, external_id = ?, state = ?, \
-             update_time = ?, body = ? WHERE id = ? AND kind = ?",
-        )
-        .bind(&record.subtype)
-        .bind(record.parent)
-        .bind(&record.name)
-        .bind(unique_name(&record))
-        .bind(&record.external_id)
-        .bind(&record.state)
-        .bind(record.update_time)
-        .bind(body_text)
-        .bind(record.id)
-        .bind(record.kind.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| Self::conflict(e, &record))?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound { kind: record.kind.type_name(), key: format!("id {}", record.id) });
-        }
-        sqlx::query("DELETE FROM properties WHERE entity_id = ?")
-            .bind(record.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(storage)?;
-        Self::write_properties(&mut tx, record.id, &record.body).await?;
-        tx.commit().await.map_err(storage)?;
+        let id = record.id;
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job { write: Write::Update(record), reply }).await?;
+        answer.await.map_err(|_| Error::Storage("the writer task stopped".into()))??;
         // create_time is the stored one, whatever the caller passed
-        self.get(record.id).await?.ok_or_else(|| Error::Storage(format!("record {} vanished", record.id)))
+        self.get(id).await?.ok_or_else(|| Error::Storage(format!("record {id} vanished")))
     }
 
     async fn get(&self, id: i64) -> Result<Option<Record>> {
