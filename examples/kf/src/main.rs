@@ -15,6 +15,7 @@ mod documents;
 mod fmt;
 mod pending;
 mod quickstart;
+mod registry_cmd;
 mod tenancy_cmd;
 mod validate;
 
@@ -51,7 +52,7 @@ enum Command {
     /// Run hyperparameter-tuning experiments (kf-tune).
     Tune(pending::Args),
     /// Use the model registry (kf-registry).
-    Registry(pending::Args),
+    Registry(registry_cmd::Args),
     /// Serve models over the Open Inference Protocol v2 (kf-serve).
     Serve(pending::Args),
     /// Manage profiles, roles and access (kf-tenancy).
@@ -80,7 +81,7 @@ fn main() -> ExitCode {
         Command::Pipeline(_) => pending::report("kf pipeline", "the kf-dag executor (issue #6)"),
         Command::Train(_) => pending::report("kf train", "the kf-train local backend (issue #9)"),
         Command::Tune(_) => pending::report("kf tune", "the kf-tune experiment runner (issue #8)"),
-        Command::Registry(_) => pending::report("kf registry", "the kf-registry store and API (issue #11)"),
+        Command::Registry(args) => registry_cmd::run(args),
         Command::Serve(_) => pending::report("kf serve", "the kf-serve OIP v2 server (issue #13)"),
         Command::Tenancy(args) => tenancy_cmd::run(args, cli.output),
         Command::Server(_) => pending::report("kf server", "the composed servers and dashboard (issue #15)"),
