@@ -46,17 +46,22 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod artifact;
 pub mod builder;
 pub mod cache;
 pub mod cache_key;
+pub mod clock;
 mod error;
+pub mod exec;
 pub mod ir;
 pub mod plan;
 pub mod run;
+pub mod runner;
 pub mod store;
 pub mod testing;
 
 pub use builder::PipelineBuilder;
 pub use cache_key::CacheKey;
 pub use error::{Error, Result};
+pub use exec::Executor;
 pub use plan::Plan;
