@@ -254,7 +254,11 @@ impl<'a> Driver<'a> {
         let mut by_name = HashMap::with_capacity(order.len());
         for (i, name) in order.iter().enumerate() {
             let path = format!("{prefix}{name}");
-            let last = self.prior.get(&path).map(|s| s.state);
+            let prior = self.prior.get(&path);
+            let last = prior.map(|s| s.state);
+            // A resumed attempt gets the next number, so it never shares a
+            // work directory with an orphan of the crashed process.
+            let attempts = prior.map_or(0, |s| s.attempt);
             by_name.insert(name.clone(), first + i);
             self.nodes.push(Node {
                 frame: frame_id,
@@ -267,7 +271,7 @@ impl<'a> Driver<'a> {
                 done: None,
                 outputs: None,
                 message: None,
-                attempts: 0,
+                attempts,
                 started_ms: None,
                 looping: None,
             });
@@ -841,7 +845,8 @@ impl<'a> Driver<'a> {
     /// Starts a queued leaf task.
     fn admit(&mut self, admission: Admission) -> Result<()> {
         let id = admission.node;
-        self.nodes[id].attempts = 1;
+        let attempt = self.nodes[id].attempts + 1;
+        self.nodes[id].attempts = attempt;
         self.nodes[id].started_ms = Some(self.transition(id, TaskState::Running, None, None)?);
         self.running += 1;
         let runner = self.exec.runner.clone();
@@ -851,13 +856,14 @@ impl<'a> Driver<'a> {
         let cache = self.exec.cache.clone();
         let task_path = admission.call.task.clone();
         self.tasks.spawn(async move {
-            let Admission { node, call, retry, timeout, .. } = admission;
+            let Admission { node, mut call, retry, timeout, .. } = admission;
+            call.attempt = attempt;
             let run = attempts(&*runner, &journal, &*clock, call, retry, timeout);
             let mut attempted = match AssertUnwindSafe(run).catch_unwind().await {
                 Ok((attempts, result, store_error)) => Attempted { node, attempts, result, store_error },
                 Err(_) => Attempted {
                     node,
-                    attempts: 1,
+                    attempts: attempt,
                     result: Err(TaskFailure::permanent("the task runner panicked")),
                     store_error: None,
                 },
@@ -934,7 +940,8 @@ async fn attempts(
     retry: RetryPolicy,
     timeout: Option<Duration>,
 ) -> (u32, std::result::Result<TaskOutputs, TaskFailure>, Option<Error>) {
-    let mut attempt = 1;
+    let first = call.attempt;
+    let mut attempt = first;
     loop {
         call.attempt = attempt;
         let task = call.task.clone();
@@ -951,14 +958,15 @@ async fn attempts(
         };
         match result {
             Ok(outputs) => return (attempt, Ok(outputs), None),
-            Err(failure) if failure.retryable && attempt <= retry.max_retry_count => {
-                let delay = retry.delay(attempt);
+            Err(failure) if failure.retryable && attempt - first < retry.max_retry_count => {
+                let retry_number = attempt - first + 1;
+                let delay = retry.delay(retry_number);
                 let event = Event::Task {
                     task: task.clone(),
                     state: TaskState::Retrying,
                     attempt,
                     outputs: None,
-                    message: Some(format!("{failure}; retry {attempt} of {} in {delay:?}", retry.max_retry_count)),
+                    message: Some(format!("{failure}; retry {retry_number} of {} in {delay:?}", retry.max_retry_count)),
                 };
                 if let Err(e) = journal.record(event) {
                     return (attempt, Err(failure), Some(e));
