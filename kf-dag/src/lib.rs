@@ -47,6 +47,7 @@
 #![deny(missing_docs)]
 
 pub mod artifact;
+pub mod bench;
 pub mod builder;
 pub mod cache;
 pub mod cache_key;
@@ -54,6 +55,8 @@ pub mod clock;
 pub mod encoding;
 mod error;
 pub mod exec;
+pub mod format;
+pub mod graph;
 pub mod ir;
 pub mod journal;
 pub mod plan;

@@ -218,18 +218,17 @@ impl FunctionRunner {
 
 #[async_trait]
 impl TaskRunner for FunctionRunner {
-    async fn run(&self, call: TaskCall) -> Result<TaskOutputs, TaskFailure> {
-        let name = match call.executor() {
-            Some(Executor::Function(f)) => f.name.clone(),
+    async fn run(&self, mut call: TaskCall) -> Result<TaskOutputs, TaskFailure> {
+        let function = match call.executor() {
+            Some(Executor::Function(f)) => self
+                .functions
+                .get(&f.name)
+                .ok_or_else(|| TaskFailure::permanent(format!("no function registered as {:?}", f.name)))?,
             other => {
                 let kind = other.map_or("no", Executor::kind);
                 return Err(TaskFailure::permanent(format!("the function runner cannot run a {kind} executor")));
             }
         };
-        let function = self
-            .functions
-            .get(&name)
-            .ok_or_else(|| TaskFailure::permanent(format!("no function registered as {name:?}")))?;
         let mut artifacts = BTreeMap::new();
         for (input, refs) in &call.artifacts {
             let mut contents = Vec::with_capacity(refs.len());
@@ -239,9 +238,9 @@ impl TaskRunner for FunctionRunner {
             artifacts.insert(input.clone(), contents);
         }
         let input = FunctionInput {
-            task: call.task.clone(),
+            task: std::mem::take(&mut call.task),
             attempt: call.attempt,
-            parameters: call.parameters.clone(),
+            parameters: std::mem::take(&mut call.parameters),
             artifacts,
         };
         let output = function(input).map_err(TaskFailure::new)?;

@@ -14,8 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use serde_json::{Value, json};
-use tokio::task::JoinSet;
 
 use super::{Executor, RunOutcome, TaskSummary};
 use crate::cache::CacheEntry;
@@ -85,6 +87,9 @@ struct Node {
     message: Option<String>,
     attempts: u32,
     started_ms: Option<u64>,
+    finished_ms: u64,
+    /// Taken from the journal of an earlier process.
+    resumed: bool,
     looping: Option<Box<LoopState>>,
 }
 
@@ -137,8 +142,9 @@ pub(super) struct Driver<'a> {
     finished: Vec<NodeId>,
     done_frames: Vec<FrameId>,
     running: usize,
-    tasks: JoinSet<Attempted>,
-    summaries: BTreeMap<String, TaskSummary>,
+    /// Attempts in flight, polled by the driver itself: a no-op task then
+    /// costs no thread hop, and dropping the set stops them all.
+    tasks: FuturesUnordered<BoxFuture<'static, Attempted>>,
     root_outputs: Option<TaskOutputs>,
 }
 
@@ -170,8 +176,7 @@ impl<'a> Driver<'a> {
             finished: Vec::new(),
             done_frames: Vec::new(),
             running: 0,
-            tasks: JoinSet::new(),
-            summaries: BTreeMap::new(),
+            tasks: FuturesUnordered::new(),
             root_outputs: None,
         };
         driver.spawn_frame(None, String::new(), Vec::new(), parameters, BTreeMap::new(), None);
@@ -195,10 +200,9 @@ impl<'a> Driver<'a> {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => return self.cancel().await,
-                joined = self.tasks.join_next() => {
-                    let Some(joined) = joined else { continue };
+                attempted = self.tasks.next() => {
+                    let Some(attempted) = attempted else { continue };
                     self.running -= 1;
-                    let attempted = joined.map_err(|e| Error::Run { run: self.run.to_string(), message: format!("a task could not be joined: {e}") })?;
                     self.attempted(attempted)?;
                 }
             }
@@ -209,7 +213,7 @@ impl<'a> Driver<'a> {
         Ok(RunOutcome {
             run: self.run.to_string(),
             state,
-            tasks: std::mem::take(&mut self.summaries),
+            tasks: self.summaries(),
             outputs: self.root_outputs.take().unwrap_or_default(),
         })
     }
@@ -222,12 +226,16 @@ impl<'a> Driver<'a> {
                 self.propagate(id)?;
             } else if let Some(frame) = self.done_frames.pop() {
                 self.frame_done(frame)?;
-            } else if let Some(id) = self.ready.pop_front() {
-                self.evaluate(id)?;
             } else if self.running < self.exec.parallelism
                 && let Some(admission) = self.runnable.pop_front()
             {
                 self.admit(admission)?;
+            } else if self.runnable.len() < self.exec.parallelism
+                && let Some(id) = self.ready.pop_front()
+            {
+                // Evaluated only when a slot will soon take it: a wide DAG
+                // then holds node ids in `ready`, not resolved calls.
+                self.evaluate(id)?;
             } else {
                 return Ok(());
             }
@@ -273,19 +281,25 @@ impl<'a> Driver<'a> {
                 message: None,
                 attempts,
                 started_ms: None,
+                finished_ms: 0,
+                resumed: false,
                 looping: None,
             });
         }
         if let Some(dag_plan) = dag_plan {
-            for (i, name) in order.iter().enumerate() {
-                let id = first + i;
-                let upstream: Vec<NodeId> =
-                    dag_plan.upstream(name).into_iter().filter_map(|u| by_name.get(u).copied()).collect();
-                for &u in &upstream {
-                    self.nodes[u].downstream.push(id);
-                }
-                self.nodes[id].waiting = upstream.len();
-                self.nodes[id].upstream = upstream;
+            let graph = dag_plan.graph();
+            let id_of: Vec<Option<NodeId>> = graph.node_indices().map(|n| by_name.get(&graph[n]).copied()).collect();
+            for edge in graph.raw_edges() {
+                let (Some(Some(u)), Some(Some(d))) =
+                    (id_of.get(edge.source().index()), id_of.get(edge.target().index()))
+                else {
+                    continue;
+                };
+                self.nodes[*u].downstream.push(*d);
+                self.nodes[*d].upstream.push(*u);
+            }
+            for id in first..first + order.len() {
+                self.nodes[id].waiting = self.nodes[id].upstream.len();
                 if self.nodes[id].waiting == 0 {
                     self.ready.push_back(id);
                 }
@@ -379,19 +393,29 @@ impl<'a> Driver<'a> {
         let node = &mut self.nodes[id];
         node.done = Some(state);
         node.outputs = outputs.map(Arc::new);
-        self.summaries.insert(
-            node.path.clone(),
-            TaskSummary {
-                state,
-                attempts: node.attempts,
-                started_ms: node.started_ms,
-                finished_ms: at,
-                message: message.clone(),
-                resumed,
-            },
-        );
         node.message = message;
+        node.finished_ms = at;
+        node.resumed = resumed;
         self.finished.push(id);
+    }
+
+    /// Every task instance that reached a final state, by execution path.
+    fn summaries(&self) -> BTreeMap<String, TaskSummary> {
+        self.nodes
+            .iter()
+            .filter_map(|node| {
+                let state = node.done?;
+                let summary = TaskSummary {
+                    state,
+                    attempts: node.attempts,
+                    started_ms: node.started_ms,
+                    finished_ms: node.finished_ms,
+                    message: node.message.clone(),
+                    resumed: node.resumed,
+                };
+                Some((node.path.clone(), summary))
+            })
+            .collect()
     }
 
     /// Releases the downstream tasks of a finished node and closes its frame
@@ -855,7 +879,7 @@ impl<'a> Driver<'a> {
         let key = admission.key;
         let cache = self.exec.cache.clone();
         let task_path = admission.call.task.clone();
-        self.tasks.spawn(async move {
+        self.tasks.push(Box::pin(async move {
             let Admission { node, mut call, retry, timeout, .. } = admission;
             call.attempt = attempt;
             let run = attempts(&*runner, &journal, &*clock, call, retry, timeout);
@@ -880,7 +904,7 @@ impl<'a> Driver<'a> {
                 }
             }
             attempted
-        });
+        }));
         Ok(())
     }
 
@@ -899,32 +923,24 @@ impl<'a> Driver<'a> {
     }
 
     async fn cancel(mut self) -> Result<RunOutcome> {
-        self.tasks.abort_all();
-        while self.tasks.join_next().await.is_some() {}
+        // Dropping the attempts stops them (a process runner kills its child on drop).
+        self.tasks = FuturesUnordered::new();
         for id in 0..self.nodes.len() {
             let node = &self.nodes[id];
             if node.done.is_none() && node.last.is_some() {
-                let at = self.transition(id, TaskState::Cancelled, None, Some("the run was cancelled".into()))?;
+                let message = Some("the run was cancelled".to_owned());
+                let at = self.transition(id, TaskState::Cancelled, None, message.clone())?;
                 let node = &mut self.nodes[id];
                 node.done = Some(TaskState::Cancelled);
-                self.summaries.insert(
-                    node.path.clone(),
-                    TaskSummary {
-                        state: TaskState::Cancelled,
-                        attempts: node.attempts,
-                        started_ms: node.started_ms,
-                        finished_ms: at,
-                        message: Some("the run was cancelled".into()),
-                        resumed: false,
-                    },
-                );
+                node.message = message;
+                node.finished_ms = at;
             }
         }
         self.journal.record(Event::Run(RunState::Cancelled))?;
         Ok(RunOutcome {
             run: self.run.to_string(),
             state: RunState::Cancelled,
-            tasks: std::mem::take(&mut self.summaries),
+            tasks: self.summaries(),
             outputs: TaskOutputs::default(),
         })
     }
@@ -936,16 +952,22 @@ async fn attempts(
     runner: &dyn crate::runner::TaskRunner,
     journal: &Journal,
     clock: &dyn crate::clock::Clock,
-    mut call: TaskCall,
+    call: TaskCall,
     retry: RetryPolicy,
     timeout: Option<Duration>,
 ) -> (u32, std::result::Result<TaskOutputs, TaskFailure>, Option<Error>) {
     let first = call.attempt;
+    let task = call.task.clone();
     let mut attempt = first;
+    let mut spare = Some(call);
     loop {
-        call.attempt = attempt;
-        let task = call.task.clone();
-        let running = runner.run(call.clone());
+        // The last allowed attempt takes the call itself; earlier ones a copy.
+        let last = attempt - first >= retry.max_retry_count;
+        let Some(mut this) = (if last { spare.take() } else { spare.clone() }) else {
+            return (attempt, Err(TaskFailure::permanent("no attempt left")), None);
+        };
+        this.attempt = attempt;
+        let running = runner.run(this);
         let result = match timeout {
             Some(limit) => {
                 tokio::select! {
@@ -973,7 +995,7 @@ async fn attempts(
                 }
                 clock.sleep(delay).await;
                 attempt += 1;
-                if let Err(e) = journal.record(Event::task(task, TaskState::Running, attempt)) {
+                if let Err(e) = journal.record(Event::task(task.clone(), TaskState::Running, attempt)) {
                     return (attempt, Err(failure), Some(e));
                 }
             }
