@@ -59,6 +59,7 @@ pub mod format;
 pub mod graph;
 pub mod ir;
 pub mod journal;
+pub mod local;
 pub mod plan;
 pub mod run;
 pub mod runner;
