@@ -26,6 +26,7 @@ use crate::ir::{
     ArtifactSource, Component, Dag, Executor as ExecutorSpec, Implementation, ImporterUri, LoopItems, ParameterSource,
     Placeholder, RetryPolicy, Segment, Task, Template, TriggerStrategy,
 };
+use crate::plan::DagPlan;
 use crate::run::{ArtifactRef, Event, RunState, TaskOutputs, TaskState, TaskStatus};
 use crate::runner::{TaskCall, TaskFailure};
 use crate::{CacheKey, Error, Plan, Result};
@@ -65,7 +66,8 @@ struct Frame {
     segments: Vec<String>,
     parameters: BTreeMap<String, Value>,
     artifacts: BTreeMap<String, Vec<ArtifactRef>>,
-    by_name: HashMap<String, NodeId>,
+    /// The first node of this frame; node `first + i` is graph node `i` of its DAG plan.
+    first: NodeId,
     remaining: usize,
     /// The node running this frame, and the iteration for a loop.
     owner: Option<(NodeId, Option<usize>)>,
@@ -75,7 +77,6 @@ struct Frame {
 
 struct Node {
     frame: FrameId,
-    name: String,
     path: String,
     waiting: usize,
     upstream: Vec<NodeId>,
@@ -257,51 +258,47 @@ impl<'a> Driver<'a> {
             None => Some(plan.root()),
             Some(name) => plan.component(name),
         };
-        let order: &[String] = dag_plan.map_or(&[], |d| d.order());
         let first = self.nodes.len();
-        let mut by_name = HashMap::with_capacity(order.len());
-        for (i, name) in order.iter().enumerate() {
-            let path = format!("{prefix}{name}");
-            let prior = self.prior.get(&path);
-            let last = prior.map(|s| s.state);
-            // A resumed attempt gets the next number, so it never shares a
-            // work directory with an orphan of the crashed process.
-            let attempts = prior.map_or(0, |s| s.attempt);
-            by_name.insert(name.clone(), first + i);
-            self.nodes.push(Node {
-                frame: frame_id,
-                name: name.clone(),
-                path,
-                waiting: 0,
-                upstream: Vec::new(),
-                downstream: Vec::new(),
-                last,
-                done: None,
-                outputs: None,
-                message: None,
-                attempts,
-                started_ms: None,
-                finished_ms: 0,
-                resumed: false,
-                looping: None,
-            });
-        }
+        let count = dag_plan.map_or(0, |d| d.graph().node_count());
         if let Some(dag_plan) = dag_plan {
             let graph = dag_plan.graph();
-            let id_of: Vec<Option<NodeId>> = graph.node_indices().map(|n| by_name.get(&graph[n]).copied()).collect();
-            for edge in graph.raw_edges() {
-                let (Some(Some(u)), Some(Some(d))) =
-                    (id_of.get(edge.source().index()), id_of.get(edge.target().index()))
-                else {
-                    continue;
-                };
-                self.nodes[*u].downstream.push(*d);
-                self.nodes[*d].upstream.push(*u);
+            for n in graph.node_indices() {
+                let path = format!("{prefix}{}", graph[n]);
+                let prior = self.prior.get(&path);
+                let last = prior.map(|s| s.state);
+                // A resumed attempt gets the next number, so it never shares a
+                // work directory with an orphan of the crashed process.
+                let attempts = prior.map_or(0, |s| s.attempt);
+                self.nodes.push(Node {
+                    frame: frame_id,
+                    path,
+                    waiting: 0,
+                    upstream: Vec::new(),
+                    downstream: Vec::new(),
+                    last,
+                    done: None,
+                    outputs: None,
+                    message: None,
+                    attempts,
+                    started_ms: None,
+                    finished_ms: 0,
+                    resumed: false,
+                    looping: None,
+                });
             }
-            for id in first..first + order.len() {
-                self.nodes[id].waiting = self.nodes[id].upstream.len();
-                if self.nodes[id].waiting == 0 {
-                    self.ready.push_back(id);
+            for edge in graph.raw_edges() {
+                let (u, d) = (first + edge.source().index(), first + edge.target().index());
+                self.nodes[u].downstream.push(d);
+                self.nodes[d].upstream.push(u);
+            }
+            // Ready in the plan's topological order (ties by name), so runs are reproducible.
+            for name in dag_plan.order() {
+                if let Some(n) = dag_plan.node_index(name) {
+                    let id = first + n.index();
+                    self.nodes[id].waiting = self.nodes[id].upstream.len();
+                    if self.nodes[id].waiting == 0 {
+                        self.ready.push_back(id);
+                    }
                 }
             }
         }
@@ -310,25 +307,60 @@ impl<'a> Driver<'a> {
             segments,
             parameters,
             artifacts,
-            by_name,
-            remaining: order.len(),
+            first,
+            remaining: count,
             owner,
             failed: false,
             cancelled: false,
         });
-        if order.is_empty() {
+        if count == 0 {
             self.done_frames.push(frame_id);
         }
     }
 
+    /// The plan of a frame's DAG.
+    fn dag_plan<'p>(plan: &'p Plan, frame: &Frame) -> Option<&'p DagPlan> {
+        match &frame.component {
+            None => Some(plan.root()),
+            Some(c) => plan.component(c),
+        }
+    }
+
+    /// The task name of node `id` (its name in its DAG).
+    fn name_of<'p>(plan: &'p Plan, frames: &[Frame], id: NodeId, node: &Node) -> Option<&'p str> {
+        let frame = &frames[node.frame];
+        let graph = Self::dag_plan(plan, frame)?.graph();
+        graph.node_weight(petgraph::graph::NodeIndex::new(id - frame.first)).map(String::as_str)
+    }
+
+    /// Node `id`'s artifact path segments: its frame's, then its name + `suffix`.
+    fn segments_of(&self, id: NodeId, suffix: &str) -> Vec<String> {
+        let frame = &self.frames[self.nodes[id].frame];
+        let mut segments = Vec::with_capacity(frame.segments.len() + 1);
+        segments.extend(frame.segments.iter().cloned());
+        let name = Self::name_of(&self.plan, &self.frames, id, &self.nodes[id]).unwrap_or_default();
+        segments.push(format!("{name}{suffix}"));
+        segments
+    }
+
+    /// The node of sibling task `name` in `frame`.
+    fn sibling(plan: &Plan, frame: &Frame, name: &str) -> Option<NodeId> {
+        Self::dag_plan(plan, frame)?.node_index(name).map(|n| frame.first + n.index())
+    }
+
     /// The task, its component and the DAG of the frame holding node `id`.
-    fn task_of<'p>(plan: &'p Plan, frames: &[Frame], node: &Node) -> Option<(&'p Task, &'p Component, &'p Dag)> {
+    fn task_of<'p>(
+        plan: &'p Plan,
+        frames: &[Frame],
+        id: NodeId,
+        node: &Node,
+    ) -> Option<(&'p Task, &'p Component, &'p Dag)> {
         let frame = &frames[node.frame];
         let dag = match &frame.component {
             None => plan.pipeline().root_dag()?,
             Some(c) => plan.pipeline().components.get(c)?.as_dag()?,
         };
-        let task = dag.tasks.get(&node.name)?;
+        let task = dag.tasks.get(Self::name_of(plan, frames, id, node)?)?;
         let component = plan.pipeline().components.get(&task.component)?;
         Some((task, component, dag))
     }
@@ -457,7 +489,7 @@ impl<'a> Driver<'a> {
         if let Some(dag) = dag {
             for (name, selection) in &dag.outputs.parameters {
                 let value = selection.selectors.iter().find_map(|r| {
-                    let node = &self.nodes[*frame.by_name.get(&r.task)?];
+                    let node = &self.nodes[Self::sibling(&plan, frame, &r.task)?];
                     node.outputs.as_ref()?.parameters.get(&r.output).cloned()
                 });
                 if let Some(value) = value {
@@ -466,7 +498,7 @@ impl<'a> Driver<'a> {
             }
             for (name, selection) in &dag.outputs.artifacts {
                 let value = selection.selectors.iter().find_map(|r| {
-                    let node = &self.nodes[*frame.by_name.get(&r.task)?];
+                    let node = &self.nodes[Self::sibling(&plan, frame, &r.task)?];
                     node.outputs.as_ref()?.artifacts.get(&r.output).cloned()
                 });
                 if let Some(value) = value {
@@ -507,7 +539,7 @@ impl<'a> Driver<'a> {
     /// Decides what happens to a node whose upstream tasks are all done.
     fn evaluate(&mut self, id: NodeId) -> Result<()> {
         let plan = self.plan.clone();
-        let Some((task, component, _)) = Self::task_of(&plan, &self.frames, &self.nodes[id]) else {
+        let Some((task, component, _)) = Self::task_of(&plan, &self.frames, id, &self.nodes[id]) else {
             return Err(self.internal("a task of the plan is missing"));
         };
         let path = self.nodes[id].path.clone();
@@ -562,9 +594,7 @@ impl<'a> Driver<'a> {
         if let Implementation::Dag(_) = component.implementation {
             self.transition(id, TaskState::Queued, None, None)?;
             self.nodes[id].started_ms = Some(self.transition(id, TaskState::Running, None, None)?);
-            let frame = &self.frames[self.nodes[id].frame];
-            let mut segments = frame.segments.clone();
-            segments.push(self.nodes[id].name.clone());
+            let segments = self.segments_of(id, "");
             self.spawn_frame(
                 Some(task.component.clone()),
                 format!("{path}."),
@@ -625,9 +655,7 @@ impl<'a> Driver<'a> {
         };
 
         self.transition(id, TaskState::Queued, None, None)?;
-        let frame = &self.frames[self.nodes[id].frame];
-        let mut segments = frame.segments.clone();
-        segments.push(self.nodes[id].name.clone());
+        let segments = self.segments_of(id, "");
         let call = TaskCall {
             run: self.run.clone(),
             task: path,
@@ -662,7 +690,8 @@ impl<'a> Driver<'a> {
         let frame = &self.frames[self.nodes[id].frame];
         // A loop's item input is given per iteration, not by the loop task.
         let item_input = task.parallel_for.as_ref().map(|pf| pf.item_input.as_str());
-        let sibling = |name: &str| frame.by_name.get(name).map(|&n| &self.nodes[n]);
+        let plan = &*self.plan;
+        let sibling = |name: &str| Self::sibling(plan, frame, name).map(|n| &self.nodes[n]);
         let mut parameters = BTreeMap::new();
         let mut why: BTreeMap<&str, String> = BTreeMap::new();
         let mut templated = Vec::new();
@@ -825,10 +854,8 @@ impl<'a> Driver<'a> {
                     }
                 }
                 let component = looping.component.clone();
-                let node = &self.nodes[id];
-                let mut segments = self.frames[node.frame].segments.clone();
-                segments.push(format!("{}[{i}]", node.name));
-                let prefix = format!("{}[{i}].", node.path);
+                let segments = self.segments_of(id, &format!("[{i}]"));
+                let prefix = format!("{}[{i}].", self.nodes[id].path);
                 self.spawn_frame(Some(component), prefix, segments, parameters, artifacts, Some((id, Some(i))));
                 continue;
             }
@@ -878,7 +905,7 @@ impl<'a> Driver<'a> {
         let clock = self.exec.clock.clone();
         let key = admission.key;
         let cache = self.exec.cache.clone();
-        let task_path = admission.call.task.clone();
+        let task_path = key.as_ref().map(|_| admission.call.task.clone());
         self.tasks.push(Box::pin(async move {
             let Admission { node, mut call, retry, timeout, .. } = admission;
             call.attempt = attempt;
@@ -897,7 +924,7 @@ impl<'a> Driver<'a> {
                     outputs: outputs.clone(),
                     created_ms: clock.now_ms(),
                     run: journal.run.to_string(),
-                    task: task_path,
+                    task: task_path.unwrap_or_default(),
                 };
                 if let Err(e) = cache.put(key, entry) {
                     attempted.store_error.get_or_insert(e);
@@ -957,7 +984,6 @@ async fn attempts(
     timeout: Option<Duration>,
 ) -> (u32, std::result::Result<TaskOutputs, TaskFailure>, Option<Error>) {
     let first = call.attempt;
-    let task = call.task.clone();
     let mut attempt = first;
     let mut spare = Some(call);
     loop {
@@ -981,6 +1007,8 @@ async fn attempts(
         match result {
             Ok(outputs) => return (attempt, Ok(outputs), None),
             Err(failure) if failure.retryable && attempt - first < retry.max_retry_count => {
+                // Not the last attempt, so the spare call is still here.
+                let task = spare.as_ref().map(|c| c.task.clone()).unwrap_or_default();
                 let retry_number = attempt - first + 1;
                 let delay = retry.delay(retry_number);
                 let event = Event::Task {
