@@ -12,19 +12,30 @@
 //!   handles so wiring mistakes fail to compile.
 //! - [`run`]: task states, the run journal and its replay into a
 //!   [`run::RunSnapshot`] (what a resumed run starts from).
-//! - [`store`]: the [`store::RunStore`] trait (append-only journals) and an
-//!   in-memory store; [`cache`]: the [`cache::Cache`] trait and an in-memory
-//!   cache; [`testing`]: the conformance suites every implementation runs.
+//! - [`exec`]: the [`Executor`] (tokio) — bounded parallelism, conditions,
+//!   loops, fan-in, exit handlers, retries, timeouts, caching, cancellation,
+//!   resume, and an event stream; [`clock`]: the time it reads and waits on.
+//! - [`runner`]: the [`runner::TaskRunner`] trait and its implementations —
+//!   Rust functions in process, local processes, a scripted fake.
+//! - [`artifact`]: artifacts in any object_store under `<run>/<task>/<output>`.
+//! - [`store`]: the [`store::RunStore`] trait and an in-memory store;
+//!   [`journal`]: the durable file store; [`cache`]: the [`cache::Cache`]
+//!   trait, an in-memory and an object_store cache; [`testing`]: the
+//!   conformance suites every implementation runs; [`encoding`]: the JSON
+//!   forms of journals and cache entries.
 //! - [`cache_key`]: [`CacheKey`], the content digest of a task's resolved
 //!   inputs and component definition.
+//! - [`format`](mod@format): kf's YAML/JSON pipeline files; [`graph`]: DOT and SVG
+//!   pictures; [`local`]: the on-disk layout `kf pipeline` uses;
+//!   [`bench`](mod@bench): the no-op scheduling benchmark.
 //!
 //! This crate owns the pipeline IR and everything that runs it. It does not know
 //! about training jobs, tuning or serving (those are other crates, joined only by
-//! the `kf` assembly), and its core never touches the network or the filesystem:
-//! process spawning, object storage and Kubernetes live in adapters.
+//! the `kf` assembly). Its core (IR, plan, cache keys, run journal replay) never
+//! touches the network or the filesystem; the executor is async and IO lives in
+//! adapters (process runner, object_store artifacts and cache, file journal).
 //!
-//! Status: IR, validation, cache keys, the builder, run journals and the cache
-//! interface. The executor lands next; KFP YAML import/export with the KFP
+//! Status: everything above; KFP YAML import/export comes with the KFP
 //! compatibility issue (docs/kf-dag.md maps the IR to KFP's PipelineSpec).
 //!
 //! ```

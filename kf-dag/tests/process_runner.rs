@@ -88,3 +88,45 @@ async fn a_second_run_is_served_from_the_object_store_cache() {
     assert_eq!(second.outputs, first.outputs);
     assert!(!dir.path().join("work/two").exists(), "no process ran for the cached run");
 }
+
+#[tokio::test]
+async fn structured_arguments_expand_and_deep_nesting_does_not_overflow() {
+    use kf_dag::ir::{Arg, Component, Executor as Spec, ParameterSpec, ParameterType, Pipeline, Task, Template};
+    let mut deep = Arg::Template(Template::text("x"));
+    // Deeper than this overflows the derived Drop of the IR itself, not the runner.
+    for _ in 0..10_000 {
+        deep = Arg::Concat(vec![deep]);
+    }
+    let mut c = ContainerSpec::new("local");
+    c.command = vec![
+        Arg::from("sh"),
+        Arg::from("-c"),
+        Arg::from("printf '%s|' \"$@\" > \"$0\""),
+        Arg::parse("{{$.outputs.parameters['out'].output_file}}").expect("placeholder"),
+        Arg::Concat(vec![Arg::from("a="), Arg::parse("{{$.inputs.parameters['a']}}").expect("placeholder")]),
+        Arg::IfPresent { input: "missing".into(), then: vec![Arg::from("yes")], otherwise: vec![Arg::from("no")] },
+        deep,
+    ];
+    let mut p = Pipeline::new("args");
+    p.executors.insert("exec".into(), Spec::Container(c));
+    let mut component = Component::leaf("exec");
+    component.inputs.parameters.insert("a".into(), ParameterSpec::new(ParameterType::String).with_default(json!("1")));
+    let mut missing = ParameterSpec::new(ParameterType::String);
+    missing.optional = true;
+    component.inputs.parameters.insert("missing".into(), missing);
+    component.outputs.parameters.insert("out".into(), ParameterSpec::new(ParameterType::String));
+    p.components.insert("c".into(), component);
+    p.root.implementation.dag_mut().expect("a DAG").tasks.insert("t".into(), Task::new("c"));
+    let plan = Arc::new(kf_dag::Plan::new(p).expect("valid"));
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = Executor::new(ProcessRunner::new(dir.path())).run(plan, RunRequest::default()).await.unwrap();
+    assert_eq!(outcome.state, RunState::Succeeded, "{:?}", outcome.tasks);
+    let out = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("t/attempt-1/outputs/parameters/out");
+    assert_eq!(std::fs::read_to_string(out).unwrap(), "a=1|no|x|");
+}

@@ -51,6 +51,9 @@ enum PipelineCommand {
         /// Run every task even when a cached result exists.
         #[arg(long)]
         no_cache: bool,
+        /// Do not reuse cached results older than this (e.g. 30m, 12h).
+        #[arg(long, value_parser = kf_dag::format::parse_duration)]
+        cache_max_age: Option<Duration>,
     },
     /// Continue a run that stopped (crash, kill): completed tasks are kept.
     Resume {
@@ -122,11 +125,14 @@ pub fn run(args: Args, output: OutputFormat) -> ExitCode {
 fn dispatch(args: Args, output: OutputFormat) -> Result<ExitCode, String> {
     match args.command {
         PipelineCommand::Validate { file } => validate(&file, output),
-        PipelineCommand::Run { file, params, parallelism, store, run_id, no_cache } => {
+        PipelineCommand::Run { file, params, parallelism, store, run_id, no_cache, cache_max_age } => {
             let plan = Arc::new(load(&file)?);
             let parameters = parse_params(&plan, &params)?;
             let runs = LocalRuns::open(&store.url).map_err(|e| e.to_string())?;
-            let executor = configure(runs.executor(FunctionRunner::new(), !no_cache), parallelism)?;
+            let mut executor = configure(runs.executor(FunctionRunner::new(), !no_cache), parallelism)?;
+            if let Some(max_age) = cache_max_age {
+                executor = executor.cache_max_age(max_age);
+            }
             let run_id = run_id.unwrap_or_else(|| {
                 let ms =
                     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();

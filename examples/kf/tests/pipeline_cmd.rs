@@ -76,6 +76,22 @@ fn run_then_rerun_from_cache_then_list_and_resume() {
     assert!(v["tasks"].as_array().unwrap().iter().all(|t| t["state"] == "succeeded"), "{v}");
     assert_eq!(v["outputs"]["parameters"]["loud"], "HELLO WORLD", "the default parameter");
 
+    let out = kf(&[
+        "--output",
+        "json",
+        "pipeline",
+        "run",
+        &hello,
+        "--store",
+        &s,
+        "--run-id",
+        "fourth",
+        "--cache-max-age",
+        "0ms",
+    ]);
+    let v = json(&out);
+    assert!(v["tasks"].as_array().unwrap().iter().all(|t| t["cached"] == false), "too old to reuse: {v}");
+
     let out = kf(&["pipeline", "run", &hello, "--store", &s, "--run-id", "first"]);
     assert_eq!(out.status.code(), Some(1), "a run id is used once");
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
@@ -83,7 +99,7 @@ fn run_then_rerun_from_cache_then_list_and_resume() {
     let out = kf(&["--output", "json", "pipeline", "list", "--store", &s]);
     let runs: Vec<String> =
         json(&out)["runs"].as_array().unwrap().iter().map(|r| r["run"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(runs, ["first", "second", "third"]);
+    assert_eq!(runs, ["first", "second", "third", "fourth"]);
 
     let out = kf(&["--output", "json", "pipeline", "resume", "first", "--store", &s]);
     let v = json(&out);

@@ -193,21 +193,27 @@ struct Resolver<'a> {
 impl Resolver<'_> {
     /// Appends the arguments `arg` expands to (`IfPresent` may give none or several).
     fn arg(&self, arg: &Arg, out: &mut Vec<String>) -> Result<(), TaskFailure> {
-        // Explicit stack: hostile specs may nest structured placeholders deeply.
-        let mut stack = vec![arg];
-        while let Some(arg) = stack.pop() {
-            match arg {
-                Arg::Template(t) => out.push(self.template(t)?),
-                Arg::IfPresent { input, then, otherwise } => {
-                    let present = self.call.parameters.contains_key(input) || self.call.artifacts.contains_key(input);
-                    stack.extend(if present { then } else { otherwise }.iter().rev());
+        enum Work<'a> {
+            Expand(&'a Arg),
+            /// Join everything pushed since `out` had this length into one argument.
+            Join(usize),
+        }
+        // Explicit stack, no recursion: hostile specs may nest structured placeholders deeply.
+        let mut stack = vec![Work::Expand(arg)];
+        while let Some(work) = stack.pop() {
+            match work {
+                Work::Join(start) => {
+                    let joined = out.drain(start..).collect::<Vec<_>>().concat();
+                    out.push(joined);
                 }
-                Arg::Concat(parts) => {
-                    let mut joined = Vec::new();
-                    for part in parts {
-                        self.arg(part, &mut joined)?;
-                    }
-                    out.push(joined.concat());
+                Work::Expand(Arg::Template(t)) => out.push(self.template(t)?),
+                Work::Expand(Arg::IfPresent { input, then, otherwise }) => {
+                    let present = self.call.parameters.contains_key(input) || self.call.artifacts.contains_key(input);
+                    stack.extend(if present { then } else { otherwise }.iter().rev().map(Work::Expand));
+                }
+                Work::Expand(Arg::Concat(parts)) => {
+                    stack.push(Work::Join(out.len()));
+                    stack.extend(parts.iter().rev().map(Work::Expand));
                 }
             }
         }
