@@ -643,7 +643,8 @@ impl<'a> Driver<'a> {
                 };
                 let key = CacheKey::for_task(plan.pipeline(), task, &inputs);
                 if let Some(key) = &key
-                    && let Some(entry) = cache.get(key)?
+                    // An unreadable entry is a miss: the cache is an optimisation, never a reason to fail.
+                    && let Ok(Some(entry)) = cache.get(key)
                     && entry.is_fresh(self.exec.clock.now_ms(), self.exec.cache_max_age)
                 {
                     let message = format!("reused the result of {} in run {}", entry.task, entry.run);
@@ -910,7 +911,7 @@ impl<'a> Driver<'a> {
             let Admission { node, mut call, retry, timeout, .. } = admission;
             call.attempt = attempt;
             let run = attempts(&*runner, &journal, &*clock, call, retry, timeout);
-            let mut attempted = match AssertUnwindSafe(run).catch_unwind().await {
+            let attempted = match AssertUnwindSafe(run).catch_unwind().await {
                 Ok((attempts, result, store_error)) => Attempted { node, attempts, result, store_error },
                 Err(_) => Attempted {
                     node,
@@ -926,9 +927,8 @@ impl<'a> Driver<'a> {
                     run: journal.run.to_string(),
                     task: task_path.unwrap_or_default(),
                 };
-                if let Err(e) = cache.put(key, entry) {
-                    attempted.store_error.get_or_insert(e);
-                }
+                // Failing to remember a result costs a rerun later, not this run.
+                let _ = cache.put(key, entry);
             }
             attempted
         }));

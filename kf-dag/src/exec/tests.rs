@@ -545,3 +545,24 @@ proptest! {
         prop_assert_eq!(outcome.tasks["a"].state, state);
     }
 }
+
+/// A cache that cannot read or write: runs go on, uncached.
+struct BrokenCache;
+
+impl crate::cache::Cache for BrokenCache {
+    fn get(&self, _: &crate::CacheKey) -> crate::Result<Option<crate::cache::CacheEntry>> {
+        Err(crate::Error::Store { message: "disk on fire".into() })
+    }
+    fn put(&self, _: &crate::CacheKey, _: crate::cache::CacheEntry) -> crate::Result<()> {
+        Err(crate::Error::Store { message: "disk on fire".into() })
+    }
+}
+
+#[test]
+fn a_broken_cache_is_a_miss_not_a_failure() {
+    let plan = after_pipeline(&[(0, 1)], 2);
+    let fake = FakeRunner::new();
+    let outcome = run(&Executor::new(fake.clone()).cache(Arc::new(BrokenCache)), &plan);
+    assert_eq!(outcome.state, RunState::Succeeded);
+    assert_eq!(fake.calls().len(), 2);
+}
