@@ -24,7 +24,9 @@
 //!   at once); its outputs collect each iteration's value into a list, in
 //!   iteration order (artifact lists are concatenated);
 //! - an input reading the **final status** of a task gets KFP's
-//!   `PipelineTaskFinalStatus` object (`state`, `pipelineTaskName`, `error`).
+//!   `PipelineTaskFinalStatus` object (`state`, `pipelineTaskName`, `error`);
+//! - **cancelling** stops attempts in flight and every task not yet started,
+//!   except exit handlers, which run after a cancel as after a failure.
 //!
 //! Execution paths name task instances: `train`, `cond.train`, `sweep[2].train`.
 //! This module owns scheduling; running one attempt is a [`TaskRunner`]'s job.
@@ -66,8 +68,10 @@ impl EventSink for ChannelSink {
     }
 }
 
-/// Cancels a run: tasks in flight are stopped (processes killed), nothing
-/// new starts, and the run ends [`RunState::Cancelled`].
+/// Cancels a run: tasks in flight are stopped (processes killed) and
+/// nothing new starts, except exit handlers (tasks triggered on *all upstream
+/// completed*), which still run and see the final statuses; the run ends
+/// [`RunState::Cancelled`].
 #[derive(Debug, Clone, Default)]
 pub struct CancelHandle {
     cancelled: Arc<AtomicBool>,

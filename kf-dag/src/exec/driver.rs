@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::StreamExt;
-use futures::future::BoxFuture;
+use futures::future::{AbortHandle, Abortable, Aborted, BoxFuture};
 use futures::stream::FuturesUnordered;
 use serde_json::{Value, json};
 
@@ -111,6 +111,7 @@ struct LoopState {
     finished: usize,
     results: Vec<Option<TaskOutputs>>,
     failed: bool,
+    cancelled: bool,
 }
 
 /// A leaf task waiting for a slot.
@@ -120,6 +121,8 @@ struct Admission {
     key: Option<CacheKey>,
     retry: RetryPolicy,
     timeout: Option<Duration>,
+    /// An exit handler (all-upstream-completed): it still runs after a cancel.
+    exit_handler: bool,
 }
 
 /// What a spawned attempt loop reports.
@@ -145,7 +148,12 @@ pub(super) struct Driver<'a> {
     running: usize,
     /// Attempts in flight, polled by the driver itself: a no-op task then
     /// costs no thread hop, and dropping the set stops them all.
-    tasks: FuturesUnordered<BoxFuture<'static, Attempted>>,
+    tasks: FuturesUnordered<BoxFuture<'static, (NodeId, std::result::Result<Attempted, Aborted>)>>,
+    /// How to stop each attempt in flight, and whether it is an exit
+    /// handler (which a cancelled run still lets finish).
+    aborts: HashMap<NodeId, (AbortHandle, bool)>,
+    /// The run was cancelled: nothing new starts except exit handlers.
+    cancelling: bool,
     root_outputs: Option<TaskOutputs>,
 }
 
@@ -178,6 +186,8 @@ impl<'a> Driver<'a> {
             done_frames: Vec::new(),
             running: 0,
             tasks: FuturesUnordered::new(),
+            aborts: HashMap::new(),
+            cancelling: false,
             root_outputs: None,
         };
         driver.spawn_frame(None, String::new(), Vec::new(), parameters, BTreeMap::new(), None);
@@ -195,21 +205,35 @@ impl<'a> Driver<'a> {
             if self.running == 0 {
                 return Err(self.internal("no task can make progress"));
             }
-            if cancel.is_cancelled() {
-                return self.cancel().await;
+            if cancel.is_cancelled() && !self.cancelling {
+                self.begin_cancel()?;
+                continue;
             }
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => return self.cancel().await,
+                () = cancel.cancelled(), if !self.cancelling => self.begin_cancel()?,
                 attempted = self.tasks.next() => {
-                    let Some(attempted) = attempted else { continue };
+                    let Some((id, attempted)) = attempted else { continue };
                     self.running -= 1;
-                    self.attempted(attempted)?;
+                    self.aborts.remove(&id);
+                    match attempted {
+                        Ok(attempted) => self.attempted(attempted)?,
+                        Err(Aborted) => {
+                            self.nodes[id].last = Some(TaskState::Running);
+                            self.complete(id, TaskState::Cancelled, None, Some("the run was cancelled".into()))?;
+                        }
+                    }
                 }
             }
         }
         let root_failed = self.frames.first().is_some_and(|f| f.failed);
-        let state = if root_failed { RunState::Failed } else { RunState::Succeeded };
+        let state = if self.cancelling {
+            RunState::Cancelled
+        } else if root_failed {
+            RunState::Failed
+        } else {
+            RunState::Succeeded
+        };
         self.journal.record(Event::Run(state))?;
         Ok(RunOutcome {
             run: self.run.to_string(),
@@ -506,15 +530,20 @@ impl<'a> Driver<'a> {
                 }
             }
         }
-        let failed = frame.failed;
+        let (failed, cancelled) = (frame.failed, frame.cancelled);
         match frame.owner {
             None => {
                 self.root_outputs = Some(outputs);
             }
             Some((owner, None)) => {
-                let state = if failed { TaskState::Failed } else { TaskState::Succeeded };
-                let message = failed.then(|| "a task of its DAG failed".to_owned());
-                self.complete(owner, state, (!failed).then_some(outputs), message)?;
+                let (state, message) = if failed {
+                    (TaskState::Failed, Some("a task of its DAG failed".to_owned()))
+                } else if cancelled {
+                    (TaskState::Cancelled, Some("the run was cancelled".to_owned()))
+                } else {
+                    (TaskState::Succeeded, None)
+                };
+                self.complete(owner, state, state.has_outputs().then_some(outputs), message)?;
             }
             Some((owner, Some(iteration))) => {
                 let Some(looping) = self.nodes[owner].looping.as_mut() else {
@@ -523,6 +552,7 @@ impl<'a> Driver<'a> {
                 looping.active -= 1;
                 looping.finished += 1;
                 looping.failed |= failed;
+                looping.cancelled |= cancelled;
                 if let Some(slot) = looping.results.get_mut(iteration) {
                     *slot = Some(outputs);
                 }
@@ -555,6 +585,10 @@ impl<'a> Driver<'a> {
                 sink.event(&self.run, at, &Event::Task { task: path, state, attempt, outputs, message: None });
             }
             return Ok(());
+        }
+
+        if self.cancelling && task.trigger.strategy != TriggerStrategy::AllUpstreamCompleted {
+            return self.complete(id, TaskState::Cancelled, None, Some("the run was cancelled".into()));
         }
 
         if task.trigger.strategy == TriggerStrategy::AllUpstreamSucceeded {
@@ -674,6 +708,7 @@ impl<'a> Driver<'a> {
             key,
             retry: task.retry.unwrap_or_default(),
             timeout: task.timeout.or(self.exec.default_timeout),
+            exit_handler: task.trigger.strategy == TriggerStrategy::AllUpstreamCompleted,
         });
         Ok(())
     }
@@ -831,6 +866,7 @@ impl<'a> Driver<'a> {
             finished: 0,
             results: (0..count).map(|_| None).collect(),
             failed: false,
+            cancelled: false,
         }));
         self.start_iterations(id)
     }
@@ -838,7 +874,7 @@ impl<'a> Driver<'a> {
     /// Starts loop iterations up to the loop's limit; completes the loop
     /// when every iteration is done.
     fn start_iterations(&mut self, id: NodeId) -> Result<()> {
-        let cancelled = self.frames[self.nodes[id].frame].cancelled;
+        let cancelled = self.frames[self.nodes[id].frame].cancelled || self.cancelling;
         loop {
             let Some(looping) = self.nodes[id].looping.as_mut() else { return Ok(()) };
             if looping.next < looping.items.len() && looping.active < looping.limit && !cancelled {
@@ -864,8 +900,11 @@ impl<'a> Driver<'a> {
                 return Ok(());
             }
             let Some(looping) = self.nodes[id].looping.take() else { return Ok(()) };
-            if looping.failed || looping.finished < looping.items.len() {
+            if looping.failed {
                 return self.complete(id, TaskState::Failed, None, Some("an iteration failed".into()));
+            }
+            if looping.cancelled || looping.finished < looping.items.len() {
+                return self.complete(id, TaskState::Cancelled, None, Some("the run was cancelled".into()));
             }
             let plan = self.plan.clone();
             let Some(component) = plan.pipeline().components.get(&looping.component) else {
@@ -907,7 +946,9 @@ impl<'a> Driver<'a> {
         let key = admission.key;
         let cache = self.exec.cache.clone();
         let task_path = key.as_ref().map(|_| admission.call.task.clone());
-        self.tasks.push(Box::pin(async move {
+        let (abort, registration) = AbortHandle::new_pair();
+        self.aborts.insert(id, (abort, admission.exit_handler));
+        let attempt_loop = async move {
             let Admission { node, mut call, retry, timeout, .. } = admission;
             call.attempt = attempt;
             let run = attempts(&*runner, &journal, &*clock, call, retry, timeout);
@@ -931,7 +972,8 @@ impl<'a> Driver<'a> {
                 let _ = cache.put(key, entry);
             }
             attempted
-        }));
+        };
+        self.tasks.push(Box::pin(async move { (id, Abortable::new(attempt_loop, registration).await) }));
         Ok(())
     }
 
@@ -949,27 +991,25 @@ impl<'a> Driver<'a> {
         }
     }
 
-    async fn cancel(mut self) -> Result<RunOutcome> {
-        // Dropping the attempts stops them (a process runner kills its child on drop).
-        self.tasks = FuturesUnordered::new();
-        for id in 0..self.nodes.len() {
-            let node = &self.nodes[id];
-            if node.done.is_none() && node.last.is_some() {
-                let message = Some("the run was cancelled".to_owned());
-                let at = self.transition(id, TaskState::Cancelled, None, message.clone())?;
-                let node = &mut self.nodes[id];
-                node.done = Some(TaskState::Cancelled);
-                node.message = message;
-                node.finished_ms = at;
+    /// Cancels the run: attempts in flight are aborted (dropping them stops
+    /// their processes) and queued tasks cancelled, except exit handlers,
+    /// which still run and see the final statuses; nothing else starts.
+    fn begin_cancel(&mut self) -> Result<()> {
+        self.cancelling = true;
+        for (handle, exit_handler) in self.aborts.values() {
+            if !exit_handler {
+                handle.abort();
             }
         }
-        self.journal.record(Event::Run(RunState::Cancelled))?;
-        Ok(RunOutcome {
-            run: self.run.to_string(),
-            state: RunState::Cancelled,
-            tasks: self.summaries(),
-            outputs: TaskOutputs::default(),
-        })
+        let queued: Vec<Admission> = self.runnable.drain(..).collect();
+        for admission in queued {
+            if admission.exit_handler {
+                self.runnable.push_back(admission);
+            } else {
+                self.complete(admission.node, TaskState::Cancelled, None, Some("the run was cancelled".into()))?;
+            }
+        }
+        Ok(())
     }
 }
 

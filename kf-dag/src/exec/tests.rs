@@ -122,10 +122,23 @@ async fn a_task_that_runs_too_long_times_out() {
 }
 
 #[tokio::test]
-async fn cancelling_a_run_stops_running_tasks() {
-    let plan = after_pipeline(&[(0, 1)], 3);
+async fn cancelling_a_run_stops_running_tasks_and_still_runs_exit_handlers() {
+    // t0 hangs; t1 waits for it; cleanup is an exit handler reading t0's final status.
+    let mut p = PipelineBuilder::new("cancel");
+    let step = p.function_component("step", "noop");
+    let step = p.add_component(step);
+    let mut report = p.function_component("report", "report");
+    let status = report.input::<FinalStatus>("status");
+    let report = p.add_component(report);
+    let t0 = p.task("t0", &step).done();
+    p.task("t1", &step).after(&t0).done();
+    p.task("t2", &step).done();
+    p.task("cleanup", &report).final_status_of(&status, &t0).done();
+    let plan = Arc::new(p.build().unwrap());
+
     let cancel = CancelHandle::new();
-    let exec = Executor::new(FakeRunner::new().hanging("t0")).cancel_handle(cancel.clone());
+    let fake = FakeRunner::new().hanging("t0");
+    let exec = Executor::new(fake.clone()).cancel_handle(cancel.clone());
     let running = tokio::spawn({
         let exec = exec.clone();
         async move { exec.run(plan, RunRequest { id: Some("c".into()), ..RunRequest::default() }).await }
@@ -135,10 +148,32 @@ async fn cancelling_a_run_stops_running_tasks() {
     let outcome = running.await.unwrap().unwrap();
     assert_eq!(outcome.state, RunState::Cancelled);
     assert_eq!(outcome.tasks["t0"].state, TaskState::Cancelled);
+    assert_eq!(outcome.tasks["t1"].state, TaskState::Cancelled);
     assert_eq!(outcome.tasks["t2"].state, TaskState::Succeeded);
-    assert!(!outcome.tasks.contains_key("t1"), "t1 never started");
+    assert_eq!(outcome.tasks["cleanup"].state, TaskState::Succeeded, "exit handlers run after a cancel");
+    let calls = fake.calls();
+    assert!(!calls.iter().any(|c| c.task == "t1"), "t1 never ran");
+    let cleanup = calls.iter().find(|c| c.task == "cleanup").unwrap();
+    assert_eq!(cleanup.parameters["status"]["state"], "CANCELLED");
     let snapshot = exec.run_store().snapshot("c").unwrap();
     assert_eq!(snapshot.run, Some(RunState::Cancelled));
+    assert_eq!(snapshot.tasks["t0"].state, TaskState::Cancelled);
+}
+
+#[tokio::test]
+async fn cancelling_stops_a_loop_from_starting_iterations() {
+    let plan = squares((0..10).collect(), Some(1));
+    let cancel = CancelHandle::new();
+    let fake = FakeRunner::new().hanging("loop[0].square");
+    let exec = Executor::new(fake.clone()).cancel_handle(cancel.clone());
+    let running = tokio::spawn(async move { exec.run(plan, RunRequest::default()).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cancel.cancel();
+    let outcome = running.await.unwrap().unwrap();
+    assert_eq!(outcome.state, RunState::Cancelled);
+    assert_eq!(outcome.tasks["loop"].state, TaskState::Cancelled);
+    assert_eq!(outcome.tasks["sum"].state, TaskState::Cancelled);
+    assert!(!outcome.tasks.contains_key("loop[1].square"), "no iteration started after the cancel");
 }
 
 /// flip → (heads: deploy → notify) | (tails: retrain); `report` after both.
