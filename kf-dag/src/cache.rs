@@ -7,6 +7,10 @@
 //! implementations (over object_store) pass the same suite,
 //! [`crate::testing::cache_conformance`].
 
+mod object;
+
+pub use object::ObjectStoreCache;
+
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;

@@ -74,6 +74,24 @@ pub enum Error {
         /// What was attempted and why it failed.
         message: String,
     },
+    /// The artifact store (object_store) refused an operation, or an
+    /// artifact location would leave the run's prefix.
+    #[error("artifact store: {location}: {message}")]
+    Artifact {
+        /// The object location (or URI) involved.
+        location: String,
+        /// What was attempted and why it failed.
+        message: String,
+    },
+    /// The executor could not carry on with a run (not a task failure: a
+    /// failed task fails the run, it does not make `run` return an error).
+    #[error("run {run}: {message}")]
+    Run {
+        /// The run id.
+        run: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl Error {
@@ -86,7 +104,7 @@ impl Error {
             | Error::Cycle { path, .. }
             | Error::MissingInput { path, .. }
             | Error::Duplicate { path, .. } => Some(path),
-            Error::Store { .. } => None,
+            Error::Store { .. } | Error::Artifact { .. } | Error::Run { .. } => None,
         }
     }
 

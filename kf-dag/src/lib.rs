@@ -12,9 +12,17 @@
 //!   handles so wiring mistakes fail to compile.
 //! - [`run`]: task states, the run journal and its replay into a
 //!   [`run::RunSnapshot`] (what a resumed run starts from).
-//! - [`store`]: the [`store::RunStore`] trait (append-only journals) and an
-//!   in-memory store; [`cache`]: the [`cache::Cache`] trait and an in-memory
-//!   cache; [`testing`]: the conformance suites every implementation runs.
+//! - [`exec`]: the [`Executor`] (tokio) — bounded parallelism, conditions,
+//!   loops, fan-in, exit handlers, retries, timeouts, caching, cancellation,
+//!   resume, and an event stream; [`clock`]: the time it reads and waits on.
+//! - [`runner`]: the [`runner::TaskRunner`] trait and its implementations —
+//!   Rust functions in process, local processes, a scripted fake.
+//! - [`artifact`]: artifacts in any object_store under `<run>/<task>/<output>`.
+//! - [`store`]: the [`store::RunStore`] trait and an in-memory store;
+//!   [`journal`]: the durable file store; [`cache`]: the [`cache::Cache`]
+//!   trait, an in-memory and an object_store cache; [`testing`]: the
+//!   conformance suites every implementation runs; [`encoding`]: the JSON
+//!   forms of journals and cache entries.
 //! - [`cache_key`]: [`CacheKey`], the content digest of a task's resolved
 //!   inputs and component definition.
 //! - [`kfp`]: KFP v2 compatibility — the compiled `PipelineSpec` YAML read
@@ -22,15 +30,19 @@
 //!   with YAML-path errors, IR exported back to KFP, and the
 //!   `ExecutorInput`/`ExecutorOutput` contract of KFP components as pure
 //!   functions ([`kfp::executor_input`]).
+//! - [`format`](mod@format): kf's YAML/JSON pipeline files; [`graph`]: DOT and SVG
+//!   pictures; [`local`]: the on-disk layout `kf pipeline` uses;
+//!   [`bench`](mod@bench): the no-op scheduling benchmark.
 //!
 //! This crate owns the pipeline IR and everything that runs it. It does not know
 //! about training jobs, tuning or serving (those are other crates, joined only by
-//! the `kf` assembly), and its core never touches the network or the filesystem:
-//! process spawning, object storage and Kubernetes live in adapters.
+//! the `kf` assembly). Its core (IR, plan, cache keys, run journal replay) never
+//! touches the network or the filesystem; the executor is async and IO lives in
+//! adapters (process runner, object_store artifacts and cache, file journal).
 //!
-//! Status: IR, validation, cache keys, the builder, run journals, the cache
-//! interface, and KFP import/export plus the KFP executor contract. The
-//! executor lands next (docs/kf-dag.md maps the IR to KFP's PipelineSpec).
+//! Status: IR, validation, the executor with caching and crash-safe runs,
+//! and KFP import/export plus the KFP executor contract (docs/kf-dag.md maps
+//! the IR to KFP's PipelineSpec).
 //!
 //! ```
 //! use kf_dag::builder::{Dataset, PipelineBuilder};
@@ -51,18 +63,29 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod artifact;
+pub mod bench;
 pub mod builder;
 pub mod cache;
 pub mod cache_key;
+pub mod clock;
+pub mod encoding;
 mod error;
+pub mod exec;
+pub mod format;
+pub mod graph;
 pub mod ir;
+pub mod journal;
 pub mod kfp;
+pub mod local;
 pub mod plan;
 pub mod run;
+pub mod runner;
 pub mod store;
 pub mod testing;
 
 pub use builder::PipelineBuilder;
 pub use cache_key::CacheKey;
 pub use error::{Error, Result};
+pub use exec::Executor;
 pub use plan::Plan;

@@ -232,6 +232,11 @@ impl DagPlan {
         path
     }
 
+    /// The graph node of task `task`.
+    pub fn node_index(&self, task: &str) -> Option<NodeIndex> {
+        self.index.get(task).copied()
+    }
+
     /// The tasks `task` waits for, sorted; empty for unknown names.
     pub fn upstream(&self, task: &str) -> Vec<&str> {
         self.neighbors(task, petgraph::Direction::Incoming)

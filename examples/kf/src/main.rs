@@ -14,6 +14,7 @@ mod output;
 mod documents;
 mod fmt;
 mod pending;
+mod pipeline_cmd;
 mod quickstart;
 mod registry_cmd;
 mod tenancy_cmd;
@@ -46,7 +47,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build, validate and run pipelines (kf-dag).
-    Pipeline(pending::Args),
+    Pipeline(pipeline_cmd::Args),
     /// Run training jobs and the gang scheduler (kf-train).
     Train(pending::Args),
     /// Run hyperparameter-tuning experiments (kf-tune).
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
     match cli.command {
-        Command::Pipeline(_) => pending::report("kf pipeline", "the kf-dag executor (issue #6)"),
+        Command::Pipeline(args) => pipeline_cmd::run(args, cli.output),
         Command::Train(_) => pending::report("kf train", "the kf-train local backend (issue #9)"),
         Command::Tune(_) => pending::report("kf tune", "the kf-tune experiment runner (issue #8)"),
         Command::Registry(args) => registry_cmd::run(args),

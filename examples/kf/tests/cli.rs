@@ -59,7 +59,6 @@ fn help_lists_every_command() {
 #[test]
 fn commands_not_built_yet_exit_2_and_name_the_missing_part() {
     for (command, part) in [
-        ("pipeline", "kf-dag"),
         ("train", "kf-train"),
         ("tune", "kf-tune"),
         ("registry", "kf-registry"),

@@ -86,6 +86,10 @@ pub struct Task {
     pub retry: Option<RetryPolicy>,
     /// Step caching.
     pub caching: CachingOptions,
+    /// Each attempt is stopped (and fails) after this long; `None` uses the
+    /// executor's default. Not part of KFP's PipelineSpec (its backend leaves
+    /// timeouts to Argo); kf's own pipeline format sets it.
+    pub timeout: Option<Duration>,
 }
 
 impl Task {
@@ -101,6 +105,7 @@ impl Task {
             trigger: TriggerPolicy::default(),
             retry: None,
             caching: CachingOptions::default(),
+            timeout: None,
         }
     }
 
