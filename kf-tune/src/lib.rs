@@ -10,6 +10,8 @@
 //!   parameters with uniform, log-uniform, normal and log-normal priors.
 //! - [`algorithm`] — Katib `algorithmName` + `algorithmSettings` → a configured
 //!   sampler; every setting applied or rejected with an error naming it.
+//! - [`ask_tell`] — the JSON-lines ask/tell protocol: a [`ask_tell::Session`] per
+//!   search and [`ask_tell::serve`] over any `BufRead`/`Write`.
 //! - [`early_stopping`] — the median stopping rule (Katib `medianstop`) as a pure function.
 //! - [`sampler`] — the [`Sampler`] trait, a pure function of (space, trial
 //!   history, random generator) → suggestions, with one module per algorithm:
@@ -44,6 +46,7 @@
 #![deny(missing_docs)]
 
 pub mod algorithm;
+pub mod ask_tell;
 pub mod early_stopping;
 mod error;
 mod gauss;

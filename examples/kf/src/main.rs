@@ -12,6 +12,7 @@ mod fmt;
 mod output;
 mod pending;
 mod quickstart;
+mod tune_cmd;
 mod validate;
 
 use std::path::PathBuf;
@@ -45,7 +46,8 @@ enum Command {
     /// Run training jobs and the gang scheduler (kf-train).
     Train(pending::Args),
     /// Run hyperparameter-tuning experiments (kf-tune).
-    Tune(pending::Args),
+    #[command(subcommand)]
+    Tune(tune_cmd::Tune),
     /// Use the model registry (kf-registry).
     Registry(pending::Args),
     /// Serve models over the Open Inference Protocol v2 (kf-serve).
@@ -75,7 +77,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Pipeline(_) => pending::report("kf pipeline", "the kf-dag executor (issue #6)"),
         Command::Train(_) => pending::report("kf train", "the kf-train local backend (issue #9)"),
-        Command::Tune(_) => pending::report("kf tune", "the kf-tune experiment runner (issue #8)"),
+        Command::Tune(command) => tune_cmd::run(command, cli.output),
         Command::Registry(_) => pending::report("kf registry", "the kf-registry store and API (issue #11)"),
         Command::Serve(_) => pending::report("kf serve", "the kf-serve OIP v2 server (issue #13)"),
         Command::Tenancy(_) => pending::report("kf tenancy", "the kf-tenancy policy store (issue #12)"),
