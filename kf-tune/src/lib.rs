@@ -15,7 +15,8 @@
 //! - [`early_stopping`] — the median stopping rule (Katib `medianstop`) as a pure function.
 //! - [`sampler`] — the [`Sampler`] trait, a pure function of (space, trial
 //!   history, random generator) → suggestions, with one module per algorithm:
-//!   [`sampler::random`], [`sampler::grid`], [`sampler::sobol`], [`sampler::tpe`].
+//!   [`sampler::random`], [`sampler::grid`], [`sampler::sobol`], [`sampler::tpe`],
+//!   [`sampler::gp`] (Gaussian-process BO).
 //!
 //! - [`metrics`] — reading `name=value` text (Katib's default and custom
 //!   regexes) and JSON lines into metric series; min/max/latest strategies.
