@@ -11,13 +11,14 @@ use crate::katib::{ALGORITHM_NAMES, AlgorithmSpec};
 use crate::sampler::Sampler;
 use crate::sampler::gp::GaussianProcess;
 use crate::sampler::grid::Grid;
+use crate::sampler::mtpe::MultivariateTpe;
 use crate::sampler::random::Random;
 use crate::sampler::sobol::Sobol;
 use crate::sampler::tpe::Tpe;
 use crate::{Error, Result};
 
 /// The algorithm names kf-tune can run today.
-pub const IMPLEMENTED: [&str; 5] = ["random", "grid", "sobol", "tpe", "bayesianoptimization"];
+pub const IMPLEMENTED: [&str; 6] = ["random", "grid", "sobol", "tpe", "multivariate-tpe", "bayesianoptimization"];
 
 /// A configured sampler and the seed its settings asked for.
 pub struct Algorithm {
@@ -69,13 +70,17 @@ impl Algorithm {
             match (name, key) {
                 ("grid", _) => return Err(fail("grid search is deterministic and takes no settings".into())),
                 (_, "random_state") => seed = Some(int()?),
-                ("tpe", "n_startup_trials") => tpe.n_startup_trials = usize::try_from(int()?).unwrap_or(usize::MAX),
-                ("tpe", "n_ei_candidates") => tpe.n_ei_candidates = usize::try_from(int()?).unwrap_or(usize::MAX),
-                ("tpe", "prior_weight") => {
+                ("tpe" | "multivariate-tpe", "n_startup_trials") => {
+                    tpe.n_startup_trials = usize::try_from(int()?).unwrap_or(usize::MAX);
+                }
+                ("tpe" | "multivariate-tpe", "n_ei_candidates") => {
+                    tpe.n_ei_candidates = usize::try_from(int()?).unwrap_or(usize::MAX);
+                }
+                ("tpe" | "multivariate-tpe", "prior_weight") => {
                     tpe.prior_weight =
                         value.trim().parse().map_err(|_| fail(format!("expected a number, found {value:?}")))?;
                 }
-                ("tpe", "constant_liar") => {
+                ("tpe" | "multivariate-tpe", "constant_liar") => {
                     tpe.constant_liar =
                         value.trim().parse().map_err(|_| fail(format!("expected true or false, found {value:?}")))?;
                 }
@@ -96,7 +101,9 @@ impl Algorithm {
                 ("bayesianoptimization", "base_estimator" | "acq_func") => {}
                 _ => {
                     let known = match name {
-                        "tpe" => "random_state, n_startup_trials, n_ei_candidates, prior_weight, constant_liar",
+                        "tpe" | "multivariate-tpe" => {
+                            "random_state, n_startup_trials, n_ei_candidates, prior_weight, constant_liar"
+                        }
                         "bayesianoptimization" => {
                             "random_state, n_startup_trials (or n_initial_points), n_candidates, base_estimator=GP, acq_func=EI"
                         }
@@ -113,6 +120,16 @@ impl Algorithm {
             "bayesianoptimization" => {
                 gp.validate()?;
                 Box::new(gp)
+            }
+            "multivariate-tpe" => {
+                let m = MultivariateTpe {
+                    n_startup_trials: tpe.n_startup_trials,
+                    n_ei_candidates: tpe.n_ei_candidates,
+                    prior_weight: tpe.prior_weight,
+                    constant_liar: tpe.constant_liar,
+                };
+                m.validate()?;
+                Box::new(m)
             }
             _ => {
                 tpe.validate()?;

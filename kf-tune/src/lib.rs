@@ -16,7 +16,7 @@
 //! - [`sampler`] — the [`Sampler`] trait, a pure function of (space, trial
 //!   history, random generator) → suggestions, with one module per algorithm:
 //!   [`sampler::random`], [`sampler::grid`], [`sampler::sobol`], [`sampler::tpe`],
-//!   [`sampler::gp`] (Gaussian-process BO).
+//!   [`sampler::mtpe`] (multivariate TPE), [`sampler::gp`] (Gaussian-process BO).
 //!
 //! - [`metrics`] — reading `name=value` text (Katib's default and custom
 //!   regexes) and JSON lines into metric series; min/max/latest strategies.

@@ -9,6 +9,7 @@
 
 pub mod gp;
 pub mod grid;
+pub mod mtpe;
 pub mod random;
 pub mod sobol;
 pub mod tpe;
