@@ -9,14 +9,16 @@
 
 use crate::katib::{ALGORITHM_NAMES, AlgorithmSpec};
 use crate::sampler::Sampler;
+use crate::sampler::gp::GaussianProcess;
 use crate::sampler::grid::Grid;
+use crate::sampler::mtpe::MultivariateTpe;
 use crate::sampler::random::Random;
 use crate::sampler::sobol::Sobol;
 use crate::sampler::tpe::Tpe;
 use crate::{Error, Result};
 
 /// The algorithm names kf-tune can run today.
-pub const IMPLEMENTED: [&str; 4] = ["random", "grid", "sobol", "tpe"];
+pub const IMPLEMENTED: [&str; 6] = ["random", "grid", "sobol", "tpe", "multivariate-tpe", "bayesianoptimization"];
 
 /// A configured sampler and the seed its settings asked for.
 pub struct Algorithm {
@@ -60,6 +62,7 @@ impl Algorithm {
         }
         let mut seed = None;
         let mut tpe = Tpe::default();
+        let mut gp = GaussianProcess::default();
         for &(key, value) in settings {
             let fail = |message: String| Error::InvalidSetting { algorithm: name.into(), setting: key.into(), message };
             let int =
@@ -67,19 +70,43 @@ impl Algorithm {
             match (name, key) {
                 ("grid", _) => return Err(fail("grid search is deterministic and takes no settings".into())),
                 (_, "random_state") => seed = Some(int()?),
-                ("tpe", "n_startup_trials") => tpe.n_startup_trials = usize::try_from(int()?).unwrap_or(usize::MAX),
-                ("tpe", "n_ei_candidates") => tpe.n_ei_candidates = usize::try_from(int()?).unwrap_or(usize::MAX),
-                ("tpe", "prior_weight") => {
+                ("tpe" | "multivariate-tpe", "n_startup_trials") => {
+                    tpe.n_startup_trials = usize::try_from(int()?).unwrap_or(usize::MAX);
+                }
+                ("tpe" | "multivariate-tpe", "n_ei_candidates") => {
+                    tpe.n_ei_candidates = usize::try_from(int()?).unwrap_or(usize::MAX);
+                }
+                ("tpe" | "multivariate-tpe", "prior_weight") => {
                     tpe.prior_weight =
                         value.trim().parse().map_err(|_| fail(format!("expected a number, found {value:?}")))?;
                 }
-                ("tpe", "constant_liar") => {
+                ("tpe" | "multivariate-tpe", "constant_liar") => {
                     tpe.constant_liar =
                         value.trim().parse().map_err(|_| fail(format!("expected true or false, found {value:?}")))?;
                 }
+                ("bayesianoptimization", "n_startup_trials" | "n_initial_points") => {
+                    gp.n_startup_trials = usize::try_from(int()?).unwrap_or(usize::MAX);
+                }
+                ("bayesianoptimization", "n_candidates") => {
+                    gp.n_candidates = usize::try_from(int()?).unwrap_or(usize::MAX)
+                }
+                ("bayesianoptimization", "base_estimator") if value.trim() != "GP" => {
+                    return Err(fail(format!(
+                        "kf-tune models the objective with a Gaussian process (GP), found {value:?}"
+                    )));
+                }
+                ("bayesianoptimization", "acq_func") if value.trim() != "EI" => {
+                    return Err(fail(format!("kf-tune maximises expected improvement (EI), found {value:?}")));
+                }
+                ("bayesianoptimization", "base_estimator" | "acq_func") => {}
                 _ => {
                     let known = match name {
-                        "tpe" => "random_state, n_startup_trials, n_ei_candidates, prior_weight, constant_liar",
+                        "tpe" | "multivariate-tpe" => {
+                            "random_state, n_startup_trials, n_ei_candidates, prior_weight, constant_liar"
+                        }
+                        "bayesianoptimization" => {
+                            "random_state, n_startup_trials (or n_initial_points), n_candidates, base_estimator=GP, acq_func=EI"
+                        }
                         _ => "random_state",
                     };
                     return Err(fail(format!("unknown setting; {name} takes {known}")));
@@ -90,6 +117,20 @@ impl Algorithm {
             "random" => Box::new(Random),
             "grid" => Box::new(Grid),
             "sobol" => Box::new(Sobol { scramble_seed: seed }),
+            "bayesianoptimization" => {
+                gp.validate()?;
+                Box::new(gp)
+            }
+            "multivariate-tpe" => {
+                let m = MultivariateTpe {
+                    n_startup_trials: tpe.n_startup_trials,
+                    n_ei_candidates: tpe.n_ei_candidates,
+                    prior_weight: tpe.prior_weight,
+                    constant_liar: tpe.constant_liar,
+                };
+                m.validate()?;
+                Box::new(m)
+            }
             _ => {
                 tpe.validate()?;
                 Box::new(tpe)
@@ -134,6 +175,8 @@ mod tests {
     #[test]
     fn unimplemented_and_unknown_names_differ() {
         assert!(err("cmaes", &[]).contains("does not run yet"));
+        assert!(err("bayesianoptimization", &[("acq_func", "gp_hedge")]).contains("expected improvement"));
+        assert!(Algorithm::new("bayesianoptimization", &[("n_initial_points", "5"), ("base_estimator", "GP")]).is_ok());
         assert!(err("annealing", &[]).starts_with("unknown algorithm \"annealing\""));
     }
 }

@@ -111,6 +111,61 @@ impl MedianStop {
     }
 }
 
+impl MedianStop {
+    /// The rule over values keyed by step, as the ask/tell protocol reports
+    /// them (steps are integers ≥ 0, need not be consecutive): at `step` ≥
+    /// `start_step`, once `min_trials_required` completed trials have reported
+    /// something up to `step`, the running trial stops when its best value up
+    /// to `step` is strictly worse than the median of the completed trials'
+    /// averages of their values up to `step`. Non-finite values are skipped.
+    /// O(T · S + T log T) for T completed trials of S reports each.
+    ///
+    /// ```
+    /// use kf_tune::Direction;
+    /// use kf_tune::early_stopping::MedianStop;
+    ///
+    /// let rule = MedianStop { min_trials_required: 2, start_step: 2 };
+    /// let done: [&[(u64, f64)]; 2] = [&[(0, 1.0), (2, 0.5)], &[(1, 0.8), (5, 0.2)]];
+    /// // At step 2 the averages are 0.75 and 0.8 (median 0.775); loss is minimised.
+    /// assert!(rule.should_stop_at(Direction::Minimize, 2, &[(2, 0.9)], &done));
+    /// assert!(!rule.should_stop_at(Direction::Minimize, 2, &[(0, 0.7), (2, 0.9)], &done));
+    /// assert!(!rule.should_stop_at(Direction::Minimize, 1, &[(1, 5.0)], &done)); // before start_step
+    /// ```
+    pub fn should_stop_at(
+        &self,
+        direction: Direction,
+        step: u64,
+        running: &[(u64, f64)],
+        completed: &[&[(u64, f64)]],
+    ) -> bool {
+        if step < self.start_step as u64 {
+            return false;
+        }
+        let mut averages: Vec<f64> = completed
+            .iter()
+            .filter_map(|values| {
+                let (sum, n) = values
+                    .iter()
+                    .filter(|(s, v)| *s <= step && v.is_finite())
+                    .fold((0.0, 0usize), |(sum, n), (_, v)| (sum + v, n + 1));
+                (n > 0).then(|| direction.loss(sum / n as f64))
+            })
+            .collect();
+        if averages.len() < self.min_trials_required.max(1) {
+            return false;
+        }
+        averages.sort_by(f64::total_cmp);
+        let mid = averages.len() / 2;
+        let median = if averages.len() % 2 == 1 { averages[mid] } else { 0.5 * (averages[mid - 1] + averages[mid]) };
+        let best = running
+            .iter()
+            .filter(|(s, v)| *s <= step && v.is_finite())
+            .map(|&(_, v)| direction.loss(v))
+            .fold(f64::INFINITY, f64::min);
+        best > median
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +211,29 @@ mod tests {
             let refs: Vec<&[f64]> = completed.iter().map(Vec::as_slice).collect();
             let rule = MedianStop { min_trials_required: min_trials, start_step };
             prop_assert!(!rule.should_stop(direction, &running, &refs));
+        }
+
+        /// Keyed by step: a trial whose best value is at least as good as every
+        /// value a completed trial reported is never stopped, at any step.
+        #[test]
+        fn never_stops_the_best_trial_at_any_step(
+            completed in proptest::collection::vec(proptest::collection::btree_map(0u64..10, -10.0..10.0f64, 1..6), 0..8),
+            running in proptest::collection::btree_map(0u64..10, -10.0..10.0f64, 1..6),
+            maximize in any::<bool>(),
+            min_trials in 1usize..4,
+            start_step in 0usize..4,
+            step in 0u64..12,
+        ) {
+            let direction = if maximize { Direction::Maximize } else { Direction::Minimize };
+            let completed: Vec<Vec<(u64, f64)>> = completed.into_iter().map(|m| m.into_iter().collect()).collect();
+            let best_seen = completed.iter().flatten().map(|&(_, v)| direction.loss(v)).fold(f64::INFINITY, f64::min);
+            let mut running: Vec<(u64, f64)> = running.into_iter().collect();
+            running[0].0 = 0;
+            let loss = best_seen.min(direction.loss(running[0].1));
+            running[0].1 = if maximize { -loss } else { loss };
+            let refs: Vec<&[(u64, f64)]> = completed.iter().map(Vec::as_slice).collect();
+            let rule = MedianStop { min_trials_required: min_trials, start_step };
+            prop_assert!(!rule.should_stop_at(direction, step, &running, &refs));
         }
     }
 }

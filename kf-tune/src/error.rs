@@ -49,6 +49,14 @@ pub enum Error {
         /// The names this crate knows, comma separated.
         known: String,
     },
+    /// Reading or writing a file (a journal, a metrics file) failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file, or what was being done.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A finite algorithm (the grid) has suggested every point of the space.
     #[error("algorithm {algorithm:?}: every point of the search space has been suggested")]
     Exhausted {

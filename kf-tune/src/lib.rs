@@ -10,13 +10,24 @@
 //!   parameters with uniform, log-uniform, normal and log-normal priors.
 //! - [`algorithm`] — Katib `algorithmName` + `algorithmSettings` → a configured
 //!   sampler; every setting applied or rejected with an error naming it.
+//! - [`ask_tell`] — the JSON-lines ask/tell protocol: a [`ask_tell::Session`] per
+//!   search and [`ask_tell::serve`] over any `BufRead`/`Write`.
 //! - [`early_stopping`] — the median stopping rule (Katib `medianstop`) as a pure function.
 //! - [`sampler`] — the [`Sampler`] trait, a pure function of (space, trial
 //!   history, random generator) → suggestions, with one module per algorithm:
-//!   [`sampler::random`], [`sampler::grid`], [`sampler::sobol`], [`sampler::tpe`].
+//!   [`sampler::random`], [`sampler::grid`], [`sampler::sobol`], [`sampler::tpe`],
+//!   [`sampler::mtpe`] (multivariate TPE), [`sampler::gp`] (Gaussian-process BO).
 //!
-//! Running trials and collecting metrics are traits the caller implements; this
-//! crate never depends on another kf crate.
+//! - [`metrics`] — reading `name=value` text (Katib's default and custom
+//!   regexes) and JSON lines into metric series; min/max/latest strategies.
+//! - [`experiment`] — an experiment's plan (from a Katib Experiment) and its
+//!   state machine: what runs next, when it ends, its status in Katib's shape.
+//! - `runner` (feature `runner`, on by default) — running an experiment on
+//!   tokio: the `TrialRunner` trait with an in-process closure runner and a
+//!   local process runner, early stopping hooked into metric reports, and a
+//!   fsync'd JSON-lines journal to resume from.
+//!
+//! This crate never depends on another kf crate.
 //!
 //! ```
 //! use kf_tune::Experiment;
@@ -44,10 +55,15 @@
 #![deny(missing_docs)]
 
 pub mod algorithm;
+pub mod ask_tell;
 pub mod early_stopping;
 mod error;
+pub mod experiment;
 mod gauss;
 pub mod katib;
+pub mod metrics;
+#[cfg(feature = "runner")]
+pub mod runner;
 pub mod sampler;
 pub mod space;
 

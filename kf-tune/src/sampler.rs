@@ -7,7 +7,9 @@
 //! each states its cost per suggestion. This module does not run trials or
 //! collect metrics.
 
+pub mod gp;
 pub mod grid;
+pub mod mtpe;
 pub mod random;
 pub mod sobol;
 pub mod tpe;

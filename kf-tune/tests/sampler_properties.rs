@@ -2,7 +2,9 @@
 
 use std::collections::HashSet;
 
+use kf_tune::sampler::gp::GaussianProcess;
 use kf_tune::sampler::grid::Grid;
+use kf_tune::sampler::mtpe::MultivariateTpe;
 use kf_tune::sampler::random::Random;
 use kf_tune::sampler::sobol::{MAX_DIMENSIONS, Sobol, SobolSequence};
 use kf_tune::sampler::tpe::Tpe;
@@ -75,6 +77,8 @@ fn samplers() -> Vec<Box<dyn Sampler>> {
         Box::new(Sobol::default()),
         Box::new(Sobol { scramble_seed: Some(3) }),
         Box::new(Tpe { n_startup_trials: 3, ..Tpe::default() }),
+        Box::new(GaussianProcess { n_startup_trials: 3, n_candidates: 32 }),
+        Box::new(MultivariateTpe { n_startup_trials: 3, ..MultivariateTpe::default() }),
     ]
 }
 

@@ -18,6 +18,7 @@ mod pipeline_cmd;
 mod quickstart;
 mod registry_cmd;
 mod tenancy_cmd;
+mod tune_cmd;
 mod validate;
 
 use std::path::PathBuf;
@@ -51,7 +52,8 @@ enum Command {
     /// Run training jobs and the gang scheduler (kf-train).
     Train(pending::Args),
     /// Run hyperparameter-tuning experiments (kf-tune).
-    Tune(pending::Args),
+    #[command(subcommand)]
+    Tune(tune_cmd::Tune),
     /// Use the model registry (kf-registry).
     Registry(registry_cmd::Args),
     /// Serve models over the Open Inference Protocol v2 (kf-serve).
@@ -81,7 +83,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Pipeline(args) => pipeline_cmd::run(args, cli.output),
         Command::Train(_) => pending::report("kf train", "the kf-train local backend (issue #9)"),
-        Command::Tune(_) => pending::report("kf tune", "the kf-tune experiment runner (issue #8)"),
+        Command::Tune(command) => tune_cmd::run(command, cli.output),
         Command::Registry(args) => registry_cmd::run(args),
         Command::Serve(_) => pending::report("kf serve", "the kf-serve OIP v2 server (issue #13)"),
         Command::Tenancy(args) => tenancy_cmd::run(args, cli.output),

@@ -199,13 +199,13 @@ impl Tpe {
 }
 
 /// γ(n): how many of n completed trials are "good".
-fn gamma(n: usize) -> usize {
+pub(super) fn gamma(n: usize) -> usize {
     n.div_ceil(10).clamp(1, 25)
 }
 
 /// Observation weights by recency (oldest first): flat up to 25, then a ramp
 /// from 1/n to 1 on all but the newest 25 (Optuna's `default_weights`).
-fn recency_weights(n: usize) -> Vec<f64> {
+pub(super) fn recency_weights(n: usize) -> Vec<f64> {
     if n < 25 {
         return vec![1.0; n];
     }
@@ -223,7 +223,7 @@ fn recency_weights(n: usize) -> Vec<f64> {
     w
 }
 
-fn choices(param: &Param) -> usize {
+pub(super) fn choices(param: &Param) -> usize {
     match param.domain() {
         Domain::Discrete { values } => values.len(),
         Domain::Categorical { choices } => choices.len(),
@@ -231,7 +231,7 @@ fn choices(param: &Param) -> usize {
     }
 }
 
-fn category_index(param: &Param, value: &ParamValue) -> Option<usize> {
+pub(super) fn category_index(param: &Param, value: &ParamValue) -> Option<usize> {
     match (param.domain(), value) {
         (Domain::Categorical { choices }, ParamValue::Category(i)) => (*i < choices.len()).then_some(*i),
         (Domain::Discrete { values }, ParamValue::Float(v)) => values.iter().position(|x| x.to_bits() == v.to_bits()),
@@ -239,7 +239,7 @@ fn category_index(param: &Param, value: &ParamValue) -> Option<usize> {
     }
 }
 
-fn category_value(param: &Param, index: usize) -> ParamValue {
+pub(super) fn category_value(param: &Param, index: usize) -> ParamValue {
     match param.domain() {
         Domain::Discrete { values } => ParamValue::Float(values.get(index).copied().unwrap_or(values[0])),
         _ => ParamValue::Category(index),
@@ -261,7 +261,7 @@ fn categorical_weights(param: &Param, n: usize, observed: &[ParamValue], prior_w
 }
 
 /// The index whose cumulative probability first exceeds `u`.
-fn pick(p: &[f64], u: f64) -> usize {
+pub(super) fn pick(p: &[f64], u: f64) -> usize {
     let mut acc = 0.0;
     for (i, x) in p.iter().enumerate() {
         acc += x;
@@ -273,15 +273,15 @@ fn pick(p: &[f64], u: f64) -> usize {
 }
 
 /// A numeric parameter seen in TPE's internal coordinates (ln x under a log prior).
-struct Numeric<'a> {
+pub(super) struct Numeric<'a> {
     param: &'a Param,
-    log: bool,
+    pub(super) log: bool,
     low: f64,
     high: f64,
-    step: Option<f64>,
+    pub(super) step: Option<f64>,
     /// Internal bounds, widened by half a step for grids.
-    lo: f64,
-    hi: f64,
+    pub(super) lo: f64,
+    pub(super) hi: f64,
 }
 
 /// A mixture of truncated normals on [lo, hi] in internal coordinates.
@@ -291,12 +291,16 @@ struct Parzen {
     weights: Vec<f64>,
     /// Φ((hi − μ)/σ) − Φ((lo − μ)/σ) per kernel.
     norms: Vec<f64>,
+    /// ln w − ln σ − ln norm − ½ ln 2π per kernel, so a density costs one exp per kernel.
+    log_consts: Vec<f64>,
+    /// 1/σ per kernel.
+    inv_sigmas: Vec<f64>,
     lo: f64,
     hi: f64,
 }
 
 impl<'a> Numeric<'a> {
-    fn of(param: &'a Param) -> Option<Self> {
+    pub(super) fn of(param: &'a Param) -> Option<Self> {
         let (low, high, step, distribution) = match param.domain() {
             Domain::Double { low, high, step, distribution } => (*low, *high, *step, *distribution),
             Domain::Int { low, high, step, distribution } => {
@@ -313,7 +317,7 @@ impl<'a> Numeric<'a> {
         Some(Numeric { param, log, low, high, step, lo, hi })
     }
 
-    fn internal(&self, value: &ParamValue) -> Option<f64> {
+    pub(super) fn internal(&self, value: &ParamValue) -> Option<f64> {
         let x = match value {
             ParamValue::Float(x) => *x,
             ParamValue::Int(x) => *x as f64,
@@ -349,16 +353,19 @@ impl<'a> Numeric<'a> {
         weights.push(prior_weight);
         let total: f64 = weights.iter().sum();
         weights.iter_mut().for_each(|w| *w /= total);
-        let norms = mus
+        let norms: Vec<f64> = mus
             .iter()
             .zip(&sigmas)
             .map(|(&mu, &s)| (gauss::cdf((self.hi - mu) / s) - gauss::cdf((self.lo - mu) / s)).max(1e-300))
             .collect();
-        Parzen { mus, sigmas, weights, norms, lo: self.lo, hi: self.hi }
+        let log_consts =
+            (0..mus.len()).map(|k| weights[k].ln() - sigmas[k].ln() - norms[k].ln() + gauss::ln_pdf(0.0)).collect();
+        let inv_sigmas = sigmas.iter().map(|s| 1.0 / s).collect();
+        Parzen { mus, sigmas, weights, norms, log_consts, inv_sigmas, lo: self.lo, hi: self.hi }
     }
 
     /// A drawn internal value turned into a parameter value, and that value's internal coordinate.
-    fn snap(&self, internal: f64) -> (ParamValue, f64) {
+    pub(super) fn snap(&self, internal: f64) -> (ParamValue, f64) {
         let x = if self.log { internal.exp() } else { internal };
         match self.step {
             Some(step) => {
@@ -377,16 +384,20 @@ impl<'a> Numeric<'a> {
 
     /// ln of the estimator's density at `x` (continuous) or mass of x's grid bin (stepped).
     fn log_mass(&self, parzen: &Parzen, x: f64) -> f64 {
-        match self.step {
+        match self.bin_range(x) {
             None => parzen.log_density(x),
-            Some(step) => {
-                let orig = if self.log { x.exp() } else { x };
-                let t = |v: f64| if self.log { v.ln() } else { v };
-                let a = if !self.log || orig - step / 2.0 > 0.0 { t(orig - step / 2.0) } else { self.lo };
-                let b = t(orig + step / 2.0);
-                parzen.log_mass(a.max(self.lo), b.min(self.hi))
-            }
+            Some((a, b)) => parzen.log_mass(a, b),
         }
+    }
+
+    /// For a stepped range, the internal interval of the grid bin around internal `x`.
+    pub(super) fn bin_range(&self, x: f64) -> Option<(f64, f64)> {
+        let step = self.step?;
+        let orig = if self.log { x.exp() } else { x };
+        let t = |v: f64| if self.log { v.ln() } else { v };
+        let a = if !self.log || orig - step / 2.0 > 0.0 { t(orig - step / 2.0) } else { self.lo };
+        let b = t(orig + step / 2.0);
+        Some((a.max(self.lo), b.min(self.hi)))
     }
 }
 
@@ -396,12 +407,20 @@ impl Parzen {
         gauss::truncated_from_unit(rng.random::<f64>(), self.mus[k], self.sigmas[k], self.lo, self.hi)
     }
 
+    /// O(kernels), one exp each: a streaming log-sum-exp over precomputed constants.
     fn log_density(&self, x: f64) -> f64 {
-        let terms = (0..self.mus.len()).map(|k| {
-            let z = (x - self.mus[k]) / self.sigmas[k];
-            self.weights[k].ln() + gauss::ln_pdf(z) - self.sigmas[k].ln() - self.norms[k].ln()
-        });
-        log_sum_exp(terms)
+        let (mut max, mut sum) = (f64::NEG_INFINITY, 0.0);
+        for k in 0..self.mus.len() {
+            let z = (x - self.mus[k]) * self.inv_sigmas[k];
+            let t = self.log_consts[k] - 0.5 * z * z;
+            if t > max {
+                sum = if max.is_finite() { sum * (max - t).exp() + 1.0 } else { 1.0 };
+                max = t;
+            } else {
+                sum += (t - max).exp();
+            }
+        }
+        if max.is_finite() { max + sum.ln() } else { max }
     }
 
     fn log_mass(&self, a: f64, b: f64) -> f64 {
@@ -413,15 +432,6 @@ impl Parzen {
             .sum();
         mass.max(1e-300).ln()
     }
-}
-
-fn log_sum_exp(terms: impl Iterator<Item = f64>) -> f64 {
-    let terms: Vec<f64> = terms.collect();
-    let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if !max.is_finite() {
-        return max;
-    }
-    max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln()
 }
 
 #[cfg(test)]
