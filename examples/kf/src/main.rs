@@ -12,6 +12,7 @@ mod fmt;
 mod output;
 mod pending;
 mod quickstart;
+mod serve_cmd;
 mod validate;
 
 use std::path::PathBuf;
@@ -49,7 +50,7 @@ enum Command {
     /// Use the model registry (kf-registry).
     Registry(pending::Args),
     /// Serve models over the Open Inference Protocol v2 (kf-serve).
-    Serve(pending::Args),
+    Serve(serve_cmd::Args),
     /// Manage profiles, roles and access (kf-tenancy).
     Tenancy(pending::Args),
     /// Validate manifests and pipeline specs, one line per file.
@@ -77,7 +78,7 @@ fn main() -> ExitCode {
         Command::Train(_) => pending::report("kf train", "the kf-train local backend (issue #9)"),
         Command::Tune(_) => pending::report("kf tune", "the kf-tune experiment runner (issue #8)"),
         Command::Registry(_) => pending::report("kf registry", "the kf-registry store and API (issue #11)"),
-        Command::Serve(_) => pending::report("kf serve", "the kf-serve OIP v2 server (issue #13)"),
+        Command::Serve(args) => serve_cmd::run(args),
         Command::Tenancy(_) => pending::report("kf tenancy", "the kf-tenancy policy store (issue #12)"),
         Command::Server(_) => pending::report("kf server", "the composed servers and dashboard (issue #15)"),
         Command::Validate { files } => validate::run(&files, cli.output),

@@ -63,7 +63,6 @@ fn commands_not_built_yet_exit_2_and_name_the_missing_part() {
         ("train", "kf-train"),
         ("tune", "kf-tune"),
         ("registry", "kf-registry"),
-        ("serve", "kf-serve"),
         ("tenancy", "kf-tenancy"),
         ("server", "dashboard"),
     ] {
