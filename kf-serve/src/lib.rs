@@ -24,6 +24,8 @@
 //! - [`ModelRepository`]: models by name and version with their load state;
 //!   checks requests against metadata, picks the newest ready version, loads
 //!   the `<repo>/<model>/<version>/model.onnx` layout.
+//! - [`router`]: the canary [`router::TrafficSplit`] (a pure function of a
+//!   ticket or sticky key) and [`router::CanaryModel`] applying it.
 //! - `server` (feature `server`): the OIP v2 REST server on axum, with
 //!   `/metrics`, body limits and graceful shutdown; [`metrics`] is its
 //!   IO-free Prometheus registry.
@@ -32,8 +34,8 @@
 //! - [`is_quantity`]: Kubernetes quantity syntax.
 //!
 //! Status: manifests, protocol codec, `Model` trait, ONNX runtime, model
-//! repository and REST server. The remote model, router, batching and
-//! autoscaler land with the rest of the kf-serve issue.
+//! repository, REST server and canary split. The remote model, inference
+//! graphs, batching and autoscaler land with the rest of the kf-serve issue.
 #![deny(missing_docs)]
 
 mod error;
@@ -43,6 +45,7 @@ mod model;
 pub mod protocol;
 mod quantity;
 mod repository;
+pub mod router;
 #[cfg(feature = "server")]
 pub mod server;
 
