@@ -25,7 +25,9 @@
 //!   checks requests against metadata, picks the newest ready version, loads
 //!   the `<repo>/<model>/<version>/model.onnx` layout.
 //! - [`router`]: the canary [`router::TrafficSplit`] (a pure function of a
-//!   ticket or sticky key) and [`router::CanaryModel`] applying it.
+//!   ticket or sticky key) and [`router::CanaryModel`] applying it;
+//!   [`router::batch`]: dynamic batching (pure concat/split of v2 requests and
+//!   [`router::batch::BatchingModel`]).
 //! - `server` (feature `server`): the OIP v2 REST server on axum, with
 //!   `/metrics`, body limits and graceful shutdown; [`metrics`] is its
 //!   IO-free Prometheus registry.
@@ -34,8 +36,8 @@
 //! - [`is_quantity`]: Kubernetes quantity syntax.
 //!
 //! Status: manifests, protocol codec, `Model` trait, ONNX runtime, model
-//! repository, REST server and canary split. The remote model, inference
-//! graphs, batching and autoscaler land with the rest of the kf-serve issue.
+//! repository, REST server, canary split and dynamic batching. The remote
+//! model, inference graphs and autoscaler land with the rest of the kf-serve issue.
 #![deny(missing_docs)]
 
 mod error;

@@ -41,7 +41,7 @@ use crate::{Error, ModelRepository, Result};
 pub const DEFAULT_BODY_LIMIT: usize = 64 << 20;
 
 /// Bodies up to this size are decoded and run on the async worker that read
-/// them; larger ones move to the blocking pool so one big batch cannot stall
+/// them (unless the model [waits](crate::Model::waits)); larger ones move to the blocking pool so one big batch cannot stall
 /// the small requests sharing its worker. Small models answer in
 /// microseconds, far less than a hop to another thread.
 pub const INLINE_BODY_LIMIT: usize = 64 << 10;
@@ -255,7 +255,9 @@ async fn run_infer(s: Shared, model: String, version: Option<String>, headers: H
             .map(parse_header_length)
             .transpose()?;
         let body = read_body(&headers, body, s.options.body_limit).await?;
-        if body.len() <= INLINE_BODY_LIMIT {
+        // Models that wait (batching, remote) must not hold an async worker.
+        let waits = s.repo.model(&model, version.as_deref()).is_ok_and(|(_, m)| m.waits());
+        if body.len() <= INLINE_BODY_LIMIT && !waits {
             return answer(&s.repo, &model, version.as_deref(), header_length, &body);
         }
         let repo = Arc::clone(&s.repo);

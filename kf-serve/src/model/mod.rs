@@ -35,6 +35,13 @@ pub trait Model: Send + Sync {
         true
     }
 
+    /// Whether `infer` may wait rather than compute (for other requests to
+    /// batch with, for a remote server), so callers on an async runtime
+    /// should run it on a blocking pool. Defaults to `false`.
+    fn waits(&self) -> bool {
+        false
+    }
+
     /// Runs the model on `request`, whose inputs the caller has already
     /// checked against [`Model::metadata`] (names, datatypes, shapes).
     ///
