@@ -54,6 +54,32 @@ pub enum Error {
         /// Why it is not ready.
         reason: String,
     },
+    /// A model file could not be loaded (unreadable, not a model, or using an
+    /// operator the runtime does not implement). Loading fails before serving,
+    /// so this is the server's problem, never a wrong answer.
+    #[error("cannot load model {model:?}: {message}")]
+    ModelLoad {
+        /// The model's name, or the path when no name is known yet.
+        model: String,
+        /// What went wrong, naming the unsupported operator when that is why.
+        message: String,
+    },
+    /// A model failed while running on a request that passed its checks.
+    #[error("model {model:?} failed: {message}")]
+    Inference {
+        /// The model's name.
+        model: String,
+        /// The runtime's error.
+        message: String,
+    },
+    /// A request body is larger than the server accepts.
+    #[error("request body of {found} bytes exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+        /// The size sent (or the part read before giving up).
+        found: usize,
+    },
     /// The server produced something it cannot encode (e.g. non-UTF-8 `BYTES`
     /// for a JSON output). The client did nothing wrong.
     #[error("internal error: {message}")]
@@ -81,6 +107,8 @@ pub enum ErrorClass {
     NotFound,
     /// The model exists but is not ready: 503.
     Unavailable,
+    /// The request body is too large: 413.
+    PayloadTooLarge,
     /// The server failed: 500.
     Internal,
 }
@@ -92,6 +120,7 @@ impl ErrorClass {
             ErrorClass::BadRequest => 400,
             ErrorClass::NotFound => 404,
             ErrorClass::Unavailable => 503,
+            ErrorClass::PayloadTooLarge => 413,
             ErrorClass::Internal => 500,
         }
     }
@@ -111,7 +140,8 @@ impl Error {
             Error::Invalid { .. } | Error::BadRequest { .. } | Error::Tensor { .. } => ErrorClass::BadRequest,
             Error::ModelNotFound { .. } => ErrorClass::NotFound,
             Error::ModelNotReady { .. } => ErrorClass::Unavailable,
-            Error::Internal { .. } => ErrorClass::Internal,
+            Error::PayloadTooLarge { .. } => ErrorClass::PayloadTooLarge,
+            Error::ModelLoad { .. } | Error::Inference { .. } | Error::Internal { .. } => ErrorClass::Internal,
         }
     }
 

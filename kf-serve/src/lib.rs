@@ -18,18 +18,42 @@
 //! - [`protocol`]: the Open Inference Protocol v2 — datatypes, owned
 //!   [`protocol::Tensor`]s, requests and responses, and the JSON + binary
 //!   tensor codec.
+//! - [`Model`]: the trait every runtime implements (metadata, readiness,
+//!   infer over the protocol types); [`FnModel`] wraps a closure;
+//!   `OnnxModel` (feature `onnx`) runs ONNX files natively with tract.
+//! - [`ModelRepository`]: models by name and version with their load state;
+//!   checks requests against metadata, picks the newest ready version, loads
+//!   the `<repo>/<model>/<version>/model.onnx` layout.
+//! - [`router`]: the canary [`router::TrafficSplit`] (a pure function of a
+//!   ticket or sticky key) and [`router::CanaryModel`] applying it;
+//!   [`router::batch`]: dynamic batching (pure concat/split of v2 requests and
+//!   [`router::batch::BatchingModel`]).
+//! - `server` (feature `server`): the OIP v2 REST server on axum, with
+//!   `/metrics`, body limits and graceful shutdown; [`metrics`] is its
+//!   IO-free Prometheus registry.
 //! - [`Error`]: one error type; [`Error::class`] gives the protocol status
 //!   class (400, 404, 503, 500) without any HTTP here.
 //! - [`is_quantity`]: Kubernetes quantity syntax.
 //!
-//! Status: the KServe manifests and the protocol codec. The runtimes, model repository, router,
-//! batching, autoscaler and server land with the rest of the kf-serve issue.
+//! Status: manifests, protocol codec, `Model` trait, ONNX runtime, model
+//! repository, REST server, canary split and dynamic batching. The remote
+//! model, inference graphs and autoscaler land with the rest of the kf-serve issue.
 #![deny(missing_docs)]
 
 mod error;
 pub mod kserve;
+pub mod metrics;
+mod model;
 pub mod protocol;
 mod quantity;
+mod repository;
+pub mod router;
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use error::{Error, ErrorClass, Result};
+#[cfg(feature = "onnx")]
+pub use model::OnnxModel;
+pub use model::{FnModel, Model};
 pub use quantity::is_quantity;
+pub use repository::{IndexEntry, MODEL_FILE, ModelRepository, ModelState};

@@ -17,6 +17,7 @@ mod pending;
 mod pipeline_cmd;
 mod quickstart;
 mod registry_cmd;
+mod serve_cmd;
 mod tenancy_cmd;
 mod tune_cmd;
 mod validate;
@@ -57,7 +58,7 @@ enum Command {
     /// Use the model registry (kf-registry).
     Registry(registry_cmd::Args),
     /// Serve models over the Open Inference Protocol v2 (kf-serve).
-    Serve(pending::Args),
+    Serve(serve_cmd::Args),
     /// Manage profiles, roles and access (kf-tenancy).
     Tenancy(tenancy_cmd::TenancyArgs),
     /// Validate manifests and pipeline specs, one line per file.
@@ -85,7 +86,7 @@ fn main() -> ExitCode {
         Command::Train(_) => pending::report("kf train", "the kf-train local backend (issue #9)"),
         Command::Tune(command) => tune_cmd::run(command, cli.output),
         Command::Registry(args) => registry_cmd::run(args),
-        Command::Serve(_) => pending::report("kf serve", "the kf-serve OIP v2 server (issue #13)"),
+        Command::Serve(args) => serve_cmd::run(args),
         Command::Tenancy(args) => tenancy_cmd::run(args, cli.output),
         Command::Server(_) => pending::report("kf server", "the composed servers and dashboard (issue #15)"),
         Command::Validate { files } => validate::run(&files, cli.output),

@@ -1,0 +1,90 @@
+//! `kf serve`: serve ONNX models over the Open Inference Protocol v2.
+//!
+//! Wiring only: parse the flags, load the models into a
+//! `kf_serve::ModelRepository`, hand it to `kf_serve::server::run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use kf_serve::server::{DEFAULT_BODY_LIMIT, ServerOptions};
+use kf_serve::{Model, ModelRepository, OnnxModel};
+
+/// Serve ONNX models over the Open Inference Protocol v2 (REST, with the
+/// binary tensor extension) until Ctrl-C or SIGTERM.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A model to serve, as NAME=PATH.onnx, served as version 1 (repeatable).
+    #[arg(long = "model", value_name = "NAME=PATH", value_parser = parse_model)]
+    models: Vec<(String, PathBuf)>,
+
+    /// A model repository directory laid out as <dir>/<model>/<version>/model.onnx.
+    /// Models that fail to load are served as unavailable (503), with the reason
+    /// in POST /v2/repository/index.
+    #[arg(long, value_name = "DIR")]
+    model_repository: Option<PathBuf>,
+
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+
+    /// Largest request body accepted, in bytes (larger requests get 413).
+    #[arg(long, default_value_t = DEFAULT_BODY_LIMIT)]
+    max_body_bytes: usize,
+}
+
+fn parse_model(value: &str) -> Result<(String, PathBuf), String> {
+    match value.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok((name.to_string(), PathBuf::from(path))),
+        _ => Err(format!("expected NAME=PATH.onnx, found {value:?}")),
+    }
+}
+
+fn load_onnx(name: &str, path: &std::path::Path) -> kf_serve::Result<Arc<dyn Model>> {
+    Ok(Arc::new(OnnxModel::load(name, path)?))
+}
+
+pub fn run(args: Args) -> ExitCode {
+    if args.models.is_empty() && args.model_repository.is_none() {
+        eprintln!("kf serve: nothing to serve: give --model NAME=PATH.onnx or --model-repository DIR");
+        return ExitCode::from(2);
+    }
+    let repo = Arc::new(ModelRepository::new());
+    for (name, path) in &args.models {
+        match load_onnx(name, path) {
+            Ok(model) => repo.insert(name, "1", model),
+            Err(e) => {
+                eprintln!("kf serve: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(dir) = &args.model_repository {
+        if let Err(e) = repo.load_dir(dir, load_onnx) {
+            eprintln!("kf serve: {e}");
+            return ExitCode::FAILURE;
+        }
+        for entry in repo.index().into_iter().filter(|e| e.reason.is_some()) {
+            eprintln!(
+                "kf serve: {}:{} is unavailable: {}",
+                entry.name,
+                entry.version,
+                entry.reason.unwrap_or_default()
+            );
+        }
+    }
+    let options = ServerOptions { body_limit: args.max_body_bytes, ..Default::default() };
+    let served = kf_serve::server::run(args.addr, repo, options, |addr| {
+        outln!("kf serve: listening on http://{addr}");
+        // Scripts wait for this line; do not leave it in a buffer.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kf serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The Open Inference Protocol v2 REST server (feature `server`): an axum
+//! [`Router`] over a [`ModelRepository`], plus `/metrics` and the model
+//! repository extension, and the functions that serve it with graceful
+//! shutdown.
+//!
+//! This module owns HTTP only: paths, status codes, headers, body limits and
+//! where inference runs. Decoding, checking and running requests belong to
+//! [`crate::protocol`] and [`ModelRepository`]; errors map to statuses through
+//! [`Error::class`] and are answered as `{"error": "..."}`.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /v2/health/live` | 200 |
+//! | `GET /v2/health/ready` | 200 when every model version is ready, else 503 |
+//! | `GET /v2` | server metadata |
+//! | `GET /v2/models/{m}[/versions/{v}]` | model metadata, 404 unknown, 503 not ready |
+//! | `GET /v2/models/{m}[/versions/{v}]/ready` | 200 ready, 503 not ready, 404 unknown |
+//! | `POST /v2/models/{m}[/versions/{v}]/infer` | JSON or binary-extension inference |
+//! | `POST /v2/repository/index` | every model version with its state |
+//! | `POST /v2/repository/models/{m}/unload` | stops serving every version of `m` |
+//! | `GET /metrics` | Prometheus text |
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, HttpBody};
+use axum::extract::{Path, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::metrics::Metrics;
+use crate::protocol::{HEADER_LENGTH, InferenceRequest, ServerMetadata, parse_header_length};
+use crate::{Error, ModelRepository, Result};
+
+/// Default request body limit: 64 MiB, room for large binary batches.
+pub const DEFAULT_BODY_LIMIT: usize = 64 << 20;
+
+/// Bodies up to this size are decoded and run on the async worker that read
+/// them (unless the model [waits](crate::Model::waits)); larger ones move to the blocking pool so one big batch cannot stall
+/// the small requests sharing its worker. Small models answer in
+/// microseconds, far less than a hop to another thread.
+pub const INLINE_BODY_LIMIT: usize = 64 << 10;
+
+/// How the server behaves.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The name `GET /v2` reports.
+    pub name: String,
+    /// The largest request body accepted, in bytes (larger: 413).
+    pub body_limit: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { name: "kf-serve".into(), body_limit: DEFAULT_BODY_LIMIT }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+struct Shared {
+    repo: Arc<ModelRepository>,
+    metrics: Arc<Metrics>,
+    options: Arc<ServerOptions>,
+}
+
+/// An error answered in the protocol's form.
+struct ErrorResponse(Error);
+
+impl IntoResponse for ErrorResponse {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.class().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self.0.to_body())).into_response()
+    }
+}
+
+impl From<Error> for ErrorResponse {
+    fn from(e: Error) -> Self {
+        ErrorResponse(e)
+    }
+}
+
+type Answer = std::result::Result<Response, ErrorResponse>;
+
+fn json(value: serde_json::Value) -> Response {
+    axum::Json(value).into_response()
+}
+
+/// The v2 REST router over `repo`, with its request metrics in `metrics`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kf_serve::ModelRepository;
+/// use kf_serve::metrics::Metrics;
+/// use kf_serve::server::{ServerOptions, router};
+///
+/// let app = router(Arc::new(ModelRepository::new()), Arc::new(Metrics::default()), ServerOptions::default());
+/// # let _ = app;
+/// ```
+pub fn router(repo: Arc<ModelRepository>, metrics: Arc<Metrics>, options: ServerOptions) -> Router {
+    let shared = Shared { repo, metrics, options: Arc::new(options) };
+    Router::new()
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2", get(server_metadata))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/versions/{version}", get(model_metadata_versioned))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/versions/{version}/ready", get(model_ready_versioned))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer_versioned))
+        .route("/v2/repository/index", post(repository_index))
+        .route("/v2/repository/models/{model}/unload", post(repository_unload))
+        .route("/metrics", get(metrics_text))
+        .fallback(no_route)
+        .with_state(shared)
+}
+
+async fn no_route(uri: axum::http::Uri) -> Response {
+    let body =
+        serde_json::json!({"error": format!("no route {:?}; see the Open Inference Protocol v2 REST API", uri.path())});
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
+
+async fn live() -> Response {
+    json(serde_json::json!({"live": true}))
+}
+
+async fn ready(State(s): State<Shared>) -> Answer {
+    if s.repo.all_ready() {
+        Ok(json(serde_json::json!({"ready": true})))
+    } else {
+        let waiting: Vec<String> = s
+            .repo
+            .index()
+            .into_iter()
+            .filter(|e| e.state != "READY")
+            .map(|e| format!("{}:{}", e.name, e.version))
+            .collect();
+        Err(Error::ModelNotReady { model: waiting.join(", "), reason: "not every model is ready".into() }.into())
+    }
+}
+
+async fn server_metadata(State(s): State<Shared>) -> Response {
+    let meta = ServerMetadata {
+        name: s.options.name.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        extensions: vec!["binary_tensor_data".into(), "model_repository".into()],
+    };
+    axum::Json(meta).into_response()
+}
+
+fn metadata(s: &Shared, model: &str, version: Option<&str>) -> Answer {
+    Ok(axum::Json(s.repo.metadata(model, version)?).into_response())
+}
+
+async fn model_metadata(State(s): State<Shared>, Path(model): Path<String>) -> Answer {
+    metadata(&s, &model, None)
+}
+
+async fn model_metadata_versioned(State(s): State<Shared>, Path((model, version)): Path<(String, String)>) -> Answer {
+    metadata(&s, &model, Some(&version))
+}
+
+fn readiness(s: &Shared, model: &str, version: Option<&str>) -> Answer {
+    // Unknown: 404 from the repository. Known but not ready: 503, so that a
+    // load balancer's health check and tritonclient both read "not ready".
+    s.repo.model(model, version)?;
+    Ok(json(serde_json::json!({"name": model, "ready": true})))
+}
+
+async fn model_ready(State(s): State<Shared>, Path(model): Path<String>) -> Answer {
+    readiness(&s, &model, None)
+}
+
+async fn model_ready_versioned(State(s): State<Shared>, Path((model, version)): Path<(String, String)>) -> Answer {
+    readiness(&s, &model, Some(&version))
+}
+
+async fn infer(State(s): State<Shared>, Path(model): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    run_infer(s, model, None, headers, body).await
+}
+
+async fn infer_versioned(
+    State(s): State<Shared>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    run_infer(s, model, Some(version), headers, body).await
+}
+
+/// Reads a body of at most `limit` bytes, refusing larger ones as soon as
+/// either the declared length or the bytes received pass the limit.
+async fn read_body(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Vec<u8>> {
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if let Some(n) = declared.filter(|n| *n > limit) {
+        return Err(Error::PayloadTooLarge { limit, found: n });
+    }
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        let frame =
+            frame.map_err(|e| Error::BadRequest { path: "body".into(), message: format!("cannot read: {e}") })?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(Error::PayloadTooLarge { limit, found: bytes.len() + data.len() });
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+/// Decodes, runs and encodes one request: the synchronous part of inference.
+fn answer(
+    repo: &ModelRepository,
+    model: &str,
+    version: Option<&str>,
+    header_length: Option<usize>,
+    body: &[u8],
+) -> Answer {
+    let request = InferenceRequest::decode(body, header_length)?;
+    let response = repo.infer(model, version, &request)?;
+    let encoded = response.encode(&request.binary_outputs())?;
+    let mut http = Response::new(Body::from(encoded.body));
+    let content_type = HeaderValue::from_static(if encoded.header_length.is_some() {
+        "application/octet-stream"
+    } else {
+        "application/json"
+    });
+    http.headers_mut().insert(CONTENT_TYPE, content_type);
+    if let Some(n) = encoded.header_length {
+        http.headers_mut().insert(HEADER_LENGTH, HeaderValue::from(n));
+    }
+    Ok(http)
+}
+
+async fn run_infer(s: Shared, model: String, version: Option<String>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let _in_flight = s.metrics.start();
+    let result = async {
+        // A JSON body is one without the header, whatever its Content-Type says
+        // (tritonclient sends none): only the header announces binary data.
+        let header_length = headers
+            .get(HEADER_LENGTH)
+            .map(|v| {
+                v.to_str().map_err(|_| Error::BadRequest { path: HEADER_LENGTH.into(), message: "not ASCII".into() })
+            })
+            .transpose()?
+            .map(parse_header_length)
+            .transpose()?;
+        let body = read_body(&headers, body, s.options.body_limit).await?;
+        // Models that wait (batching, remote) must not hold an async worker.
+        let waits = s.repo.model(&model, version.as_deref()).is_ok_and(|(_, m)| m.waits());
+        if body.len() <= INLINE_BODY_LIMIT && !waits {
+            return answer(&s.repo, &model, version.as_deref(), header_length, &body);
+        }
+        let repo = Arc::clone(&s.repo);
+        let (m, v) = (model.clone(), version.clone());
+        tokio::task::spawn_blocking(move || answer(&repo, &m, v.as_deref(), header_length, &body))
+            .await
+            .map_err(|e| ErrorResponse(Error::Internal { message: format!("inference task failed: {e}") }))?
+    }
+    .await;
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    let status = response.status().as_u16();
+    // Unknown model names are counted under "" so they cannot grow the label set.
+    let label = if status == 404 { "" } else { model.as_str() };
+    s.metrics.record(label, status, started.elapsed());
+    response
+}
+
+async fn repository_index(State(s): State<Shared>) -> Response {
+    axum::Json(s.repo.index()).into_response()
+}
+
+async fn repository_unload(State(s): State<Shared>, Path(model): Path<String>) -> Answer {
+    s.repo.remove(&model, None)?;
+    Ok(json(serde_json::json!({})))
+}
+
+async fn metrics_text(State(s): State<Shared>) -> Response {
+    let mut response = s.metrics.render().into_response();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then stops
+/// accepting connections and waits for the requests in flight to finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::Internal { message: format!("server failed: {e}") })
+}
+
+/// Completes on Ctrl-C or, on Unix, SIGTERM (what Kubernetes sends first).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        // If the handler cannot be installed, wait forever rather than stop at once.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Serves `repo` on `addr` on a runtime of its own until Ctrl-C or SIGTERM,
+/// draining requests in flight: the whole of `kf serve`. `on_listening` is
+/// called with the bound address (useful with port 0).
+pub fn run(
+    addr: SocketAddr,
+    repo: Arc<ModelRepository>,
+    options: ServerOptions,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal { message: format!("cannot start the async runtime: {e}") })?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Internal { message: format!("cannot listen on {addr}: {e}") })?;
+        let bound = listener.local_addr().map_err(|e| Error::Internal { message: format!("{e}") })?;
+        on_listening(bound);
+        serve(listener, router(repo, Arc::new(Metrics::default()), options), shutdown_signal()).await
+    })
+}
+
+#[cfg(test)]
+mod tests;
