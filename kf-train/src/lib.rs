@@ -45,6 +45,7 @@ pub mod launch;
 pub mod meta;
 mod quantity;
 pub mod runtime;
+pub mod scheduler;
 pub mod trainjob;
 
 pub use error::{Error, Result};
