@@ -46,6 +46,8 @@ pub mod meta;
 mod quantity;
 pub mod runtime;
 pub mod scheduler;
+pub mod sim;
+pub mod trace;
 pub mod trainjob;
 
 pub use error::{Error, Result};
