@@ -66,6 +66,15 @@ impl FreeMap {
         self.flavor_free.get(flavor).copied().unwrap_or(Resources::ZERO)
     }
 
+    /// The most free GPUs on one node of `flavor` (indexed maps only;
+    /// `u64::MAX`, "unknown", otherwise). O(log N).
+    pub(crate) fn max_node_gpus(&self, flavor: usize) -> u64 {
+        match &self.index {
+            Some(index) => index.get(flavor).and_then(|s| s.last()).map_or(0, |k| k.0),
+            None => u64::MAX,
+        }
+    }
+
     pub(crate) fn domain_free(&self, depth: usize, domain: usize) -> Resources {
         self.domain_free[depth][domain]
     }

@@ -66,6 +66,20 @@ pub(crate) fn place(
     if required_depth.is_some_and(|d| d >= levels) {
         return None;
     }
+    // One pod shape: the whole cluster must hold `count` copies, else no
+    // domain does. O(N) without allocating, before any domain search.
+    if let [(_, pod, count)] = want {
+        let mut copies = 0u64;
+        for n in cluster.flavor_nodes(flavor) {
+            copies = copies.saturating_add(pod.copies_in(&free.free(n)));
+            if copies >= u64::from(*count) {
+                break;
+            }
+        }
+        if copies < u64::from(*count) {
+            return None;
+        }
+    }
     for depth in (0..levels).rev() {
         if required_depth.is_some_and(|r| depth < r) {
             return None;

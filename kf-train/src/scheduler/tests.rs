@@ -40,26 +40,47 @@ fn strict_fifo_head_blocks_everything_behind_it() {
 
 #[test]
 fn backfill_starts_only_what_does_not_delay_the_head() {
-    // Node of 8 GPUs. a: 4 GPUs until t=100. Head b needs 8 → reserved at 100.
-    // c (2 GPUs, 50 s) ends at 52 ≤ 100 → backfilled. d (2 GPUs, 500 s)
-    // would hold GPUs b needs at 100 → waits.
+    // Node of 8 GPUs. a: 4 GPUs until t=100. Head b needs 7 → reserved at
+    // 100, leaving 1 GPU spare then. d (2 GPUs, 500 s) would hold GPUs b
+    // needs at 100 → waits. c (2 GPUs, 50 s) ends at 52 ≤ 100 → backfilled.
+    // e (1 GPU, 500 s) fits the spare GPU → backfilled too.
     let mut s = GangScheduler::new(Cluster::uniform(1, 8), vec![Queue::unlimited("q")], Backfill).unwrap();
     let a = s.submit(job("a", "q", 0.0, 1, 4, 100.0)).unwrap();
     assert_eq!(admitted(&s.schedule(0.0)), vec![a]);
-    let b = s.submit(job("b", "q", 1.0, 1, 8, 100.0)).unwrap();
+    let b = s.submit(job("b", "q", 1.0, 1, 7, 100.0)).unwrap();
     let d = s.submit(job("d", "q", 1.5, 1, 2, 500.0)).unwrap();
     let c = s.submit(job("c", "q", 2.0, 1, 2, 50.0)).unwrap();
-    let cycle = s.schedule(2.0);
+    let e = s.submit(job("e", "q", 3.0, 1, 1, 500.0)).unwrap();
+    let cycle = s.schedule(3.0);
     assert_eq!(cycle.reservation, Some((b, 100.0)));
-    assert_eq!(admitted(&cycle), vec![c]);
+    assert_eq!(admitted(&cycle), vec![c, e]);
     let w = waits(&cycle);
     assert!(
         matches!(w[1], (t, WaitReason::Reservation { head, at_s }) if t == d && head == b && at_s == 100.0),
         "{w:?}"
     );
+    assert_eq!(cycle.decisions[1].reason(), "would delay workload #1, which has a reservation at t=100s (backfill)");
     s.finish(a).unwrap();
     s.finish(c).unwrap();
     assert_eq!(admitted(&s.schedule(100.0)), vec![b]);
+}
+
+#[test]
+fn backfill_stops_scanning_once_only_short_jobs_could_start() {
+    // The spare capacity at the reservation is gone: long jobs are not even
+    // tried (counted in not_tried); the short one found by duration starts.
+    let mut s = GangScheduler::new(Cluster::uniform(1, 8), vec![Queue::unlimited("q")], Backfill).unwrap();
+    s.submit(job("a", "q", 0.0, 1, 4, 100.0)).unwrap();
+    s.schedule(0.0);
+    let b = s.submit(job("b", "q", 1.0, 1, 8, 100.0)).unwrap();
+    for i in 0..5 {
+        s.submit(job(&format!("long{i}"), "q", 2.0, 1, 1, 500.0)).unwrap();
+    }
+    let short = s.submit(job("short", "q", 3.0, 1, 1, 10.0)).unwrap();
+    let cycle = s.schedule(3.0);
+    assert_eq!(cycle.reservation, Some((b, 100.0)));
+    assert_eq!(admitted(&cycle), vec![short]);
+    assert_eq!(cycle.not_tried, 5);
 }
 
 #[test]
@@ -158,7 +179,8 @@ fn borrowing_from_the_cohort_and_reclaiming_it() {
 
 #[test]
 fn no_reclaim_policy_means_the_lender_waits() {
-    let mut s = GangScheduler::new(Cluster::uniform(2, 8), cohort_queues(None, ReclaimWithinCohort::Never), StrictFifo)
+    // Three nodes, so capacity is not what holds b1 back: quota is.
+    let mut s = GangScheduler::new(Cluster::uniform(3, 8), cohort_queues(None, ReclaimWithinCohort::Never), StrictFifo)
         .unwrap();
     s.submit(job("a1", "a", 0.0, 1, 8, 100.0)).unwrap();
     s.submit(job("a2", "a", 1.0, 1, 4, 100.0)).unwrap();
