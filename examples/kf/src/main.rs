@@ -12,6 +12,7 @@ mod fmt;
 mod output;
 mod pending;
 mod quickstart;
+mod train_cmd;
 mod validate;
 
 use std::path::PathBuf;
@@ -43,7 +44,10 @@ enum Command {
     /// Build, validate and run pipelines (kf-dag).
     Pipeline(pending::Args),
     /// Run training jobs and the gang scheduler (kf-train).
-    Train(pending::Args),
+    Train {
+        #[command(subcommand)]
+        command: train_cmd::TrainCommand,
+    },
     /// Run hyperparameter-tuning experiments (kf-tune).
     Tune(pending::Args),
     /// Use the model registry (kf-registry).
@@ -74,7 +78,7 @@ fn main() -> ExitCode {
     init_logging(&cli.log_level);
     match cli.command {
         Command::Pipeline(_) => pending::report("kf pipeline", "the kf-dag executor (issue #6)"),
-        Command::Train(_) => pending::report("kf train", "the kf-train local backend (issue #9)"),
+        Command::Train { command } => train_cmd::run(command, cli.output),
         Command::Tune(_) => pending::report("kf tune", "the kf-tune experiment runner (issue #8)"),
         Command::Registry(_) => pending::report("kf registry", "the kf-registry store and API (issue #11)"),
         Command::Serve(_) => pending::report("kf serve", "the kf-serve OIP v2 server (issue #13)"),

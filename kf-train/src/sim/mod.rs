@@ -47,6 +47,35 @@ impl SimConfig {
     pub fn new(nodes: usize, gpus_per_node: u64) -> SimConfig {
         SimConfig { nodes, gpus_per_node, queues: 1, topology: Vec::new() }
     }
+
+    /// Reads a topology written `level=nodes,…` from the outermost level in
+    /// (`block=16,rack=4`: blocks of 16 consecutive nodes made of racks of 4).
+    ///
+    /// ```
+    /// use kf_train::sim::SimConfig;
+    /// assert_eq!(SimConfig::parse_topology("block=16,rack=4")?, vec![("block".into(), 16), ("rack".into(), 4)]);
+    /// assert!(SimConfig::parse_topology("rack=0").is_err());
+    /// # Ok::<(), kf_train::Error>(())
+    /// ```
+    pub fn parse_topology(text: &str) -> Result<Vec<(String, usize)>> {
+        let mut levels: Vec<(String, usize)> = Vec::new();
+        for (i, part) in text.split(',').map(str::trim).filter(|p| !p.is_empty()).enumerate() {
+            let bad = |message: String| Error::Invalid { path: format!("topology[{i}]"), message };
+            let (name, size) =
+                part.split_once('=').ok_or_else(|| bad(format!("expected level=nodes, found {part:?}")))?;
+            let size: usize = size.trim().parse().map_err(|_| bad(format!("expected a node count, found {size:?}")))?;
+            if size == 0 || name.trim().is_empty() {
+                return Err(bad(format!("expected a level name and at least one node, found {part:?}")));
+            }
+            if let Some((_, outer)) = levels.last()
+                && (size > *outer || outer % size != 0)
+            {
+                return Err(bad(format!("{size} nodes per {name} must divide the {outer} of the enclosing level")));
+            }
+            levels.push((name.trim().to_string(), size));
+        }
+        Ok(levels)
+    }
 }
 
 /// Metrics of one queue.
