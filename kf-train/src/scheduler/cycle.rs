@@ -11,6 +11,12 @@
 //! policy permitting); otherwise it waits, and the policy's
 //! [`WhenBlocked`] decides what that means for the workloads behind it.
 //!
+//! Between cycles where nothing finished and no one was evicted, every
+//! workload tried before would fail again (capacity and quota only shrank),
+//! so the next cycle tries only the new submissions, unless one outranks the
+//! workload the last cycle stopped at (then a full cycle runs). This keeps
+//! trace replays near O(events) instead of O(events × queue length).
+//!
 //! Cost of a cycle: O(W·(log W + P)) for W workloads tried and placement cost
 //! P (O(log N) for gangs that fit one node); a backfill reservation adds
 //! O(R·log R + R·N) for R running workloads and N nodes; preemption
@@ -144,6 +150,7 @@ struct Fit {
 }
 
 /// The backfill reservation of one cycle.
+#[derive(Debug, Clone)]
 struct Reservation {
     head: Ticket,
     at_s: f64,
@@ -151,6 +158,21 @@ struct Reservation {
     spare: FreeMap,
     /// min(free now, spare): what a workload running past `at_s` may use.
     bounded: FreeMap,
+}
+
+/// What a cycle leaves to the next when only submissions happen in between
+/// (no workload finished or was evicted, none is overdue): every workload it
+/// tried would fail again, since capacity and quota only shrank, so the next
+/// cycle only needs to try the new submissions.
+#[derive(Debug, Clone)]
+struct Carry {
+    /// The workload a strict policy stopped at, or the backfill head: new
+    /// submissions ranked before it need a full cycle.
+    blocker: Option<OrderKey>,
+    /// The backfill reservation, still valid.
+    reservation: Option<Reservation>,
+    /// Queues blocked by quota.
+    blocked: Vec<bool>,
 }
 
 /// Heap entry of the candidate order (min-heap through `Reverse`).
@@ -238,6 +260,11 @@ pub struct GangScheduler<P> {
     bounds: PendingBounds,
     doomed: Vec<(Ticket, String)>,
     evicted: Vec<(Ticket, PendingItem)>,
+    carry: Option<Carry>,
+    /// Submitted since the last cycle.
+    fresh: Vec<Ticket>,
+    /// Whether capacity was given back since the last cycle.
+    released: bool,
     never_fits_memo: HashMap<ShapeKey, Option<String>>,
     next_seq: u64,
     preemption_enabled: bool,
@@ -312,6 +339,9 @@ impl<P: Policy> GangScheduler<P> {
             bounds: PendingBounds::default(),
             doomed: Vec::new(),
             evicted: Vec::new(),
+            carry: None,
+            fresh: Vec::new(),
+            released: false,
             never_fits_memo: HashMap::new(),
             next_seq: 0,
             preemption_enabled,
@@ -360,6 +390,7 @@ impl<P: Policy> GangScheduler<P> {
         }
         let key = OrderKey { rank: self.policy.rank(&workload), submit_s: workload.submit_s, seq: ticket.0 };
         self.enqueue(ticket, PendingItem::new(workload, key, queue));
+        self.fresh.push(ticket);
         Ok(ticket)
     }
 
@@ -467,6 +498,14 @@ impl<P: Policy> GangScheduler<P> {
         }
         let order = self.policy.queue_order();
         let when_blocked = self.policy.when_blocked();
+        if let Some(carry) = self.carry.take()
+            && let Some(carry) = self.carried_over(carry, now, order)
+        {
+            return self.schedule_fresh(now, carry, cycle);
+        }
+        self.fresh.clear();
+        self.released = false;
+        let mut stopped_at: Option<OrderKey> = None;
         let mut heap: BinaryHeap<Reverse<Next>> = BinaryHeap::new();
         for q in 0..self.queues.len() {
             if let Some(next) = self.next_after(q, None, order) {
@@ -508,14 +547,21 @@ impl<P: Policy> GangScheduler<P> {
                         (WaitReason::Quota { .. } | WaitReason::NoFlavor, WhenBlocked::Stop | WhenBlocked::Reserve) => {
                             queue_blocked = true
                         }
-                        (WaitReason::Capacity { .. }, WhenBlocked::Stop) => break,
+                        (WaitReason::Capacity { .. }, WhenBlocked::Stop) => {
+                            stopped_at = Some(next.key);
+                            break;
+                        }
                         (WaitReason::Capacity { .. }, WhenBlocked::Reserve) if reservation.is_none() => {
                             match self.reserve(ticket, now) {
                                 Some(r) => {
                                     cycle.reservation = Some((r.head, r.at_s));
+                                    stopped_at = Some(next.key);
                                     reservation = Some(r);
                                 }
-                                None => break,
+                                None => {
+                                    stopped_at = Some(next.key);
+                                    break;
+                                }
                             }
                         }
                         _ => {}
@@ -531,6 +577,58 @@ impl<P: Policy> GangScheduler<P> {
         for (ticket, item) in std::mem::take(&mut self.evicted) {
             self.enqueue(ticket, item);
         }
+        let strict = when_blocked != WhenBlocked::Skip;
+        if !self.preemption_enabled && order == QueueOrder::Merged && (!strict || stopped_at.is_some()) {
+            self.carry = Some(Carry { blocker: stopped_at, reservation, blocked });
+        }
+        self.released = false;
+        cycle
+    }
+
+    /// The carry of the last cycle, if it still holds at `now`.
+    fn carried_over(&mut self, carry: Carry, now: f64, order: QueueOrder) -> Option<Carry> {
+        let overdue = self.ends.first().is_some_and(|(Time(end), _)| *end < now);
+        if self.released || self.preemption_enabled || order != QueueOrder::Merged || overdue {
+            return None;
+        }
+        if let Some(blocker) = carry.blocker {
+            let jumps_ahead = self.fresh.iter().filter_map(|t| self.pending.get(t)).any(|item| item.key < blocker);
+            if jumps_ahead {
+                return None;
+            }
+        }
+        Some(carry)
+    }
+
+    /// A cycle that only tries the workloads submitted since the last one
+    /// (see [`Carry`]); O(F log F + F·P) for F new workloads.
+    fn schedule_fresh(&mut self, now: f64, mut carry: Carry, mut cycle: Cycle) -> Cycle {
+        let mut fresh: Vec<(OrderKey, Ticket)> = std::mem::take(&mut self.fresh)
+            .into_iter()
+            .filter_map(|t| self.pending.get(&t).map(|item| (item.key, t)))
+            .collect();
+        fresh.sort();
+        let strict_stop = carry.blocker.is_some() && carry.reservation.is_none();
+        cycle.reservation = carry.reservation.as_ref().map(|r| (r.head, r.at_s));
+        let mut waits = 0usize;
+        if !strict_stop {
+            for (_, ticket) in fresh {
+                let Some(q) = self.pending.get(&ticket).map(|i| i.queue) else { continue };
+                if carry.blocked[q] {
+                    continue;
+                }
+                if let Err(reason) = self.try_admit(ticket, now, carry.reservation.as_mut(), &mut cycle) {
+                    waits += 1;
+                    cycle.decisions.push(Decision::Wait { ticket, reason });
+                    if carry.blocker.is_some() && matches!(reason, WaitReason::Quota { .. } | WaitReason::NoFlavor) {
+                        carry.blocked[q] = true;
+                    }
+                }
+            }
+        }
+        cycle.not_tried = self.pending.len().saturating_sub(waits);
+        self.released = false;
+        self.carry = Some(carry);
         cycle
     }
 
@@ -739,6 +837,7 @@ impl<P: Policy> GangScheduler<P> {
     /// Gives back the nodes and quota of an admitted workload.
     fn release(&mut self, ticket: Ticket) -> Option<Running> {
         let run = self.admitted.remove(&ticket)?;
+        self.released = true;
         if let Some(d) = run.workload.duration_s {
             self.ends.remove(&(Time(run.start_s + d), ticket));
         }

@@ -589,3 +589,30 @@ proptest! {
         prop_assert_eq!(planned, s.schedule(0.0));
     }
 }
+
+#[test]
+fn cycles_after_submissions_only_match_full_cycles() {
+    // Cycles with only submissions since the last one try only the new
+    // workloads; the answers must be those of full cycles, computed by hand:
+    // a runs (4 of 8 GPUs), b (8) is reserved at t=101; c (2, ends 52) is
+    // backfilled; d (2 GPUs past 101) waits, e (1, ends 13) is backfilled;
+    // "urgent" outranks b and takes the last free GPU (a full cycle).
+    let steps: Vec<Vec<Workload>> = vec![
+        vec![job("a", "q", 0.0, 1, 4, 100.0), job("b", "q", 1.0, 1, 8, 100.0)],
+        vec![job("c", "q", 2.0, 1, 2, 50.0)],
+        vec![job("d", "q", 3.0, 1, 2, 500.0), job("e", "q", 4.0, 1, 1, 10.0)],
+        vec![job("urgent", "q", 5.0, 1, 1, 500.0).with_priority(9)],
+    ];
+    let mut incremental = GangScheduler::new(Cluster::uniform(1, 8), vec![Queue::unlimited("q")], Backfill).unwrap();
+    let mut seen = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        for w in step {
+            incremental.submit(w.clone()).unwrap();
+        }
+        let now = i as f64 + 1.0;
+        let got: Vec<String> =
+            incremental.schedule(now).admitted().map(|a| incremental.workload(a.ticket).unwrap().id.clone()).collect();
+        seen.extend(got);
+    }
+    assert_eq!(seen, vec!["a", "c", "e", "urgent"]);
+}
