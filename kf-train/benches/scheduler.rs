@@ -99,7 +99,7 @@ fn replay(c: &mut Criterion) {
     let mut trace = Format::Philly.load(&std::fs::read_to_string(path).expect("philly.csv")).expect("trace");
     trace.limit(10_000);
     let mut group = c.benchmark_group("replay/philly-10k-16x8");
-    group.sample_size(10).measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
+    group.sample_size(10).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_secs(1));
     for name in ["fifo", "backfill", "sjf", "drf"] {
         group.bench_function(name, |b| {
             b.iter(|| {

@@ -64,3 +64,63 @@ fn pod_resources(r: Option<&ResourceRequirements>) -> Resources {
         gpus: r.gpus(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::TrainingRuntime;
+    use crate::launch::{Network, plan};
+    use crate::scheduler::{Cluster, Decision, GangScheduler, Queue, StrictFifo};
+
+    const RUNTIME: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/corpus/trainer/manifests__base__runtimes__torchtune__qwen2_5__qwen2_5_1.5B.yaml"
+    );
+
+    fn qwen_plan(nodes: u32) -> LaunchPlan {
+        let text = std::fs::read_to_string(RUNTIME).unwrap();
+        let mut doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        doc["spec"]["podGroupPolicy"] = json!({"coscheduling": {"scheduleTimeoutSeconds": 120}});
+        let rt = TrainingRuntime::from_value(doc).unwrap();
+        let job = crate::TrainJob::from_value(json!({
+            "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "metadata": {"name": "t"},
+            "spec": {"runtimeRef": {"name": "torchtune-qwen2.5-1.5b"}, "trainer": {"numNodes": nodes}}
+        }))
+        .unwrap();
+        plan(&job, &rt, &Network::Kubernetes).unwrap()
+    }
+
+    #[test]
+    fn a_torchtune_plan_is_one_gang_with_a_pod_set_per_replicated_job() {
+        let plan = qwen_plan(2);
+        let w = workload_from_plan(&plan, "team", 5.0);
+        assert_eq!(w.id, "t");
+        let sets: Vec<(&str, u32)> = w.pod_sets.iter().map(|p| (p.name.as_str(), p.count)).collect();
+        assert_eq!(sets.iter().map(|s| s.1).sum::<u32>(), plan.pods.len() as u32);
+        assert!(sets.contains(&("node", 2)), "{sets:?}");
+        // The gang asks for what the pod group sums up.
+        let group = plan.pod_group.as_ref().unwrap();
+        assert_eq!(w.total().gpus as f64, group.min_resources["nvidia.com/gpu"]);
+        assert_eq!(group.min_member, plan.pods.len() as u32);
+
+        // Admitted whole on a cluster that holds it; unschedulable where no
+        // placement can ever hold it.
+        let per_node = w.pod_sets.iter().find(|p| p.name == "node").unwrap().per_pod;
+        let big =
+            Resources::new(per_node.cpu_milli * 4 + 64_000, per_node.memory_mib * 4 + (1 << 20), per_node.gpus * 2);
+        let mut s = GangScheduler::new(Cluster::uniform(0, 0), vec![Queue::unlimited("team")], StrictFifo).unwrap();
+        let t = s.submit(w.clone()).unwrap();
+        assert!(matches!(s.schedule(5.0).decisions[..], [Decision::Unschedulable { ticket, .. }] if ticket == t));
+        let nodes = (0..2).map(|i| crate::scheduler::Node::new(format!("n{i}"), big)).collect();
+        let mut s =
+            GangScheduler::new(Cluster::new(nodes, vec![]).unwrap(), vec![Queue::unlimited("team")], StrictFifo)
+                .unwrap();
+        s.submit(w).unwrap();
+        let cycle = s.schedule(5.0);
+        let admitted: Vec<_> = cycle.admitted().collect();
+        assert_eq!(admitted.len(), 1);
+        assert_eq!(admitted[0].pods.len(), plan.pods.len());
+    }
+}
