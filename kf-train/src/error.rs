@@ -35,6 +35,24 @@ pub enum Error {
         /// What was expected and what was found.
         message: String,
     },
+    /// A job trace (CSV) that cannot be read: a missing column, a field
+    /// that does not parse, a row with the wrong number of fields.
+    #[error("trace line {line}, column {column}: {message}")]
+    Trace {
+        /// 1-based line in the file (the header is line 1).
+        line: usize,
+        /// Column name as the format defines it.
+        column: String,
+        /// What was expected and what was found.
+        message: String,
+    },
+    /// A simulation that cannot run or did not finish (e.g. an event budget
+    /// exhausted, which would otherwise be an endless loop).
+    #[error("simulation: {message}")]
+    Simulation {
+        /// What went wrong and with what input.
+        message: String,
+    },
 }
 
 impl Error {
@@ -42,6 +60,8 @@ impl Error {
     pub fn path(&self) -> &str {
         match self {
             Error::Invalid { path, .. } | Error::UnknownField { path, .. } | Error::Unlaunchable { path, .. } => path,
+            Error::Trace { column, .. } => column,
+            Error::Simulation { .. } => "",
         }
     }
 }

@@ -45,6 +45,9 @@ pub mod launch;
 pub mod meta;
 mod quantity;
 pub mod runtime;
+pub mod scheduler;
+pub mod sim;
+pub mod trace;
 pub mod trainjob;
 
 pub use error::{Error, Result};

@@ -19,6 +19,7 @@ mod quickstart;
 mod registry_cmd;
 mod serve_cmd;
 mod tenancy_cmd;
+mod train_cmd;
 mod tune_cmd;
 mod validate;
 
@@ -51,7 +52,10 @@ enum Command {
     /// Build, validate and run pipelines (kf-dag).
     Pipeline(pipeline_cmd::Args),
     /// Run training jobs and the gang scheduler (kf-train).
-    Train(pending::Args),
+    Train {
+        #[command(subcommand)]
+        command: train_cmd::TrainCommand,
+    },
     /// Run hyperparameter-tuning experiments (kf-tune).
     #[command(subcommand)]
     Tune(tune_cmd::Tune),
@@ -83,7 +87,7 @@ fn main() -> ExitCode {
     init_logging(&cli.log_level);
     match cli.command {
         Command::Pipeline(args) => pipeline_cmd::run(args, cli.output),
-        Command::Train(_) => pending::report("kf train", "the kf-train local backend (issue #9)"),
+        Command::Train { command } => train_cmd::run(command, cli.output),
         Command::Tune(command) => tune_cmd::run(command, cli.output),
         Command::Registry(args) => registry_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),

@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long = "model", value_name = "NAME=PATH", value_parser = parse_model)]
     models: Vec<(String, PathBuf)>,
 
-    /// A model repository directory laid out as <dir>/<model>/<version>/model.onnx.
+    /// A model repository directory laid out as `<dir>/<model>/<version>/model.onnx`.
     /// Models that fail to load are served as unavailable (503), with the reason
     /// in POST /v2/repository/index.
     #[arg(long, value_name = "DIR")]

@@ -1,0 +1,288 @@
+//! `kf train simulate`, driven as a user drives it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn kf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kf")).args(args).output().expect("kf runs")
+}
+
+fn trace(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces").join(path).display().to_string()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write temp file");
+    path.display().to_string()
+}
+
+#[test]
+fn simulate_prints_the_documented_json_keys() {
+    let path = trace("pollux-philly/philly.csv");
+    let out = kf(&[
+        "train",
+        "simulate",
+        "--trace",
+        &path,
+        "--format",
+        "philly",
+        "--nodes",
+        "16",
+        "--gpus-per-node",
+        "8",
+        "--queues",
+        "4",
+        "--policy",
+        "backfill",
+        "--limit",
+        "500",
+        "--output",
+        "json",
+    ]);
+    let v = json(&out);
+    for key in [
+        "jobs",
+        "completed",
+        "unschedulable",
+        "avg_jct_s",
+        "p99_jct_s",
+        "avg_queue_s",
+        "makespan_s",
+        "gpu_utilization",
+        "preemptions",
+        "wall_s",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    assert_eq!(v["jobs"], 500);
+    assert_eq!(v["completed"], 500);
+    assert_eq!(v["unschedulable"], 0);
+    let u = v["gpu_utilization"].as_f64().unwrap();
+    assert!(u > 0.0 && u <= 1.0);
+    assert_eq!(v["fairness"].as_array().map(Vec::len), Some(4));
+}
+
+#[test]
+fn every_policy_and_format_runs() {
+    for (file, format) in
+        [("tiresias/60_job.csv", "tiresias"), ("alibaba-gpu-v2023/openb_pod_list_default.csv", "alibaba")]
+    {
+        for policy in ["fifo", "backfill", "sjf", "drf"] {
+            let path = trace(file);
+            let out = kf(&[
+                "train",
+                "simulate",
+                "--trace",
+                &path,
+                "--format",
+                format,
+                "--nodes",
+                "8",
+                "--gpus-per-node",
+                "8",
+                "--queues",
+                "2",
+                "--policy",
+                policy,
+                "--limit",
+                "300",
+                "--output",
+                "json",
+            ]);
+            let v = json(&out);
+            assert_eq!(v["policy"], policy);
+            assert_eq!(
+                v["completed"].as_u64().unwrap() + v["unschedulable"].as_u64().unwrap(),
+                v["jobs"].as_u64().unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn jobs_larger_than_the_cluster_are_counted_and_text_output_is_readable() {
+    let path = trace("tiresias/60_job.csv");
+    let out = kf(&[
+        "train",
+        "simulate",
+        "--trace",
+        &path,
+        "--format",
+        "tiresias",
+        "--nodes",
+        "1",
+        "--gpus-per-node",
+        "4",
+        "--policy",
+        "fifo",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("unschedulable") && text.contains("avg JCT"), "{text}");
+    let v = json(&kf(&[
+        "train",
+        "simulate",
+        "--trace",
+        &path,
+        "--format",
+        "tiresias",
+        "--nodes",
+        "1",
+        "--gpus-per-node",
+        "4",
+        "--policy",
+        "fifo",
+        "--output",
+        "json",
+    ]));
+    // The 8-GPU jobs of the sample can never fit one 4-GPU node.
+    assert!(v["unschedulable"].as_u64().unwrap() > 0);
+    let zero = json(&kf(&[
+        "train",
+        "simulate",
+        "--trace",
+        &path,
+        "--format",
+        "tiresias",
+        "--nodes",
+        "0",
+        "--gpus-per-node",
+        "8",
+        "--policy",
+        "backfill",
+        "--output",
+        "json",
+    ]));
+    assert_eq!((zero["completed"].as_u64(), zero["unschedulable"].as_u64()), (Some(0), Some(60)));
+}
+
+#[test]
+fn plot_writes_an_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("out.svg").display().to_string();
+    let path = trace("tiresias/60_job.csv");
+    let out = kf(&[
+        "train",
+        "simulate",
+        "--trace",
+        &path,
+        "--format",
+        "tiresias",
+        "--nodes",
+        "2",
+        "--gpus-per-node",
+        "8",
+        "--policy",
+        "sjf",
+        "--topology",
+        "rack=2",
+        "--plot",
+        &svg,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.contains("Job completion time CDF"));
+}
+
+#[test]
+fn bad_input_is_a_clear_error_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = write(&dir, "missing.csv", "timestamp,num_gpus,cluster\n2017-10-01 00:00:00,1,ab\n");
+    let out = kf(&[
+        "train",
+        "simulate",
+        "--trace",
+        &missing,
+        "--format",
+        "philly",
+        "--nodes",
+        "1",
+        "--gpus-per-node",
+        "8",
+        "--policy",
+        "fifo",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("column duration: missing column") && !err.contains("panicked"), "{err}");
+    let negative =
+        write(&dir, "neg.csv", "timestamp,duration,num_gpus,gpu_time,cluster\n2017-10-01 00:00:00,-3,1,1,ab\n");
+    let v = json(&kf(&[
+        "train",
+        "simulate",
+        "--trace",
+        &negative,
+        "--format",
+        "philly",
+        "--nodes",
+        "1",
+        "--gpus-per-node",
+        "8",
+        "--policy",
+        "fifo",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(v["jobs"], 0);
+    let out = kf(&[
+        "train",
+        "simulate",
+        "--trace",
+        "/nonexistent.csv",
+        "--format",
+        "philly",
+        "--nodes",
+        "1",
+        "--gpus-per-node",
+        "8",
+        "--policy",
+        "fifo",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read trace"));
+    let usage = kf(&[
+        "train",
+        "simulate",
+        "--trace",
+        "x",
+        "--format",
+        "csv",
+        "--nodes",
+        "1",
+        "--gpus-per-node",
+        "8",
+        "--policy",
+        "fifo",
+    ]);
+    assert_eq!(usage.status.code(), Some(2));
+    let topo = kf(&[
+        "train",
+        "simulate",
+        "--trace",
+        &negative,
+        "--format",
+        "philly",
+        "--nodes",
+        "1",
+        "--gpus-per-node",
+        "8",
+        "--policy",
+        "fifo",
+        "--topology",
+        "rack=0",
+    ]);
+    assert_eq!(topo.status.code(), Some(1));
+}
+
+#[test]
+fn other_train_subcommands_are_not_built_yet() {
+    let out = kf(&["train", "run", "job.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+}
