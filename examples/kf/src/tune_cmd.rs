@@ -34,10 +34,10 @@ pub enum Tune {
 pub struct RunArgs {
     /// The Katib Experiment (kubeflow.org/v1beta1), YAML.
     experiment: PathBuf,
-    /// The journal to append to and resume from [default: .kf-tune/<name>/journal.jsonl].
+    /// The journal to append to and resume from (default `.kf-tune/<name>/journal.jsonl`).
     #[arg(long)]
     journal: Option<PathBuf>,
-    /// Where each trial gets its working directory [default: .kf-tune/<name>/trials].
+    /// Where each trial gets its working directory (default `.kf-tune/<name>/trials`).
     #[arg(long)]
     workdir: Option<PathBuf>,
     /// Seed of the sampler when the algorithm has no random_state setting.
