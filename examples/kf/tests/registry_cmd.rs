@@ -132,7 +132,6 @@ fn every_acknowledged_write_survives_kill_9() {
 
 fn python_with_client() -> Option<PathBuf> {
     let mut candidates: Vec<PathBuf> = std::env::var_os("KF_REGISTRY_PYTHON").map(PathBuf::from).into_iter().collect();
-    candidates.push(PathBuf::from("/tmp/reg-venv/bin/python"));
     candidates.push(PathBuf::from("python3"));
     candidates.into_iter().find(|python| {
         Command::new(python)
