@@ -14,8 +14,12 @@
 //!   command, env (torchrun `PET_*`, MPI hostfile and `OMPI_MCA_*`, `JAX_*`,
 //!   `DMLC_*`), resources and node rank, for Kubernetes or local hosts.
 //!
-//! Still to come (other kf-train parts): a local multi-process backend, a
-//! pure gang scheduler over a cluster snapshot and a trace-driven simulator.
+//! - [`scheduler`]: the pure gang scheduler (queues, quotas, cohorts,
+//!   borrowing, preemption, topology; FIFO, backfill, SJF, DRF policies).
+//! - [`trace`] and [`sim`]: GPU-cluster trace loaders and the discrete-event
+//!   simulator that replays a trace through any policy.
+//!
+//! Still to come: the local multi-process backend (`kf train run`).
 //!
 //! Every wire type reads unknown fields into `extra` maps so that
 //! `from_value` → `to_value` is the identity, and `validate` rejects them the
