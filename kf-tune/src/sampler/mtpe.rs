@@ -21,9 +21,11 @@
 
 use rand::{Rng, RngExt};
 
-use super::tpe::{Numeric, category_index, category_value, choices, gamma, pick, recency_weights};
+use super::tpe::{
+    Numeric, category_index, category_value, choices, pick, recency_weights, split_good_bad, suggest_batch,
+};
 use crate::gauss;
-use crate::sampler::{History, Sampler, TrialState, random};
+use crate::sampler::{History, Sampler, random};
 use crate::space::{Assignment, SearchSpace};
 use crate::{Error, Result};
 
@@ -229,46 +231,15 @@ impl Sampler for MultivariateTpe {
         rng: &mut dyn Rng,
     ) -> Result<Vec<Assignment>> {
         self.validate()?;
-        let mut out = Vec::with_capacity(count);
-        let mut extended: Option<History> = None;
-        for _ in 0..count {
-            let current = extended.as_ref().unwrap_or(history);
-            let next = self.suggest_one(space, current, rng);
-            if count > 1 {
-                extended.get_or_insert_with(|| history.clone()).push(next.clone(), TrialState::Pending);
-            }
-            out.push(next);
-        }
-        Ok(out)
+        Ok(suggest_batch(history, count, |current| self.suggest_one(space, current, rng)))
     }
 }
 
 impl MultivariateTpe {
     fn suggest_one(&self, space: &SearchSpace, history: &History, rng: &mut dyn Rng) -> Assignment {
-        let mut completed: Vec<(usize, f64)> = history
-            .trials
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| match t.state {
-                TrialState::Completed(v) if v.is_finite() => Some((i, history.direction.loss(v))),
-                _ => None,
-            })
-            .collect();
-        if completed.len() < self.n_startup_trials.max(1) {
+        let Some((below, above)) = split_good_bad(history, self.n_startup_trials, self.constant_liar) else {
             return random::sample(space, rng);
-        }
-        completed.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-        let n_below = gamma(completed.len());
-        let mut below: Vec<usize> = completed[..n_below].iter().map(|c| c.0).collect();
-        let mut above: Vec<usize> = completed[n_below..].iter().map(|c| c.0).collect();
-        if self.constant_liar {
-            above.extend(
-                history.trials.iter().enumerate().filter(|(_, t)| t.state == TrialState::Pending).map(|(i, _)| i),
-            );
-        }
-        // Oldest first, so recency weights favour recent trials.
-        below.sort_unstable();
-        above.sort_unstable();
+        };
         let points =
             |group: &[usize]| -> Vec<&Assignment> { group.iter().map(|&i| &history.trials[i].assignment).collect() };
         let l = Mixture::new(space, &points(&below), self.prior_weight);
@@ -288,8 +259,8 @@ impl MultivariateTpe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Direction;
     use crate::space::{Distribution, Domain, Param, ParamValue};
+    use crate::{Direction, TrialState};
     use rand::SeedableRng;
     use rand::rngs::ChaCha8Rng;
 

@@ -108,48 +108,69 @@ impl Sampler for Tpe {
         rng: &mut dyn Rng,
     ) -> Result<Vec<Assignment>> {
         self.validate()?;
-        let mut out = Vec::with_capacity(count);
-        // Each suggestion of the batch is pending for the next one (constant liar);
-        // the history is only cloned when there is a batch to extend it with.
-        let mut extended: Option<History> = None;
-        for _ in 0..count {
-            let current = extended.as_ref().unwrap_or(history);
-            let next = self.suggest_one(space, current, rng);
-            if count > 1 {
-                extended.get_or_insert_with(|| history.clone()).push(next.clone(), TrialState::Pending);
-            }
-            out.push(next);
-        }
-        Ok(out)
+        Ok(suggest_batch(history, count, |current| self.suggest_one(space, current, rng)))
     }
+}
+
+/// Suggests `count` points one at a time, each pending for the next (the
+/// constant liar); the history is only cloned when there is a batch to
+/// extend it with. Shared by the independent and multivariate TPE.
+pub(crate) fn suggest_batch(
+    history: &History,
+    count: usize,
+    mut suggest_one: impl FnMut(&History) -> Assignment,
+) -> Vec<Assignment> {
+    let mut out = Vec::with_capacity(count);
+    let mut extended: Option<History> = None;
+    for _ in 0..count {
+        let next = suggest_one(extended.as_ref().unwrap_or(history));
+        if count > 1 {
+            extended.get_or_insert_with(|| history.clone()).push(next.clone(), TrialState::Pending);
+        }
+        out.push(next);
+    }
+    out
+}
+
+/// Splits the history's trial positions into the good (`below`) and the rest
+/// (`above`, with pending trials under the constant liar), each oldest first
+/// so recency weights favour recent trials. `None` while fewer than
+/// `n_startup_trials` trials have completed. O(n log n).
+pub(crate) fn split_good_bad(
+    history: &History,
+    n_startup_trials: usize,
+    constant_liar: bool,
+) -> Option<(Vec<usize>, Vec<usize>)> {
+    // (position in history, loss); position breaks ties and orders recency.
+    let mut completed: Vec<(usize, f64)> = history
+        .trials
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| match t.state {
+            TrialState::Completed(v) if v.is_finite() => Some((i, history.direction.loss(v))),
+            _ => None,
+        })
+        .collect();
+    if completed.len() < n_startup_trials.max(1) {
+        return None;
+    }
+    completed.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    let n_below = gamma(completed.len());
+    let mut below: Vec<usize> = completed[..n_below].iter().map(|c| c.0).collect();
+    let mut above: Vec<usize> = completed[n_below..].iter().map(|c| c.0).collect();
+    if constant_liar {
+        above.extend(history.trials.iter().enumerate().filter(|(_, t)| t.state == TrialState::Pending).map(|(i, _)| i));
+    }
+    below.sort_unstable();
+    above.sort_unstable();
+    Some((below, above))
 }
 
 impl Tpe {
     fn suggest_one(&self, space: &SearchSpace, history: &History, rng: &mut dyn Rng) -> Assignment {
-        // (position in history, loss); position orders the recency weights.
-        let mut completed: Vec<(usize, f64)> = history
-            .trials
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| match t.state {
-                TrialState::Completed(v) if v.is_finite() => Some((i, history.direction.loss(v))),
-                _ => None,
-            })
-            .collect();
-        if completed.len() < self.n_startup_trials.max(1) {
+        let Some((below, above)) = split_good_bad(history, self.n_startup_trials, self.constant_liar) else {
             return random::sample(space, rng);
-        }
-        completed.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-        let n_below = gamma(completed.len());
-        let mut below: Vec<usize> = completed[..n_below].iter().map(|c| c.0).collect();
-        let mut above: Vec<usize> = completed[n_below..].iter().map(|c| c.0).collect();
-        if self.constant_liar {
-            above.extend(
-                history.trials.iter().enumerate().filter(|(_, t)| t.state == TrialState::Pending).map(|(i, _)| i),
-            );
-        }
-        below.sort_unstable();
-        above.sort_unstable();
+        };
 
         space
             .params()
