@@ -15,7 +15,7 @@
 //! executor contract: kf builds the `ExecutorInput` and the command line,
 //! kfp runs the function, kf reads the outputs back.
 //!
-//! Needs a Python with kfp 2.17.3 (`/work/shared/python/install-kfp.sh`):
+//! Needs a Python with kfp 2.17.3 (`../shared/python/install-kfp.sh`):
 //! `KF_KFP_PYTHON` names its interpreter (default `python3`). Without it the
 //! test is skipped, unless `KF_REQUIRE_PEERS=1`, where it fails.
 
