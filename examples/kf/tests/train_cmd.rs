@@ -7,6 +7,13 @@ fn kf(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kf")).args(args).output().expect("kf runs")
 }
 
+/// `kf train simulate --trace TRACE` followed by whitespace-separated arguments.
+fn simulate(trace: &str, args: &str) -> Output {
+    let mut all = vec!["train", "simulate", "--trace", trace];
+    all.extend(args.split_whitespace());
+    kf(&all)
+}
+
 fn trace(path: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces").join(path).display().to_string()
 }
@@ -25,26 +32,10 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
 #[test]
 fn simulate_prints_the_documented_json_keys() {
     let path = trace("pollux-philly/philly.csv");
-    let out = kf(&[
-        "train",
-        "simulate",
-        "--trace",
+    let out = simulate(
         &path,
-        "--format",
-        "philly",
-        "--nodes",
-        "16",
-        "--gpus-per-node",
-        "8",
-        "--queues",
-        "4",
-        "--policy",
-        "backfill",
-        "--limit",
-        "500",
-        "--output",
-        "json",
-    ]);
+        "--format philly --nodes 16 --gpus-per-node 8 --queues 4 --policy backfill --limit 500 --output json",
+    );
     let v = json(&out);
     for key in [
         "jobs",
@@ -75,26 +66,12 @@ fn every_policy_and_format_runs() {
     {
         for policy in ["fifo", "backfill", "sjf", "drf"] {
             let path = trace(file);
-            let out = kf(&[
-                "train",
-                "simulate",
-                "--trace",
+            let out = simulate(
                 &path,
-                "--format",
-                format,
-                "--nodes",
-                "8",
-                "--gpus-per-node",
-                "8",
-                "--queues",
-                "2",
-                "--policy",
-                policy,
-                "--limit",
-                "300",
-                "--output",
-                "json",
-            ]);
+                &format!(
+                    "--format {format} --nodes 8 --gpus-per-node 8 --queues 2 --policy {policy} --limit 300 --output json"
+                ),
+            );
             let v = json(&out);
             assert_eq!(v["policy"], policy);
             assert_eq!(
@@ -108,57 +85,14 @@ fn every_policy_and_format_runs() {
 #[test]
 fn jobs_larger_than_the_cluster_are_counted_and_text_output_is_readable() {
     let path = trace("tiresias/60_job.csv");
-    let out = kf(&[
-        "train",
-        "simulate",
-        "--trace",
-        &path,
-        "--format",
-        "tiresias",
-        "--nodes",
-        "1",
-        "--gpus-per-node",
-        "4",
-        "--policy",
-        "fifo",
-    ]);
+    let out = simulate(&path, "--format tiresias --nodes 1 --gpus-per-node 4 --policy fifo");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("unschedulable") && text.contains("avg JCT"), "{text}");
-    let v = json(&kf(&[
-        "train",
-        "simulate",
-        "--trace",
-        &path,
-        "--format",
-        "tiresias",
-        "--nodes",
-        "1",
-        "--gpus-per-node",
-        "4",
-        "--policy",
-        "fifo",
-        "--output",
-        "json",
-    ]));
+    let v = json(&simulate(&path, "--format tiresias --nodes 1 --gpus-per-node 4 --policy fifo --output json"));
     // The 8-GPU jobs of the sample can never fit one 4-GPU node.
     assert!(v["unschedulable"].as_u64().unwrap() > 0);
-    let zero = json(&kf(&[
-        "train",
-        "simulate",
-        "--trace",
-        &path,
-        "--format",
-        "tiresias",
-        "--nodes",
-        "0",
-        "--gpus-per-node",
-        "8",
-        "--policy",
-        "backfill",
-        "--output",
-        "json",
-    ]));
+    let zero = json(&simulate(&path, "--format tiresias --nodes 0 --gpus-per-node 8 --policy backfill --output json"));
     assert_eq!((zero["completed"].as_u64(), zero["unschedulable"].as_u64()), (Some(0), Some(60)));
 }
 
@@ -167,24 +101,10 @@ fn plot_writes_an_svg() {
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("out.svg").display().to_string();
     let path = trace("tiresias/60_job.csv");
-    let out = kf(&[
-        "train",
-        "simulate",
-        "--trace",
+    let out = simulate(
         &path,
-        "--format",
-        "tiresias",
-        "--nodes",
-        "2",
-        "--gpus-per-node",
-        "8",
-        "--policy",
-        "sjf",
-        "--topology",
-        "rack=2",
-        "--plot",
-        &svg,
-    ]);
+        &format!("--format tiresias --nodes 2 --gpus-per-node 8 --policy sjf --topology rack=2 --plot {svg}"),
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.contains("Job completion time CDF"));
@@ -194,41 +114,13 @@ fn plot_writes_an_svg() {
 fn bad_input_is_a_clear_error_never_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let missing = write(&dir, "missing.csv", "timestamp,num_gpus,cluster\n2017-10-01 00:00:00,1,ab\n");
-    let out = kf(&[
-        "train",
-        "simulate",
-        "--trace",
-        &missing,
-        "--format",
-        "philly",
-        "--nodes",
-        "1",
-        "--gpus-per-node",
-        "8",
-        "--policy",
-        "fifo",
-    ]);
+    let out = simulate(&missing, "--format philly --nodes 1 --gpus-per-node 8 --policy fifo");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("column duration: missing column") && !err.contains("panicked"), "{err}");
     let negative =
         write(&dir, "neg.csv", "timestamp,duration,num_gpus,gpu_time,cluster\n2017-10-01 00:00:00,-3,1,1,ab\n");
-    let v = json(&kf(&[
-        "train",
-        "simulate",
-        "--trace",
-        &negative,
-        "--format",
-        "philly",
-        "--nodes",
-        "1",
-        "--gpus-per-node",
-        "8",
-        "--policy",
-        "fifo",
-        "--output",
-        "json",
-    ]));
+    let v = json(&simulate(&negative, "--format philly --nodes 1 --gpus-per-node 8 --policy fifo --output json"));
     assert_eq!(v["jobs"], 0);
     let out = kf(&[
         "train",
@@ -261,22 +153,7 @@ fn bad_input_is_a_clear_error_never_a_panic() {
         "fifo",
     ]);
     assert_eq!(usage.status.code(), Some(2));
-    let topo = kf(&[
-        "train",
-        "simulate",
-        "--trace",
-        &negative,
-        "--format",
-        "philly",
-        "--nodes",
-        "1",
-        "--gpus-per-node",
-        "8",
-        "--policy",
-        "fifo",
-        "--topology",
-        "rack=0",
-    ]);
+    let topo = simulate(&negative, "--format philly --nodes 1 --gpus-per-node 8 --policy fifo --topology rack=0");
     assert_eq!(topo.status.code(), Some(1));
 }
 
