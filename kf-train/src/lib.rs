@@ -19,7 +19,10 @@
 //! - [`trace`] and [`sim`]: GPU-cluster trace loaders and the discrete-event
 //!   simulator that replays a trace through any policy.
 //!
-//! Still to come: the local multi-process backend (`kf train run`).
+//! - [`local`]: the local backend — the plan as processes on this host
+//!   (torchrun's worker contract, logs with rank prefixes, progress and
+//!   metrics from output, deadlines, kill-on-failure); the process
+//!   supervisor is behind the `local` feature, its pure core is not.
 //!
 //! Every wire type reads unknown fields into `extra` maps so that
 //! `from_value` → `to_value` is the identity, and `validate` rejects them the
@@ -46,6 +49,7 @@
 mod error;
 pub mod jobset;
 pub mod launch;
+pub mod local;
 pub mod meta;
 mod quantity;
 pub mod runtime;
