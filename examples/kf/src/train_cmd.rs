@@ -1,10 +1,17 @@
 //! `kf train …`: the kf-train commands. Wiring only — arguments in, the
-//! crate's functions called, results printed; the scheduler, the trace
-//! loaders and the simulator live in `kf_train`.
+//! crate's functions called, results printed; launch plans, the local
+//! backend, the scheduler, the trace loaders and the simulator live in
+//! `kf_train`.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use kf_train::launch::{self, Network};
+use kf_train::local::{LocalBackend, LocalEvent, LocalOptions, Stream};
+use kf_train::{TrainJob, TrainingRuntime};
+use serde_json::Value;
 
 use kf_train::scheduler::{Backfill, DominantResourceFairness, Policy, ShortestJobFirst, StrictFifo};
 use kf_train::sim::{self, SimConfig};
@@ -16,12 +23,45 @@ use crate::pending;
 /// The `kf train` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum TrainCommand {
+    /// Check TrainJobs and training runtimes, and resolve each job's launch
+    /// plan against its runtime.
+    Validate(ValidateArgs),
+    /// Run a TrainJob as local processes: initializers first, then every
+    /// node × process with the framework's env; logs prefixed by rank.
+    Run(RunArgs),
     /// Replay a GPU-cluster job trace through a scheduling policy and print
     /// JCT, queueing delay, makespan, utilisation and fairness.
     Simulate(SimulateArgs),
-    /// Subcommands that are not built yet (`run`, …).
+    /// Subcommands that are not built yet (`render`).
     #[command(external_subcommand)]
     Pending(Vec<String>),
+}
+
+/// `kf train validate` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Manifests holding TrainJobs and/or runtimes.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// More runtime manifests (TrainingRuntime, ClusterTrainingRuntime).
+    #[arg(long = "runtime")]
+    runtimes: Vec<PathBuf>,
+}
+
+/// `kf train run` arguments.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The TrainJob manifest (it may hold the runtime too).
+    file: PathBuf,
+    /// Runtime manifests (TrainingRuntime, ClusterTrainingRuntime); repeatable.
+    #[arg(long = "runtime")]
+    runtimes: Vec<PathBuf>,
+    /// Where runs keep their workspaces: `<dir>/<job>/<n>`.
+    #[arg(long, env = "KF_TRAIN_DIR", default_value = ".kf/train")]
+    dir: PathBuf,
+    /// Namespace the processes see.
+    #[arg(long, default_value = "default")]
+    namespace: String,
 }
 
 /// Trace formats (see shared/traces/README.md).
@@ -83,6 +123,14 @@ pub struct SimulateArgs {
 /// Runs a `kf train` subcommand.
 pub fn run(command: TrainCommand, output: OutputFormat) -> ExitCode {
     match command {
+        TrainCommand::Validate(args) => validate(&args, output),
+        TrainCommand::Run(args) => match run_job(&args, output) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("kf train run: {err}");
+                ExitCode::FAILURE
+            }
+        },
         TrainCommand::Simulate(args) => match simulate(&args, output) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -92,7 +140,7 @@ pub fn run(command: TrainCommand, output: OutputFormat) -> ExitCode {
         },
         TrainCommand::Pending(words) => {
             let name = words.first().map_or("", String::as_str);
-            pending::report(&format!("kf train {name}"), "the kf-train local backend (issue #9)")
+            pending::report(&format!("kf train {name}"), "Kubernetes rendering of kf-train (issue #9)")
         }
     }
 }
@@ -168,4 +216,221 @@ fn simulate(args: &SimulateArgs, output: OutputFormat) -> anyhow::Result<()> {
 
 fn replay<P: Policy>(jobs: &[kf_train::trace::Job], config: &SimConfig, policy: P) -> anyhow::Result<sim::Simulation> {
     Ok(sim::simulate(jobs, config, policy)?)
+}
+
+/// TrainJobs and runtimes read from manifest files.
+#[derive(Default)]
+struct Manifests {
+    jobs: Vec<(String, TrainJob)>,
+    runtimes: Vec<TrainingRuntime>,
+}
+
+/// Reads every TrainJob and runtime in `files`, validated; other kinds are
+/// an error (they belong to other commands).
+fn load(files: &[PathBuf]) -> anyhow::Result<Manifests> {
+    let mut found = Manifests::default();
+    for file in files {
+        let docs = crate::documents::load(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        for doc in docs {
+            let at = format!("{} (document {})", file.display(), doc.index);
+            let value = doc.parts.into_iter().next().unwrap_or(Value::Null);
+            match value.get("kind").and_then(Value::as_str) {
+                Some("TrainJob") => {
+                    let job = TrainJob::from_value(value).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+                    job.validate().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+                    found.jobs.push((at, job));
+                }
+                Some("TrainingRuntime" | "ClusterTrainingRuntime") => {
+                    let runtime = TrainingRuntime::from_value(value).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+                    runtime.validate().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+                    found.runtimes.push(runtime);
+                }
+                other => anyhow::bail!(
+                    "{at}: expected a TrainJob, TrainingRuntime or ClusterTrainingRuntime, found kind {:?}",
+                    other.unwrap_or_default()
+                ),
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn validate(args: &ValidateArgs, output: OutputFormat) -> ExitCode {
+    let files: Vec<PathBuf> = args.files.iter().chain(&args.runtimes).cloned().collect();
+    let manifests = match load(&files) {
+        Ok(m) => m,
+        Err(err) => {
+            eprintln!("kf train validate: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = false;
+    let mut results = Vec::new();
+    for (at, job) in &manifests.jobs {
+        let name = job.name().unwrap_or_default();
+        let planned = launch::resolve_runtime(job, &manifests.runtimes)
+            .and_then(|runtime| launch::plan(job, runtime, &Network::Kubernetes));
+        let (ok, detail) = match planned {
+            Ok(plan) => {
+                let framework = plan.framework.map_or("plain".to_string(), |f| format!("{f:?}").to_lowercase());
+                let shape = format!(
+                    "{} node(s), world size {}, {} pod(s), {framework}",
+                    plan.num_nodes(),
+                    plan.world_size(),
+                    plan.pods.len()
+                );
+                (true, shape)
+            }
+            Err(e) => (false, e.to_string()),
+        };
+        failed |= !ok;
+        match output {
+            OutputFormat::Text => outln!("{} {at}: TrainJob {name:?}: {detail}", if ok { "OK  " } else { "FAIL" }),
+            OutputFormat::Json => {
+                results.push(serde_json::json!({"file": at, "job": name, "ok": ok, "detail": detail}))
+            }
+        }
+    }
+    if manifests.jobs.is_empty() && output == OutputFormat::Text {
+        outln!("OK   {} runtime(s), no TrainJob to resolve", manifests.runtimes.len());
+    }
+    if let OutputFormat::Json = output {
+        outln!("{}", serde_json::Value::Array(results));
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn run_job(args: &RunArgs, output: OutputFormat) -> anyhow::Result<ExitCode> {
+    let files: Vec<PathBuf> = std::iter::once(&args.file).chain(&args.runtimes).cloned().collect();
+    let manifests = load(&files)?;
+    let mut jobs = manifests.jobs.iter().filter(|(at, _)| at.starts_with(&args.file.display().to_string()));
+    let Some((_, job)) = jobs.next() else { anyhow::bail!("{}: no TrainJob in the file", args.file.display()) };
+    if jobs.next().is_some() {
+        anyhow::bail!("{}: more than one TrainJob; kf train run runs one", args.file.display());
+    }
+    let runtime = launch::resolve_runtime(job, &manifests.runtimes)
+        .map_err(|e| anyhow::anyhow!("{e}; pass the runtime manifest with --runtime FILE"))?;
+    let name = job.name().unwrap_or("trainjob");
+    let workspace = claim_workspace(&args.dir.join(name))?;
+    let mut options = LocalOptions::new(&workspace);
+    options.namespace.clone_from(&args.namespace);
+
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut display = RunDisplay::new(output);
+    display.note(&format!("running TrainJob {name:?} locally in {}", workspace.display()));
+    let started = Instant::now();
+    let cancel = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let run = tokio.block_on(LocalBackend::new(options).run(job, runtime, |e| display.event(e), cancel))?;
+    display.finish();
+    let outcome = &run.outcome;
+    match output {
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&run.job.to_value())?),
+        OutputFormat::Text => {
+            let verdict = outcome.condition_type();
+            eprintln!(
+                "{verdict} ({}) after {:.1} s: {}\nstatus: {}\nlogs: {}",
+                outcome.reason.as_str(),
+                started.elapsed().as_secs_f64(),
+                outcome.message,
+                run.workspace.status().display(),
+                run.workspace.root().join("logs").display()
+            );
+        }
+    }
+    Ok(if outcome.succeeded() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The next free `<dir>/<n>`, created (so two runs never share one).
+fn claim_workspace(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    for n in 1.. {
+        let candidate = dir.join(n.to_string());
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => anyhow::bail!("cannot create {}: {e}", candidate.display()),
+        }
+    }
+    unreachable!("an unbounded range ends only by returning")
+}
+
+/// Logs with a rank prefix (stdout; stderr with `--output json`) under a
+/// status line with every process's state, progress and the latest metrics.
+struct RunDisplay {
+    bar: indicatif::ProgressBar,
+    states: BTreeMap<String, &'static str>,
+    trainer: String,
+    logs_to_stdout: bool,
+}
+
+impl RunDisplay {
+    fn new(output: OutputFormat) -> Self {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        RunDisplay {
+            bar,
+            states: BTreeMap::new(),
+            trainer: String::new(),
+            logs_to_stdout: output == OutputFormat::Text,
+        }
+    }
+
+    fn note(&self, line: &str) {
+        self.bar.suspend(|| eprintln!("{line}"));
+    }
+
+    fn event(&mut self, event: LocalEvent) {
+        match event {
+            LocalEvent::Fetched { replicated_job, uri, into, files, bytes } => {
+                self.note(&format!("[{replicated_job}] {uri} → {} ({files} files, {bytes} bytes)", into.display()));
+            }
+            LocalEvent::Started { process, pid } => {
+                self.states.insert(process.clone(), "running");
+                self.note(&format!("[{process}] started (pid {pid})"));
+            }
+            LocalEvent::Line { process, stream, line } => {
+                let to_stdout = self.logs_to_stdout && stream == Stream::Stdout;
+                self.bar.suspend(|| {
+                    if to_stdout {
+                        outln!("[{process}] {line}");
+                    } else {
+                        eprintln!("[{process}] {line}");
+                    }
+                });
+            }
+            LocalEvent::Exited { process, code } => {
+                let state = match code {
+                    Some(0) => "done",
+                    Some(_) => "failed",
+                    None => "killed",
+                };
+                self.states.insert(process.clone(), state);
+                let how = code.map_or("was stopped by a signal".to_string(), |c| format!("exited with code {c}"));
+                self.note(&format!("[{process}] {how}"));
+            }
+            LocalEvent::Status(status) => {
+                if let Some(t) = status.trainer_status {
+                    let mut parts = Vec::new();
+                    if let Some(p) = t.progress_percentage {
+                        parts.push(format!("progress {p}%"));
+                    }
+                    for m in t.metrics.unwrap_or_default() {
+                        parts.push(format!("{}={}", m.name.unwrap_or_default(), m.value.unwrap_or_default()));
+                    }
+                    self.trainer = parts.join(" ");
+                }
+            }
+            _ => {}
+        }
+        let states: Vec<String> = self.states.iter().map(|(p, s)| format!("{p} {s}")).collect();
+        self.bar.set_message(format!("{}  {}", states.join(" · "), self.trainer));
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }

@@ -1,4 +1,4 @@
-//! `kf train simulate`, driven as a user drives it.
+//! `kf train simulate|validate|run`, driven as a user drives it.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -159,7 +159,107 @@ fn bad_input_is_a_clear_error_never_a_panic() {
 
 #[test]
 fn other_train_subcommands_are_not_built_yet() {
-    let out = kf(&["train", "run", "job.yaml"]);
+    let out = kf(&["train", "render", "job.yaml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+}
+
+fn corpus(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/trainer").join(name).display().to_string()
+}
+
+/// A TrainJob on the corpus torch runtime whose two nodes × two processes
+/// are shell one-liners printing the env they got.
+fn shell_job(name: &str, script: &str) -> String {
+    format!(
+        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata:\n  name: {name}\nspec:\n  runtimeRef:\n    \
+         name: torch-distributed\n  trainer:\n    numNodes: 2\n    numProcPerNode: 2\n    command: [sh, -c, {script:?}]\n"
+    )
+}
+
+#[test]
+fn run_prefixes_logs_by_rank_and_reports_the_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = write(
+        &dir,
+        "job.yaml",
+        &shell_job("demo", "echo world=$WORLD_SIZE master=$MASTER_ADDR; echo loss=0.5 progress=100"),
+    );
+    let runs = dir.path().join("runs").display().to_string();
+    let runtime = corpus("manifests__base__runtimes__torch_distributed.yaml");
+    let out = kf(&["train", "run", &job, "--runtime", &runtime, "--dir", &runs]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    for rank in 0..4 {
+        assert!(stdout.contains(&format!("[rank {rank}] world=4 master=127.0.0.1")), "{stdout}");
+    }
+    assert!(stderr.contains("Complete (AllJobsCompleted)"), "{stderr}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("runs/demo/1/trainjob.json")).unwrap()).unwrap();
+    assert_eq!(status["status"]["trainerStatus"]["progressPercentage"], 100);
+
+    // A second run gets its own workspace; --output json prints the TrainJob.
+    let out = kf(&["train", "run", &job, "--runtime", &runtime, "--dir", &runs, "--output", "json"]);
+    let v = json(&out);
+    assert_eq!(v["kind"], "TrainJob");
+    assert_eq!(v["status"]["conditions"][1]["type"], "Complete");
+    assert!(dir.path().join("runs/demo/2/trainjob.json").exists());
+}
+
+#[test]
+fn a_failing_rank_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = write(&dir, "job.yaml", &shell_job("bad", "if [ $RANK = 2 ]; then exit 3; fi; sleep 30"));
+    let runs = dir.path().join("runs").display().to_string();
+    let runtime = corpus("manifests__base__runtimes__torch_distributed.yaml");
+    let started = std::time::Instant::now();
+    let out = kf(&["train", "run", &job, "--runtime", &runtime, "--dir", &runs]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Failed (FailedJobs)") && stderr.contains("rank 2"), "{stderr}");
+    assert!(stderr.contains("exited with code 3"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(25), "the other ranks were not stopped");
+}
+
+#[test]
+fn run_without_the_runtime_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = write(&dir, "job.yaml", &shell_job("lonely", "true"));
+    let out = kf(&["train", "run", &job, "--dir", &dir.path().display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("spec.runtimeRef.name") && stderr.contains("torch-distributed"), "{stderr}");
+    assert!(stderr.contains("--runtime"), "{stderr}");
+}
+
+#[test]
+fn validate_resolves_plans_and_names_bad_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = corpus("manifests__base__runtimes__torch_distributed.yaml");
+    let good = write(&dir, "good.yaml", &shell_job("good", "true"));
+    let out = kf(&["train", "validate", &good, "--runtime", &runtime]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("OK") && stdout.contains("2 node(s), world size 4"), "{stdout}");
+
+    let zero = write(&dir, "zero.yaml", &shell_job("zero", "true").replace("numNodes: 2", "numNodes: 0"));
+    let out = kf(&["train", "validate", &zero, "--runtime", &runtime]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("spec.trainer.numNodes"), "{text}");
+
+    let patch = write(
+        &dir,
+        "patch.yaml",
+        &format!(
+            "{}  runtimePatches:\n    - manager: me\n      trainingRuntimeSpec:\n        template:\n          spec:\n            \
+             replicatedJobs:\n              - name: nope\n",
+            shell_job("patched", "true")
+        ),
+    );
+    let out = kf(&["train", "validate", &patch, "--runtime", &runtime]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("runtimePatches") && text.contains("nope"), "{text}");
 }

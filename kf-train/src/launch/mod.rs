@@ -485,6 +485,44 @@ pub fn plan(job: &TrainJob, runtime: &TrainingRuntime, network: &Network) -> Res
     Ok(plan)
 }
 
+/// The runtime `job` references among `candidates`: matched by name and
+/// kind (`spec.runtimeRef.kind`, default `ClusterTrainingRuntime`), as the
+/// controller looks it up. A missing runtime is an error naming
+/// `spec.runtimeRef.name` and the runtimes that were there. O(n).
+///
+/// ```
+/// use kf_train::{TrainJob, TrainingRuntime, launch::resolve_runtime};
+/// use serde_json::json;
+///
+/// let rt = |kind: &str, name: &str| TrainingRuntime::from_value(json!({
+///     "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": {}})).unwrap();
+/// let runtimes = [rt("TrainingRuntime", "torch"), rt("ClusterTrainingRuntime", "torch")];
+/// let job = TrainJob::from_value(json!({"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+///     "metadata": {"name": "j"}, "spec": {"runtimeRef": {"name": "torch"}}}))?;
+/// assert_eq!(resolve_runtime(&job, &runtimes)?.kind, "ClusterTrainingRuntime");
+/// let other = TrainJob::from_value(json!({"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+///     "metadata": {"name": "j"}, "spec": {"runtimeRef": {"name": "jax"}}}))?;
+/// assert_eq!(resolve_runtime(&other, &runtimes).unwrap_err().path(), "spec.runtimeRef.name");
+/// # Ok::<(), kf_train::Error>(())
+/// ```
+pub fn resolve_runtime<'a>(job: &TrainJob, candidates: &'a [TrainingRuntime]) -> Result<&'a TrainingRuntime> {
+    let rref = job.runtime_ref().ok_or_else(|| unlaunchable("spec.runtimeRef", "required field is missing"))?;
+    let name = rref.name.as_deref().unwrap_or_default();
+    if let Some(found) = candidates.iter().find(|r| r.name() == Some(name) && r.kind == rref.kind()) {
+        return Ok(found);
+    }
+    let known: Vec<String> =
+        candidates.iter().map(|r| format!("{} {:?}", r.kind, r.name().unwrap_or_default())).collect();
+    Err(unlaunchable(
+        "spec.runtimeRef.name",
+        format!(
+            "no {} named {name:?} was given (given: {})",
+            rref.kind(),
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        ),
+    ))
+}
+
 /// The runtime must be the one `spec.runtimeRef` names.
 fn check_reference(job: &TrainJob, runtime: &TrainingRuntime) -> Result<()> {
     let rref = job.runtime_ref().ok_or_else(|| unlaunchable("spec.runtimeRef", "required field is missing"))?;

@@ -59,6 +59,7 @@ pub enum Stream {
 
 /// What happens during a run, in order, for progress displays.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum LocalEvent {
     /// An initializer copied its `storageUri` into the workspace.
     Fetched {

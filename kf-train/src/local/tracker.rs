@@ -40,6 +40,7 @@ impl TaskState {
 
 /// Why a job ended, as the condition `reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reason {
     /// Every task succeeded.
     AllJobsCompleted,
