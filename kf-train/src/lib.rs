@@ -19,6 +19,11 @@
 //! - [`trace`] and [`sim`]: GPU-cluster trace loaders and the discrete-event
 //!   simulator that replays a trace through any policy.
 //!
+//! - [`render`] (feature `kube`): a launch plan as the JobSet, MPI hostfile
+//!   ConfigMap and coscheduling / Volcano PodGroup the upstream controller
+//!   creates, checked offline against the Kubernetes schemas. The feature
+//!   also derives JSON schemas (schemars) for the CRD types.
+//!
 //! Still to come: the local multi-process backend (`kf train run`).
 //!
 //! Every wire type reads unknown fields into `extra` maps so that
@@ -48,6 +53,8 @@ pub mod jobset;
 pub mod launch;
 pub mod meta;
 mod quantity;
+#[cfg(feature = "kube")]
+pub mod render;
 pub mod runtime;
 pub mod scheduler;
 pub mod sim;
