@@ -23,8 +23,9 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::JobTemplateSpec;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -344,7 +345,16 @@ pub fn render(job: &TrainJob, runtime: &TrainingRuntime, plan: &LaunchPlan) -> R
         Some(group) => {
             let min_member = i32::try_from(group.min_member)
                 .map_err(|_| unrenderable("plan.pod_group.min_member", "more pods than a PodGroup can count"))?;
-            let min_resources = group.min_resources.iter().map(|(k, v)| (k.clone(), format_quantity(*v))).collect();
+            let mut min_resources = BTreeMap::new();
+            for (resource, amount) in &group.min_resources {
+                if !amount.is_finite() {
+                    return Err(unrenderable(
+                        format!("plan.pod_group.min_resources.{resource}"),
+                        format!("the pods' requests sum to {amount}, which is not a quantity"),
+                    ));
+                }
+                min_resources.insert(resource.clone(), format_quantity(*amount));
+            }
             let mut spec = PodGroupSpec { min_member, min_resources, ..Default::default() };
             let api_version = match &group.scheduler {
                 PodGroupScheduler::Coscheduling { schedule_timeout_seconds } => {
@@ -393,6 +403,44 @@ pub fn render(job: &TrainJob, runtime: &TrainingRuntime, plan: &LaunchPlan) -> R
         pod_group,
         ssh_auth_secret: mpi.then(|| format!("{name}{MPI_SSH_AUTH_SECRET_SUFFIX}")),
     })
+}
+
+/// The MPI SSH Secret the node and launcher pods mount
+/// ([`Manifests::ssh_auth_secret`]), from key material the caller generated
+/// (upstream makes a fresh ECDSA P-521 key per TrainJob): `private_key_pem`
+/// becomes `ssh-privatekey`, `authorized_key` (an OpenSSH public key line)
+/// `ssh-publickey`. Immutable and owned by the TrainJob, as upstream creates it.
+///
+/// ```
+/// use kf_train::TrainJob;
+/// use kf_train::render::ssh_auth_secret;
+///
+/// let job = TrainJob::from_value(serde_json::json!({
+///     "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+///     "metadata": {"name": "mpi-job", "namespace": "ml"}, "spec": {"runtimeRef": {"name": "mpi"}},
+/// }))?;
+/// let secret = ssh_auth_secret(&job, "-----BEGIN EC PRIVATE KEY-----\n…", "ecdsa-sha2-nistp521 AAAA…");
+/// assert_eq!(secret.metadata.name.as_deref(), Some("mpi-job-mpi-ssh-auth"));
+/// assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/ssh-auth"));
+/// # Ok::<(), kf_train::Error>(())
+/// ```
+pub fn ssh_auth_secret(job: &TrainJob, private_key_pem: &str, authorized_key: &str) -> Secret {
+    let name = job.name().unwrap_or_default();
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}{MPI_SSH_AUTH_SECRET_SUFFIX}")),
+            namespace: job.metadata.as_ref().and_then(|m| m.namespace.clone()),
+            owner_references: owner_reference(job).map(|o| vec![o]),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/ssh-auth".into()),
+        immutable: Some(true),
+        data: Some(BTreeMap::from([
+            ("ssh-privatekey".to_string(), ByteString(private_key_pem.as_bytes().to_vec())),
+            ("ssh-publickey".to_string(), ByteString(authorized_key.as_bytes().to_vec())),
+        ])),
+        ..Default::default()
+    }
 }
 
 fn to_i32(n: usize, path: &str) -> Result<i32> {

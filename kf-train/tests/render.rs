@@ -35,17 +35,21 @@ fn render_docs(job: Value, runtime: Value) -> (LaunchPlan, Manifests) {
     (plan, manifests)
 }
 
-/// Compares with tests/snapshots/NAME.yaml; KF_UPDATE_SNAPSHOTS=1 rewrites it.
+/// Compares with tests/snapshots/NAME.yaml, text for text;
+/// KF_UPDATE_SNAPSHOTS=1 rewrites it.
 fn assert_snapshot(name: &str, manifests: &Manifests) {
     let objects = manifests.to_values().unwrap();
+    let rendered = serde_saphyr::to_string_multiple(&objects).unwrap();
     let path = format!("{}/tests/snapshots/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
     if std::env::var_os("KF_UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&path, serde_saphyr::to_string_multiple(&objects).unwrap()).unwrap();
+        std::fs::write(&path, &rendered).unwrap();
     }
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{path} missing; run with KF_UPDATE_SNAPSHOTS=1"));
-    let expected: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
-    assert_eq!(objects, expected, "rendering changed; review and rerun with KF_UPDATE_SNAPSHOTS=1");
+    assert_eq!(rendered, text, "rendering changed; review the diff and rerun with KF_UPDATE_SNAPSHOTS=1");
+    // The snapshot is the manifests, not just similar text.
+    let reread: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    assert_eq!(objects, reread);
 }
 
 fn replicated_jobs(manifests: &Manifests) -> Vec<Value> {
@@ -447,4 +451,27 @@ proptest! {
             prop_assert_eq!(cpu, 2.0 * plan.pods.len() as f64);
         }
     }
+}
+
+#[test]
+fn the_ssh_secret_matches_what_the_pods_mount() {
+    let mut job = json!({
+        "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+        "metadata": {"name": "mlx-job", "namespace": "ml"},
+        "spec": {"runtimeRef": {"name": "mlx-distributed"}, "trainer": {"numNodes": 2}},
+    });
+    job["metadata"]["uid"] = json!("7d3f2c1e-0000-4000-8000-000000000002");
+    let (typed, runtime, plan) = resolve(job, corpus("manifests__base__runtimes__mlx_distributed.yaml"));
+    let manifests = render(&typed, &runtime, &plan).unwrap();
+    let secret = kf_train::render::ssh_auth_secret(&typed, "PRIVATE", "ssh-ed25519 PUBLIC");
+    assert_eq!(secret.metadata.name, manifests.ssh_auth_secret);
+    let node = replicated_job(&manifests, "node");
+    let volume = &node["template"]["spec"]["template"]["spec"]["volumes"][0];
+    assert_eq!(volume["secret"]["secretName"].as_str(), secret.metadata.name.as_deref());
+    let data = secret.data.as_ref().unwrap();
+    for item in volume["secret"]["items"].as_array().unwrap() {
+        assert!(data.contains_key(item["key"].as_str().unwrap()), "{item} mounts a key the Secret lacks");
+    }
+    assert_eq!(secret.metadata.owner_references.as_ref().unwrap()[0].name, "mlx-job");
+    assert_eq!(manifests.config_maps[0].metadata.owner_references, secret.metadata.owner_references);
 }
