@@ -30,7 +30,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::jobset::{JobSetSpec, JobSetTemplate, Shape};
+use crate::jobset::{JobSetSpec, JobSetTemplate, ReplicatedJob, Shape};
 use crate::launch::{LaunchPlan, Network, Pod, PodGroupScheduler, TRAINER_PORT};
 use crate::meta::ResourceRequirements;
 use crate::runtime::{Framework, TrainingRuntime};
@@ -311,7 +311,14 @@ pub fn render(job: &TrainJob, runtime: &TrainingRuntime, plan: &LaunchPlan) -> R
             priority_class_name = Some(class.to_string());
         }
         normalise_quantities(pod_spec);
-        check_job_template(&format!("{here}.template"), job_template)?;
+    }
+    if plan.framework == Some(Framework::Torch) {
+        inject_torch_env(runtime, plan, jobs)?;
+    }
+    for (i, rjob) in jobs.iter().enumerate() {
+        if let Some(job_template) = &rjob.template {
+            check_job_template(&format!("jobset.spec.replicatedJobs[{i}].template"), job_template)?;
+        }
     }
     if rendered_pods != plan.pods.len() {
         return Err(unrenderable(
@@ -441,6 +448,80 @@ pub fn ssh_auth_secret(job: &TrainJob, private_key_pem: &str, authorized_key: &s
         ])),
         ..Default::default()
     }
+}
+
+/// Torch `envInjection`: the trainer's `PET_*` variables, as rendered for its
+/// main container (the rank as the completion index), also go to each listed
+/// container or init container of the target replicated job. The plan models
+/// one container per pod, so the others are filled here. O(T·C·E).
+fn inject_torch_env(runtime: &TrainingRuntime, plan: &LaunchPlan, jobs: &mut [ReplicatedJob]) -> Result<()> {
+    let targets = runtime
+        .ml_policy()
+        .and_then(|m| m.torch.as_ref())
+        .and_then(|t| t.env_injection.as_ref())
+        .and_then(|e| e.targets.as_deref())
+        .unwrap_or(&[]);
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let Some(trainer) = plan.nodes().first().copied() else { return Ok(()) };
+    let pet: Vec<Value> = jobs
+        .iter()
+        .find(|j| j.name == trainer.replicated_job)
+        .and_then(|j| j.pod_template()?.spec.as_ref()?.get("containers")?.as_array().cloned())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.get("name").and_then(Value::as_str) == Some(trainer.container.name.as_str()))
+        .filter_map(|c| c.get("env")?.as_array().cloned())
+        .flatten()
+        .filter(|e| e.get("name").and_then(Value::as_str).is_some_and(|n| n.starts_with("PET_")))
+        .collect();
+    for (t, target) in targets.iter().enumerate() {
+        let here = format!("runtime.spec.mlPolicy.torch.envInjection.targets[{t}]");
+        let job_name = target.job_name.as_deref().unwrap_or_default();
+        let Some(rjob) = jobs.iter_mut().find(|j| j.name == job_name) else {
+            return Err(unrenderable(
+                format!("{here}.jobName"),
+                format!("the runtime has no replicated job {job_name:?}"),
+            ));
+        };
+        let pod_spec = rjob
+            .template
+            .as_mut()
+            .and_then(|t| t.spec.as_mut())
+            .and_then(|s| s.template.as_mut())
+            .and_then(|p| p.spec.as_mut());
+        let Some(pod_spec) = pod_spec else { continue };
+        for (c, container_name) in target.container_names.iter().flatten().enumerate() {
+            let list = ["containers", "initContainers"].into_iter().find(|list| {
+                pod_spec.get(*list).and_then(Value::as_array).is_some_and(|cs| {
+                    cs.iter().any(|c| c.get("name").and_then(Value::as_str) == Some(container_name.as_str()))
+                })
+            });
+            let container = list.and_then(|list| {
+                pod_spec
+                    .get_mut(list)?
+                    .as_array_mut()?
+                    .iter_mut()
+                    .find(|c| c.get("name").and_then(Value::as_str) == Some(container_name.as_str()))
+            });
+            let Some(Value::Object(container)) = container else {
+                return Err(unrenderable(
+                    format!("{here}.containerNames[{c}]"),
+                    format!("replicated job {job_name:?} has no container or init container {container_name:?}"),
+                ));
+            };
+            let env = container.entry("env").or_insert_with(|| Value::Array(Vec::new()));
+            let Some(env) = env.as_array_mut() else { continue };
+            for var in &pet {
+                match env.iter_mut().find(|e| e.get("name") == var.get("name")) {
+                    Some(existing) => *existing = var.clone(),
+                    None => env.push(var.clone()),
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn to_i32(n: usize, path: &str) -> Result<i32> {

@@ -475,3 +475,31 @@ fn the_ssh_secret_matches_what_the_pods_mount() {
     assert_eq!(secret.metadata.owner_references.as_ref().unwrap()[0].name, "mlx-job");
     assert_eq!(manifests.config_maps[0].metadata.owner_references, secret.metadata.owner_references);
 }
+
+/// Torch `envInjection`: an init container of the node job (a preflight
+/// check) gets the same `PET_*` variables as the trainer.
+#[test]
+fn torch_env_injection_reaches_init_containers() {
+    let mut runtime = corpus("manifests__base__runtimes__torch_distributed.yaml");
+    runtime["spec"]["mlPolicy"]["torch"] =
+        json!({"envInjection": {"targets": [{"jobName": "node", "containerNames": ["preflight"]}]}});
+    let pod_spec =
+        &mut runtime["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"];
+    pod_spec["initContainers"] =
+        json!([{"name": "preflight", "image": "busybox", "env": [{"name": "MODE", "value": "check"}]}]);
+    let (_, manifests) = render_docs(torch_job("inj", 3), runtime.clone());
+    let node = replicated_job(&manifests, "node");
+    let init = &node["template"]["spec"]["template"]["spec"]["initContainers"][0];
+    let names: Vec<&str> = init["env"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["MODE", "PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT"]
+    );
+    assert_eq!(env(init, "PET_NNODES")["value"], "3");
+    assert_eq!(env(init, "PET_NODE_RANK"), env(container(&node, "node"), "PET_NODE_RANK"));
+
+    runtime["spec"]["mlPolicy"]["torch"]["envInjection"]["targets"][0]["containerNames"] = json!(["preflite"]);
+    let (job, runtime, plan) = resolve(torch_job("inj", 3), runtime);
+    let err = render(&job, &runtime, &plan).unwrap_err();
+    assert_eq!(err.path(), "runtime.spec.mlPolicy.torch.envInjection.targets[0].containerNames[0]");
+}
