@@ -349,57 +349,7 @@ pub fn render(job: &TrainJob, runtime: &TrainingRuntime, plan: &LaunchPlan) -> R
     };
     let pod_group = match pod_group {
         None => None,
-        Some(group) => {
-            let min_member = i32::try_from(group.min_member)
-                .map_err(|_| unrenderable("plan.pod_group.min_member", "more pods than a PodGroup can count"))?;
-            let mut min_resources = BTreeMap::new();
-            for (resource, amount) in &group.min_resources {
-                if !amount.is_finite() {
-                    return Err(unrenderable(
-                        format!("plan.pod_group.min_resources.{resource}"),
-                        format!("the pods' requests sum to {amount}, which is not a quantity"),
-                    ));
-                }
-                min_resources.insert(resource.clone(), format_quantity(*amount));
-            }
-            let mut spec = PodGroupSpec { min_member, min_resources, ..Default::default() };
-            let api_version = match &group.scheduler {
-                PodGroupScheduler::Coscheduling { schedule_timeout_seconds } => {
-                    spec.schedule_timeout_seconds = Some(*schedule_timeout_seconds);
-                    COSCHEDULING_API_VERSION
-                }
-                PodGroupScheduler::Volcano { network_topology_mode, highest_tier_allowed } => {
-                    spec.queue =
-                        template_meta.annotations.as_ref().and_then(|a| a.get(VOLCANO_QUEUE_ANNOTATION)).cloned();
-                    spec.priority_class_name = priority_class_name;
-                    let topology_set = runtime
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.pod_group_policy.as_ref())
-                        .and_then(|p| p.volcano.as_ref())
-                        .is_some_and(|v| v.network_topology.is_some());
-                    if topology_set {
-                        // The CRD defaults: mode hard, highestTierAllowed 1.
-                        spec.network_topology = Some(NetworkTopology {
-                            mode: network_topology_mode.clone().unwrap_or_else(|| "hard".into()),
-                            highest_tier_allowed: highest_tier_allowed.unwrap_or(1),
-                        });
-                    }
-                    VOLCANO_API_VERSION
-                }
-            };
-            Some(PodGroup {
-                api_version: api_version.into(),
-                kind: "PodGroup".into(),
-                metadata: ObjectMeta {
-                    name: Some(name.to_string()),
-                    namespace: namespace.clone(),
-                    owner_references: owner.clone().map(|o| vec![o]),
-                    ..Default::default()
-                },
-                spec,
-            })
-        }
+        Some(group) => Some(render_pod_group(group, runtime, &job_set.metadata, priority_class_name)?),
     };
     for config_map in &mut config_maps {
         config_map.metadata.owner_references = owner.clone().map(|o| vec![o]);
@@ -524,6 +474,63 @@ fn inject_torch_env(runtime: &TrainingRuntime, plan: &LaunchPlan, jobs: &mut [Re
     Ok(())
 }
 
+/// The PodGroup of `group`'s scheduler, named and owned like the JobSet.
+fn render_pod_group(
+    group: &crate::launch::PodGroup,
+    runtime: &TrainingRuntime,
+    job_set: &ObjectMeta,
+    priority_class_name: Option<String>,
+) -> Result<PodGroup> {
+    let min_member = i32::try_from(group.min_member)
+        .map_err(|_| unrenderable("plan.pod_group.min_member", "more pods than a PodGroup can count"))?;
+    let mut min_resources = BTreeMap::new();
+    for (resource, amount) in &group.min_resources {
+        if !amount.is_finite() {
+            return Err(unrenderable(
+                format!("plan.pod_group.min_resources.{resource}"),
+                format!("the pods' requests sum to {amount}, which is not a quantity"),
+            ));
+        }
+        min_resources.insert(resource.clone(), format_quantity(*amount));
+    }
+    let mut spec = PodGroupSpec { min_member, min_resources, ..Default::default() };
+    let api_version = match &group.scheduler {
+        PodGroupScheduler::Coscheduling { schedule_timeout_seconds } => {
+            spec.schedule_timeout_seconds = Some(*schedule_timeout_seconds);
+            COSCHEDULING_API_VERSION
+        }
+        PodGroupScheduler::Volcano { network_topology_mode, highest_tier_allowed } => {
+            spec.queue = job_set.annotations.as_ref().and_then(|a| a.get(VOLCANO_QUEUE_ANNOTATION)).cloned();
+            spec.priority_class_name = priority_class_name;
+            let topology_set = runtime
+                .spec
+                .as_ref()
+                .and_then(|s| s.pod_group_policy.as_ref())
+                .and_then(|p| p.volcano.as_ref())
+                .is_some_and(|v| v.network_topology.is_some());
+            if topology_set {
+                // The CRD defaults: mode hard, highestTierAllowed 1.
+                spec.network_topology = Some(NetworkTopology {
+                    mode: network_topology_mode.clone().unwrap_or_else(|| "hard".into()),
+                    highest_tier_allowed: highest_tier_allowed.unwrap_or(1),
+                });
+            }
+            VOLCANO_API_VERSION
+        }
+    };
+    Ok(PodGroup {
+        api_version: api_version.into(),
+        kind: "PodGroup".into(),
+        metadata: ObjectMeta {
+            name: job_set.name.clone(),
+            namespace: job_set.namespace.clone(),
+            owner_references: job_set.owner_references.clone(),
+            ..Default::default()
+        },
+        spec,
+    })
+}
+
 fn to_i32(n: usize, path: &str) -> Result<i32> {
     i32::try_from(n).map_err(|_| unrenderable(path, format!("{n} does not fit a Kubernetes int32")))
 }
@@ -589,7 +596,7 @@ fn container_mut<'a>(pod_spec: &'a mut Value, name: &str) -> Option<&'a mut Map<
 /// Writes the plan's main container (identical in every pod of the set,
 /// except the rank) over the template's container of the same name.
 fn render_main_container(pod_spec: &mut Value, pods: &[&Pod], path: &str) -> Result<()> {
-    let first = pods[0];
+    let Some(first) = pods.first() else { return Ok(()) };
     let main = &first.container;
     for (p, pod) in pods.iter().enumerate().skip(1) {
         let c = &pod.container;
@@ -655,7 +662,7 @@ fn set_or_remove(container: &mut Map<String, Value>, key: &str, value: Option<Va
 /// is; a rank variable whose value is each pod's completion index becomes a
 /// reference to it. O(P·E).
 fn render_env(pods: &[&Pod], path: &str) -> Result<Vec<Value>> {
-    let first = &pods[0].container.env;
+    let Some(first) = pods.first().map(|p| &p.container.env) else { return Ok(Vec::new()) };
     let mut out = Vec::with_capacity(first.len());
     for (e, var) in first.iter().enumerate() {
         let here = format!("{path}[{}]", var.name);
@@ -780,7 +787,8 @@ fn render_files(
     path: &str,
     mpi: bool,
 ) -> Result<Option<ConfigMap>> {
-    let files = &pods[0].files;
+    let Some(first) = pods.first() else { return Ok(None) };
+    let files = &first.files;
     if let Some(p) = pods.iter().position(|p| &p.files != files) {
         return Err(unrenderable(path, format!("pod {p} of the plan has other files than pod 0")));
     }
@@ -800,7 +808,7 @@ fn render_files(
             "items": [{"key": key, "path": key, "mode": 0o444}],
         }}),
     );
-    upsert_mount(pod_spec, &pods[0].container.name, MPI_HOSTFILE_VOLUME, dir);
+    upsert_mount(pod_spec, &first.container.name, MPI_HOSTFILE_VOLUME, dir);
     Ok(Some(ConfigMap {
         metadata: ObjectMeta {
             name: Some(config_map_name),
