@@ -57,6 +57,23 @@ pub enum Error {
         /// What was expected and what was found.
         message: String,
     },
+    /// Data an initializer should fetch (`storageUri`) that cannot be read.
+    #[error("storage {uri}: {message}")]
+    Storage {
+        /// The URI as given.
+        uri: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A local process that cannot be started or supervised, or a
+    /// workspace file that cannot be written.
+    #[error("{process}: {message}")]
+    Process {
+        /// The process (or file) concerned.
+        process: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A simulation that cannot run or did not finish (e.g. an event budget
     /// exhausted, which would otherwise be an endless loop).
     #[error("simulation: {message}")]
@@ -73,6 +90,8 @@ impl Error {
             Error::Invalid { path, .. } | Error::UnknownField { path, .. } | Error::Unlaunchable { path, .. } => path,
             Error::Unrenderable { path, .. } => path,
             Error::Trace { column, .. } => column,
+            Error::Storage { uri, .. } => uri,
+            Error::Process { process, .. } => process,
             Error::Simulation { .. } => "",
         }
     }

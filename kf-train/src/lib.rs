@@ -19,12 +19,14 @@
 //! - [`trace`] and [`sim`]: GPU-cluster trace loaders and the discrete-event
 //!   simulator that replays a trace through any policy.
 //!
+//! - [`local`]: the local backend — the plan as processes on this host
+//!   (torchrun's worker contract, logs with rank prefixes, progress and
+//!   metrics from output, deadlines, kill-on-failure); the process
+//!   supervisor is behind the `local` feature, its pure core is not.
 //! - [`render`] (feature `kube`): a launch plan as the JobSet, MPI hostfile
 //!   ConfigMap and coscheduling / Volcano PodGroup the upstream controller
 //!   creates, checked offline against the Kubernetes schemas. The feature
 //!   also derives JSON schemas (schemars) for the CRD types.
-//!
-//! Still to come: the local multi-process backend (`kf train run`).
 //!
 //! Every wire type reads unknown fields into `extra` maps so that
 //! `from_value` → `to_value` is the identity, and `validate` rejects them the
@@ -51,6 +53,7 @@
 mod error;
 pub mod jobset;
 pub mod launch;
+pub mod local;
 pub mod meta;
 mod quantity;
 #[cfg(feature = "kube")]
