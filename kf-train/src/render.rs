@@ -282,8 +282,15 @@ pub fn render(job: &TrainJob, runtime: &TrainingRuntime, plan: &LaunchPlan) -> R
             job_spec.completions = job_spec.parallelism;
             let pod_spec = pod_template.spec.get_or_insert_with(|| Value::Object(Map::new()));
             render_main_container(pod_spec, &pods, &format!("{here}.template.spec.template.spec"))?;
-            if plan.framework == Some(Framework::Torch) && first.node_rank.is_some() {
-                add_container_port(pod_spec, &first.container.name, TRAINER_PORT);
+            // The rendezvous port on the trainer container, as the torch and
+            // JAX plugins publish it for the headless service.
+            let port = match plan.framework {
+                Some(Framework::Torch) => Some(TRAINER_PORT),
+                Some(Framework::Jax) => first.container.env_value("JAX_COORDINATOR_PORT").and_then(|p| p.parse().ok()),
+                _ => None,
+            };
+            if let Some(port) = port.filter(|_| first.node_rank.is_some()) {
+                add_container_port(pod_spec, &first.container.name, port);
             }
             if mpi && (rjob.name == crate::jobset::NODE || rjob.name == crate::jobset::LAUNCHER) {
                 let mount = ssh_mount.as_deref().unwrap_or("/root/.ssh");

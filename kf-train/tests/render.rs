@@ -503,3 +503,15 @@ fn torch_env_injection_reaches_init_containers() {
     let err = render(&job, &runtime, &plan).unwrap_err();
     assert_eq!(err.path(), "runtime.spec.mlPolicy.torch.envInjection.targets[0].containerNames[0]");
 }
+
+#[test]
+fn jax_publishes_its_coordinator_port() {
+    let job = json!({"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "metadata": {"name": "jx"},
+                     "spec": {"runtimeRef": {"name": "jax-distributed"}, "trainer": {"numNodes": 2}}});
+    let (_, manifests) = render_docs(job, corpus("manifests__base__runtimes__jax_distributed.yaml"));
+    let node = replicated_job(&manifests, "node");
+    let main = container(&node, "node");
+    let port: u64 = env(main, "JAX_COORDINATOR_PORT")["value"].as_str().unwrap().parse().unwrap();
+    assert_eq!(main["ports"], json!([{"containerPort": port}]));
+    assert_eq!(env(main, "JAX_NUM_PROCESSES")["value"], "2");
+}
