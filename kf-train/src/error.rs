@@ -35,6 +35,17 @@ pub enum Error {
         /// What was expected and what was found.
         message: String,
     },
+    /// A launch plan that cannot become Kubernetes manifests (feature
+    /// `kube`): it belongs to another job, or its pods differ in a way one
+    /// pod template per replicated job cannot express.
+    #[error("{path}: cannot render the Kubernetes manifests: {message}")]
+    Unrenderable {
+        /// Dotted path of the field that blocks rendering (`plan.…`,
+        /// `runtime.spec.…` or `jobset.spec.…` in the rendered JobSet).
+        path: String,
+        /// What was expected and what was found.
+        message: String,
+    },
     /// A job trace (CSV) that cannot be read: a missing column, a field
     /// that does not parse, a row with the wrong number of fields.
     #[error("trace line {line}, column {column}: {message}")]
@@ -77,6 +88,7 @@ impl Error {
     pub fn path(&self) -> &str {
         match self {
             Error::Invalid { path, .. } | Error::UnknownField { path, .. } | Error::Unlaunchable { path, .. } => path,
+            Error::Unrenderable { path, .. } => path,
             Error::Trace { column, .. } => column,
             Error::Storage { uri, .. } => uri,
             Error::Process { process, .. } => process,

@@ -38,6 +38,7 @@ pub(crate) enum Shape {
 
 /// `spec.template` of a runtime: a JobSet template.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct JobSetTemplate {
     /// Labels and annotations for the JobSet.
@@ -53,6 +54,7 @@ pub struct JobSetTemplate {
 
 /// A JobSet spec (jobset.x-k8s.io/v1alpha2).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct JobSetSpec {
     /// The groups of identical Jobs; names are unique.
@@ -92,6 +94,7 @@ pub struct JobSetSpec {
 
 /// `network` of a JobSet.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Network {
     /// Whether pods get DNS hostnames (`<jobset>-<job>-<i>-<j>.<subdomain>`).
@@ -110,6 +113,7 @@ pub struct Network {
 
 /// `successPolicy` of a JobSet.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SuccessPolicy {
     /// `All` or `Any`.
@@ -125,6 +129,7 @@ pub struct SuccessPolicy {
 
 /// `startupPolicy` of a JobSet.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StartupPolicy {
     /// `AnyOrder` or `InOrder`.
@@ -137,6 +142,7 @@ pub struct StartupPolicy {
 
 /// One replicated job: `replicas` identical Jobs from one template.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicatedJob {
     /// Unique name (`node`, `launcher`, `dataset-initializer`, …).
@@ -160,6 +166,7 @@ pub struct ReplicatedJob {
 
 /// A `dependsOn` entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DependsOn {
     /// The replicated job waited for.
@@ -175,6 +182,7 @@ pub struct DependsOn {
 
 /// A `batch/v1` Job template.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct JobTemplate {
     /// Labels (notably [`ANCESTOR_LABEL`]) and annotations.
@@ -191,6 +199,7 @@ pub struct JobTemplate {
 /// A `batch/v1` JobSpec: the pod template and the counts; the other Job
 /// fields are kept in `extra` (the schema defines them, kf does not read them).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct JobSpec {
     /// Pods running at once.
@@ -227,6 +236,7 @@ const JOB_SPEC_EXTRA: &[&str] = &[
 /// A pod template; the pod spec stays a `Value` so every Kubernetes field
 /// round-trips.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PodTemplate {
     /// Pod labels and annotations.
@@ -242,6 +252,7 @@ pub struct PodTemplate {
 
 /// The fields of a container a launch needs, read from a pod template.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     /// Container name.

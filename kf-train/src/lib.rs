@@ -23,6 +23,10 @@
 //!   (torchrun's worker contract, logs with rank prefixes, progress and
 //!   metrics from output, deadlines, kill-on-failure); the process
 //!   supervisor is behind the `local` feature, its pure core is not.
+//! - [`render`] (feature `kube`): a launch plan as the JobSet, MPI hostfile
+//!   ConfigMap and coscheduling / Volcano PodGroup the upstream controller
+//!   creates, checked offline against the Kubernetes schemas. The feature
+//!   also derives JSON schemas (schemars) for the CRD types.
 //!
 //! Every wire type reads unknown fields into `extra` maps so that
 //! `from_value` → `to_value` is the identity, and `validate` rejects them the
@@ -52,6 +56,8 @@ pub mod launch;
 pub mod local;
 pub mod meta;
 mod quantity;
+#[cfg(feature = "kube")]
+pub mod render;
 pub mod runtime;
 pub mod scheduler;
 pub mod sim;

@@ -17,6 +17,7 @@ pub type Extra = BTreeMap<String, Value>;
 
 /// The `ObjectMeta` fields kf reads; the rest is kept in `extra`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     /// Object name.
@@ -57,6 +58,7 @@ pub(crate) const EMBEDDED_META_EXTRA: &[&str] = &["finalizers"];
 
 /// A container environment variable (`core/v1` `EnvVar`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EnvVar {
     /// Variable name.
@@ -94,6 +96,7 @@ pub fn upsert_env(env: &mut Vec<EnvVar>, updates: impl IntoIterator<Item = EnvVa
 /// Compute resources of a container (`core/v1` `ResourceRequirements`).
 /// Quantities stay as written (`"4Gi"` or `1`), so round-trip keeps them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceRequirements {
     /// Upper bounds, resource name → quantity.
@@ -161,6 +164,7 @@ pub(crate) fn quantity_of(q: &Value) -> Option<f64> {
 
 /// A status condition (`meta/v1` `Condition`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Condition type: `Suspended`, `Complete`, `Failed`, `Created`…

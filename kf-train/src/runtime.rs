@@ -24,6 +24,7 @@ pub const CLUSTER_TRAINING_RUNTIME_KIND: &str = "ClusterTrainingRuntime";
 
 /// A `TrainingRuntime` or `ClusterTrainingRuntime`; `kind` says which.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TrainingRuntime {
     /// `trainer.kubeflow.org/v1alpha1`.
@@ -47,6 +48,7 @@ pub type ClusterTrainingRuntime = TrainingRuntime;
 
 /// `spec` of a runtime.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TrainingRuntimeSpec {
     /// Node count and framework.
@@ -65,6 +67,7 @@ pub struct TrainingRuntimeSpec {
 
 /// `mlPolicy`: how many nodes, and at most one framework policy.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MlPolicy {
     /// Number of training nodes; a TrainJob's `trainer.numNodes` overrides it.
@@ -121,6 +124,7 @@ impl Framework {
 /// `mlPolicy.torch`. Upstream removed `numProcPerNode` from it; the TrainJob
 /// carries it now (`trainer.numProcPerNode`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TorchPolicy {
     /// Extra containers that also get the `PET_*` variables.
@@ -133,6 +137,7 @@ pub struct TorchPolicy {
 
 /// `mlPolicy.torch.envInjection`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TorchEnvInjection {
     /// Target containers, by replicated job.
@@ -145,6 +150,7 @@ pub struct TorchEnvInjection {
 
 /// One `envInjection` target.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EnvInjectionTarget {
     /// Replicated job name.
@@ -160,6 +166,7 @@ pub struct EnvInjectionTarget {
 
 /// `mlPolicy.mpi`. Defaults are methods, never written back.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MpiPolicy {
     /// Slots per node; default 1.
@@ -203,6 +210,7 @@ impl MpiPolicy {
 
 /// `mlPolicy.jax`: no settings; kept for unknown-field round-trip.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 pub struct JaxPolicy {
     /// Fields kf does not model.
     #[serde(flatten)]
@@ -211,6 +219,7 @@ pub struct JaxPolicy {
 
 /// `mlPolicy.xgboost`: no settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 pub struct XGBoostPolicy {
     /// Fields kf does not model.
     #[serde(flatten)]
@@ -219,6 +228,7 @@ pub struct XGBoostPolicy {
 
 /// `mlPolicy.flux`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FluxPolicy {
     /// Tasks per node; default 1.
@@ -231,6 +241,7 @@ pub struct FluxPolicy {
 
 /// `podGroupPolicy`: which gang scheduler creates the pod group.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PodGroupPolicy {
     /// scheduler-plugins coscheduling.
@@ -246,6 +257,7 @@ pub struct PodGroupPolicy {
 
 /// `podGroupPolicy.coscheduling`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CoschedulingPolicy {
     /// Seconds to wait for the whole gang; default 60.
@@ -265,6 +277,7 @@ impl CoschedulingPolicy {
 
 /// `podGroupPolicy.volcano`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct VolcanoPolicy {
     /// Network-topology-aware placement.
@@ -277,6 +290,7 @@ pub struct VolcanoPolicy {
 
 /// `podGroupPolicy.volcano.networkTopology`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct VolcanoNetworkTopology {
     /// `hard` or `soft`; default `hard`.

@@ -30,6 +30,7 @@ pub const MANAGED_BY_MULTIKUEUE: &str = "kueue.x-k8s.io/multikueue";
 
 /// A TrainJob.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TrainJob {
     /// `trainer.kubeflow.org/v1alpha1`.
@@ -52,6 +53,7 @@ pub struct TrainJob {
 
 /// `spec` of a TrainJob.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TrainJobSpec {
     /// The runtime to run on (required).
@@ -82,6 +84,7 @@ pub struct TrainJobSpec {
 
 /// `spec.runtimeRef`. Defaults are methods, never written back.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeRef {
     /// The runtime's name.
@@ -111,6 +114,7 @@ impl RuntimeRef {
 
 /// `spec.initializer`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Initializer {
     /// Downloads the dataset to `/workspace/dataset`.
@@ -126,6 +130,7 @@ pub struct Initializer {
 
 /// A dataset or model initializer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct InitializerSource {
     /// Where to fetch from: `scheme://…` (`hf://`, `s3://`, …).
@@ -144,6 +149,7 @@ pub struct InitializerSource {
 
 /// A reference to a Secret in the job's namespace.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SecretRef {
     /// Secret name.
@@ -156,6 +162,7 @@ pub struct SecretRef {
 
 /// `spec.trainer`: overrides for the trainer nodes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Trainer {
     /// Image of the `node` container.
@@ -186,6 +193,7 @@ pub struct Trainer {
 
 /// One `spec.runtimePatches` entry: a manager's patch of the runtime.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimePatch {
     /// Who applied the patch (required, e.g. `trainer.kubeflow.org/kubeflow-sdk`).
@@ -205,6 +213,7 @@ pub struct RuntimePatch {
 /// `trainingRuntimeSpec` of a runtime patch: only the template, and only a
 /// few pod fields in it (see the CRD).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeSpecPatch {
     /// The JobSet template patch.
@@ -217,6 +226,7 @@ pub struct RuntimeSpecPatch {
 
 /// `status` of a TrainJob.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TrainJobStatus {
     /// `Suspended`, `Complete`, `Failed`, `Created`… conditions.
@@ -235,6 +245,7 @@ pub struct TrainJobStatus {
 
 /// Counts for one replicated job.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct JobStatus {
     /// Replicated job name.
@@ -262,6 +273,7 @@ pub struct JobStatus {
 
 /// `status.trainerStatus`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TrainerStatus {
     /// 0–100.
@@ -283,6 +295,7 @@ pub struct TrainerStatus {
 
 /// One reported metric.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Metric {
     /// Metric name (at most 64 characters).

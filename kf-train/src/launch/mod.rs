@@ -27,7 +27,7 @@
 
 mod jax;
 mod mpi;
-mod patch;
+pub(crate) mod patch;
 mod plain;
 mod torch;
 mod xgboost;
