@@ -18,7 +18,6 @@ use kf_train::sim::{self, SimConfig};
 use kf_train::trace::Format;
 
 use crate::output::OutputFormat;
-use crate::pending;
 
 /// The `kf train` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -29,12 +28,13 @@ pub enum TrainCommand {
     /// Run a TrainJob as local processes: initializers first, then every
     /// node × process with the framework's env; logs prefixed by rank.
     Run(RunArgs),
+    /// Print the Kubernetes manifests the Trainer controller would create for
+    /// a TrainJob (JobSet, MPI hostfile ConfigMap, PodGroup), for `kubectl
+    /// apply -f -`.
+    Render(RenderArgs),
     /// Replay a GPU-cluster job trace through a scheduling policy and print
     /// JCT, queueing delay, makespan, utilisation and fairness.
     Simulate(SimulateArgs),
-    /// Subcommands that are not built yet (`render`).
-    #[command(external_subcommand)]
-    Pending(Vec<String>),
 }
 
 /// `kf train validate` arguments.
@@ -44,6 +44,16 @@ pub struct ValidateArgs {
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// More runtime manifests (TrainingRuntime, ClusterTrainingRuntime).
+    #[arg(long = "runtime")]
+    runtimes: Vec<PathBuf>,
+}
+
+/// `kf train render` arguments.
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The TrainJob manifest (it may hold the runtime too).
+    file: PathBuf,
+    /// Runtime manifests (TrainingRuntime, ClusterTrainingRuntime); repeatable.
     #[arg(long = "runtime")]
     runtimes: Vec<PathBuf>,
 }
@@ -138,10 +148,13 @@ pub fn run(command: TrainCommand, output: OutputFormat) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        TrainCommand::Pending(words) => {
-            let name = words.first().map_or("", String::as_str);
-            pending::report(&format!("kf train {name}"), "Kubernetes rendering of kf-train (issue #9)")
-        }
+        TrainCommand::Render(args) => match render(&args, output) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("kf train render: {err}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -300,16 +313,39 @@ fn validate(args: &ValidateArgs, output: OutputFormat) -> ExitCode {
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
-fn run_job(args: &RunArgs, output: OutputFormat) -> anyhow::Result<ExitCode> {
-    let files: Vec<PathBuf> = std::iter::once(&args.file).chain(&args.runtimes).cloned().collect();
+/// The one TrainJob of `file` and the runtime it references (from `file`
+/// or `runtimes`).
+fn job_and_runtime(file: &Path, runtimes: &[PathBuf]) -> anyhow::Result<(TrainJob, TrainingRuntime)> {
+    let files: Vec<PathBuf> = std::iter::once(file.to_path_buf()).chain(runtimes.iter().cloned()).collect();
     let manifests = load(&files)?;
-    let mut jobs = manifests.jobs.iter().filter(|(at, _)| at.starts_with(&args.file.display().to_string()));
-    let Some((_, job)) = jobs.next() else { anyhow::bail!("{}: no TrainJob in the file", args.file.display()) };
+    let mut jobs = manifests.jobs.iter().filter(|(at, _)| at.starts_with(&file.display().to_string()));
+    let Some((_, job)) = jobs.next() else { anyhow::bail!("{}: no TrainJob in the file", file.display()) };
     if jobs.next().is_some() {
-        anyhow::bail!("{}: more than one TrainJob; kf train run runs one", args.file.display());
+        anyhow::bail!("{}: more than one TrainJob; give one per file", file.display());
     }
     let runtime = launch::resolve_runtime(job, &manifests.runtimes)
         .map_err(|e| anyhow::anyhow!("{e}; pass the runtime manifest with --runtime FILE"))?;
+    Ok((job.clone(), runtime.clone()))
+}
+
+fn render(args: &RenderArgs, output: OutputFormat) -> anyhow::Result<()> {
+    let (job, runtime) = job_and_runtime(&args.file, &args.runtimes)?;
+    let plan = launch::plan(&job, &runtime, &Network::Kubernetes)?;
+    let manifests = kf_train::render::render(&job, &runtime, &plan)?;
+    let values = manifests.to_values()?;
+    match output {
+        OutputFormat::Text => out!("{}", serde_saphyr::to_string_multiple(&values)?),
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&values)?),
+    }
+    if let Some(secret) = &manifests.ssh_auth_secret {
+        eprintln!("note: the pods mount the kubernetes.io/ssh-auth Secret {secret:?}; create it with fresh keys");
+    }
+    Ok(())
+}
+
+fn run_job(args: &RunArgs, output: OutputFormat) -> anyhow::Result<ExitCode> {
+    let (job, runtime) = job_and_runtime(&args.file, &args.runtimes)?;
+    let (job, runtime) = (&job, &runtime);
     let name = job.name().unwrap_or("trainjob");
     let workspace = claim_workspace(&args.dir.join(name))?;
     let mut options = LocalOptions::new(&workspace);

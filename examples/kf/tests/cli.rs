@@ -58,7 +58,7 @@ fn help_lists_every_command() {
 
 #[test]
 fn commands_not_built_yet_exit_2_and_name_the_missing_part() {
-    for (command, part) in [("train", "kf-train"), ("registry", "kf-registry"), ("server", "dashboard")] {
+    for (command, part) in [("registry", "kf-registry"), ("server", "dashboard")] {
         let out = kf(&[command, "run", "--some-flag", "x.yaml"]);
         assert_eq!(out.status.code(), Some(2), "kf {command}");
         let err = stderr(&out);

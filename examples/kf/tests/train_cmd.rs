@@ -158,10 +158,19 @@ fn bad_input_is_a_clear_error_never_a_panic() {
 }
 
 #[test]
-fn other_train_subcommands_are_not_built_yet() {
-    let out = kf(&["train", "render", "job.yaml"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+fn render_prints_the_jobset_and_pod_group() {
+    let job = corpus("examples__yaml__04-volcano-integration.doc1.yaml");
+    let runtime = corpus("examples__yaml__04-volcano-integration.doc0.yaml");
+    let out = kf(&["train", "render", &job, "--runtime", &runtime, "--output", "json"]);
+    let docs = json(&out);
+    let kinds: Vec<_> = docs.as_array().unwrap().iter().map(|d| d["kind"].as_str().unwrap().to_string()).collect();
+    assert_eq!(kinds, ["PodGroup", "JobSet"]);
+    let text = kf(&["train", "render", &job, "--runtime", &runtime]);
+    assert!(text.status.success());
+    assert!(String::from_utf8_lossy(&text.stdout).contains("kind: JobSet"));
+    let missing = kf(&["train", "render", &job]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("spec.runtimeRef.name"));
 }
 
 fn corpus(name: &str) -> String {
