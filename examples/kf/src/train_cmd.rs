@@ -381,7 +381,7 @@ fn run_job(args: &RunArgs, output: OutputFormat) -> anyhow::Result<ExitCode> {
 }
 
 /// The next free `<dir>/<n>`, created (so two runs never share one).
-fn claim_workspace(dir: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn claim_workspace(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     for n in 1.. {
         let candidate = dir.join(n.to_string());

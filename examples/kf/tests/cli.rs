@@ -243,16 +243,33 @@ fn quickstart_runs_what_is_built_and_labels_the_rest() {
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let steps = report["steps"].as_array().expect("steps");
-    assert_eq!(steps[0]["status"], "done", "the tenant step is built: {report}");
+    let status = |prefix: &str| {
+        let step = steps.iter().find(|s| s["name"].as_str().unwrap_or("").starts_with(prefix));
+        step.map(|s| s["status"].as_str().unwrap_or("").to_string())
+    };
+    for built in ["tenant", "training", "serving"] {
+        assert_eq!(status(built).as_deref(), Some("done"), "{built}: {report}");
+    }
     assert!(
         steps.iter().all(|s| ["done", "not built yet", "not wired yet"].contains(&s["status"].as_str().unwrap_or(""))),
         "{report}"
     );
     assert_eq!(report["built"], steps.iter().filter(|s| s["status"] == "done").count());
     assert!(dir.path().join("tenancy.db").exists(), "the tenant lives in the durable store");
-    // a second run finds the same tenant and succeeds again
+    assert!(dir.path().join("models/v1/model.onnx").exists(), "the model is trained in this run");
+    let serving = steps.iter().find(|s| s["name"].as_str().unwrap_or("").starts_with("serving")).expect("serving");
+    let detail = serving["detail"].as_str().unwrap_or("");
+    let accuracy: f64 = detail
+        .split("accuracy ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy in {detail}"));
+    assert!(accuracy >= 80.0, "the trained model should separate the classes: {detail}");
+    // a second run finds the same tenant, trains a new version and succeeds again
     let again = kf(&["--output", "json", "quickstart", "--dir", dir.path().to_str().expect("utf-8")]);
     assert!(again.status.success(), "{}", stderr(&again));
+    assert!(dir.path().join("models/v2/model.onnx").exists(), "a re-run makes a new model version");
 }
 
 #[test]

@@ -4,12 +4,17 @@
 //! honestly as not built yet; it never fakes a step. As the crate issues land,
 //! their steps replace the pending entries below.
 
+mod serving;
+mod training;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use kf_tenancy::{Identity, Request, RoleTable, SqlitePolicyStore, Tenancy, Verb};
 use serde_json::json;
 
+use self::serving::{SERVING, serving_step};
+use self::training::training_step;
 use crate::output::OutputFormat;
 
 /// `kf quickstart` flags.
@@ -41,26 +46,28 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let steps = vec![
+    let mut steps = vec![
         runtime.block_on(tenant_step(&args.dir)),
         waiting(
             "pipeline: prepare data → train → evaluate, with cached artifacts",
-            "kf-dag's executor runs pipelines today (kf pipeline run); this step drives the training step below",
-        ),
-        pending("training: a 2-process local TrainJob writing an ONNX model", "kf-train local process backend", 9),
-        waiting(
-            "tuning: a 20-trial TPE experiment with early stopping",
-            "kf-tune's runner works today (kf tune run); here it tunes the training step",
-        ),
-        waiting(
-            "registry: register the best model with its lineage",
-            "kf-registry serves the Model Registry API today (kf registry serve); here it registers the trained model",
-        ),
-        waiting(
-            "serving: OIP v2 predictions behind a canary split",
-            "kf-serve serves ONNX models over OIP v2 today (kf serve); here it serves the registered model",
+            "kf-dag's executor runs pipelines today (kf pipeline run); the training step below runs on its own until it \
+             is wrapped in the pipeline",
         ),
     ];
+    let (training, trained) = runtime.block_on(training_step(&args.dir));
+    steps.push(training);
+    steps.push(waiting(
+        "tuning: a 20-trial TPE experiment with early stopping",
+        "kf-tune's runner works today (kf tune run); here it will tune the training step's learning rate",
+    ));
+    steps.push(waiting(
+        "registry: register the best model with its lineage",
+        "kf-registry serves the Model Registry API today (kf registry serve); here it will register the trained model",
+    ));
+    steps.push(match &trained {
+        Some(model) => runtime.block_on(serving_step(model)),
+        None => Step { name: SERVING, status: "failed", detail: "no model: the training step failed".into() },
+    });
     let failed = steps.iter().any(|s| s.status == "failed");
     let done = steps.iter().filter(|s| s.status == "done").count();
     match output {
@@ -113,16 +120,8 @@ async fn tenant_step(dir: &Path) -> Step {
     }
 }
 
-fn pending(name: &'static str, needs: &str, issue: u32) -> Step {
-    Step { name, status: "not built yet", detail: format!("needs the {needs} (issue #{issue})") }
-}
-
-/// A step whose crate part is built but which needs the training step's
-/// model, so the quickstart cannot run it yet (issues #9 and #15).
+/// A step whose crate part is built but which the quickstart does not
+/// drive yet (issue #15).
 fn waiting(name: &'static str, what_exists: &str) -> Step {
-    Step {
-        name,
-        status: "not wired yet",
-        detail: format!("{what_exists}; waits for the training step (issues #9, #15)"),
-    }
+    Step { name, status: "not wired yet", detail: format!("{what_exists} (issue #15)") }
 }
