@@ -9,6 +9,7 @@
 
 use crate::katib::{ALGORITHM_NAMES, AlgorithmSpec};
 use crate::sampler::Sampler;
+use crate::sampler::cmaes::CmaEs;
 use crate::sampler::gp::GaussianProcess;
 use crate::sampler::grid::Grid;
 use crate::sampler::mtpe::MultivariateTpe;
@@ -18,7 +19,8 @@ use crate::sampler::tpe::Tpe;
 use crate::{Error, Result};
 
 /// The algorithm names kf-tune can run today.
-pub const IMPLEMENTED: [&str; 6] = ["random", "grid", "sobol", "tpe", "multivariate-tpe", "bayesianoptimization"];
+pub const IMPLEMENTED: [&str; 7] =
+    ["random", "grid", "sobol", "tpe", "multivariate-tpe", "bayesianoptimization", "cmaes"];
 
 /// A configured sampler and the seed its settings asked for.
 pub struct Algorithm {
@@ -63,6 +65,7 @@ impl Algorithm {
         let mut seed = None;
         let mut tpe = Tpe::default();
         let mut gp = GaussianProcess::default();
+        let mut cmaes = CmaEs::default();
         for &(key, value) in settings {
             let fail = |message: String| Error::InvalidSetting { algorithm: name.into(), setting: key.into(), message };
             let int =
@@ -99,6 +102,18 @@ impl Algorithm {
                     return Err(fail(format!("kf-tune maximises expected improvement (EI), found {value:?}")));
                 }
                 ("bayesianoptimization", "base_estimator" | "acq_func") => {}
+                ("cmaes", "sigma") => {
+                    cmaes.sigma =
+                        value.trim().parse().map_err(|_| fail(format!("expected a number, found {value:?}")))?;
+                }
+                ("cmaes", "popsize") => cmaes.popsize = Some(usize::try_from(int()?).unwrap_or(usize::MAX)),
+                ("cmaes", "restart_strategy") => {
+                    cmaes.restart = match value.trim() {
+                        "ipop" => true,
+                        "none" | "" => false,
+                        other => return Err(fail(format!("expected ipop or none, found {other:?}"))),
+                    };
+                }
                 _ => {
                     let known = match name {
                         "tpe" | "multivariate-tpe" => {
@@ -107,6 +122,7 @@ impl Algorithm {
                         "bayesianoptimization" => {
                             "random_state, n_startup_trials (or n_initial_points), n_candidates, base_estimator=GP, acq_func=EI"
                         }
+                        "cmaes" => "random_state, sigma, popsize, restart_strategy (ipop or none)",
                         _ => "random_state",
                     };
                     return Err(fail(format!("unknown setting; {name} takes {known}")));
@@ -117,6 +133,10 @@ impl Algorithm {
             "random" => Box::new(Random),
             "grid" => Box::new(Grid),
             "sobol" => Box::new(Sobol { scramble_seed: seed }),
+            "cmaes" => {
+                cmaes.validate()?;
+                Box::new(cmaes)
+            }
             "bayesianoptimization" => {
                 gp.validate()?;
                 Box::new(gp)
@@ -174,7 +194,7 @@ mod tests {
 
     #[test]
     fn unimplemented_and_unknown_names_differ() {
-        assert!(err("cmaes", &[]).contains("does not run yet"));
+        assert!(err("hyperband", &[]).contains("does not run yet"));
         assert!(err("bayesianoptimization", &[("acq_func", "gp_hedge")]).contains("expected improvement"));
         assert!(Algorithm::new("bayesianoptimization", &[("n_initial_points", "5"), ("base_estimator", "GP")]).is_ok());
         assert!(err("annealing", &[]).starts_with("unknown algorithm \"annealing\""));

@@ -7,6 +7,7 @@
 //! each states its cost per suggestion. This module does not run trials or
 //! collect metrics.
 
+pub mod cmaes;
 pub mod gp;
 pub mod grid;
 pub mod mtpe;

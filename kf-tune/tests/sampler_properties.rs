@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use kf_tune::sampler::cmaes::CmaEs;
 use kf_tune::sampler::gp::GaussianProcess;
 use kf_tune::sampler::grid::Grid;
 use kf_tune::sampler::mtpe::MultivariateTpe;
@@ -79,6 +80,8 @@ fn samplers() -> Vec<Box<dyn Sampler>> {
         Box::new(Tpe { n_startup_trials: 3, ..Tpe::default() }),
         Box::new(GaussianProcess { n_startup_trials: 3, n_candidates: 32 }),
         Box::new(MultivariateTpe { n_startup_trials: 3, ..MultivariateTpe::default() }),
+        Box::new(CmaEs { popsize: Some(3), ..CmaEs::default() }),
+        Box::new(CmaEs::default()),
     ]
 }
 
