@@ -9,9 +9,11 @@
 
 use crate::katib::{ALGORITHM_NAMES, AlgorithmSpec};
 use crate::sampler::Sampler;
+use crate::sampler::asha::Asha;
 use crate::sampler::cmaes::CmaEs;
 use crate::sampler::gp::GaussianProcess;
 use crate::sampler::grid::Grid;
+use crate::sampler::hyperband::Hyperband;
 use crate::sampler::mtpe::MultivariateTpe;
 use crate::sampler::random::Random;
 use crate::sampler::sobol::Sobol;
@@ -19,8 +21,8 @@ use crate::sampler::tpe::Tpe;
 use crate::{Error, Result};
 
 /// The algorithm names kf-tune can run today.
-pub const IMPLEMENTED: [&str; 7] =
-    ["random", "grid", "sobol", "tpe", "multivariate-tpe", "bayesianoptimization", "cmaes"];
+pub const IMPLEMENTED: [&str; 9] =
+    ["random", "grid", "sobol", "tpe", "multivariate-tpe", "bayesianoptimization", "cmaes", "hyperband", "asha"];
 
 /// A configured sampler and the seed its settings asked for.
 pub struct Algorithm {
@@ -66,6 +68,7 @@ impl Algorithm {
         let mut tpe = Tpe::default();
         let mut gp = GaussianProcess::default();
         let mut cmaes = CmaEs::default();
+        let mut hyperband = Hyperband::default();
         for &(key, value) in settings {
             let fail = |message: String| Error::InvalidSetting { algorithm: name.into(), setting: key.into(), message };
             let int =
@@ -102,6 +105,32 @@ impl Algorithm {
                     return Err(fail(format!("kf-tune maximises expected improvement (EI), found {value:?}")));
                 }
                 ("bayesianoptimization", "base_estimator" | "acq_func") => {}
+                ("hyperband" | "asha", "resource_name") => {
+                    if value.trim().is_empty() {
+                        return Err(fail(
+                            "expected the name of an int or double parameter, found an empty value".into(),
+                        ));
+                    }
+                    hyperband.resource_name = Some(value.trim().to_owned());
+                }
+                ("hyperband" | "asha", "eta") => {
+                    hyperband.eta =
+                        value.trim().parse().map_err(|_| fail(format!("expected a number > 1, found {value:?}")))?;
+                }
+                ("hyperband" | "asha", "r_l") => {
+                    hyperband.r_l = Some(
+                        value
+                            .trim()
+                            .parse()
+                            .map_err(|_| fail(format!("expected a positive number, found {value:?}")))?,
+                    );
+                }
+                ("hyperband", "b_l" | "current_s" | "current_i" | "n" | "r" | "evaluating_trials") => {
+                    return Err(fail(
+                        "is bookkeeping Katib's hyperband service writes back; kf-tune derives it from the trial history"
+                            .into(),
+                    ));
+                }
                 ("cmaes", "sigma") => {
                     cmaes.sigma =
                         value.trim().parse().map_err(|_| fail(format!("expected a number, found {value:?}")))?;
@@ -123,6 +152,7 @@ impl Algorithm {
                             "random_state, n_startup_trials (or n_initial_points), n_candidates, base_estimator=GP, acq_func=EI"
                         }
                         "cmaes" => "random_state, sigma, popsize, restart_strategy (ipop or none)",
+                        "hyperband" | "asha" => "random_state, resource_name, eta, r_l",
                         _ => "random_state",
                     };
                     return Err(fail(format!("unknown setting; {name} takes {known}")));
@@ -136,6 +166,15 @@ impl Algorithm {
             "cmaes" => {
                 cmaes.validate()?;
                 Box::new(cmaes)
+            }
+            "hyperband" => {
+                hyperband.validate()?;
+                Box::new(hyperband)
+            }
+            "asha" => {
+                let asha = Asha { resource_name: hyperband.resource_name, eta: hyperband.eta, r_l: hyperband.r_l };
+                asha.validate()?;
+                Box::new(asha)
             }
             "bayesianoptimization" => {
                 gp.validate()?;
@@ -194,7 +233,11 @@ mod tests {
 
     #[test]
     fn unimplemented_and_unknown_names_differ() {
-        assert!(err("hyperband", &[]).contains("does not run yet"));
+        assert!(err("pbt", &[]).contains("does not run yet"));
+        assert!(err("hyperband", &[("current_s", "2")]).contains("derives it from the trial history"));
+        assert!(err("asha", &[("eta", "x")]).contains("\"eta\""));
+        assert!(err("hyperband", &[("eta", "1")]).contains("> 1"));
+        assert!(Algorithm::new("hyperband", &[("resource_name", "epochs"), ("eta", "3"), ("r_l", "27")]).is_ok());
         assert!(err("bayesianoptimization", &[("acq_func", "gp_hedge")]).contains("expected improvement"));
         assert!(Algorithm::new("bayesianoptimization", &[("n_initial_points", "5"), ("base_estimator", "GP")]).is_ok());
         assert!(err("annealing", &[]).starts_with("unknown algorithm \"annealing\""));
