@@ -15,14 +15,25 @@ use crate::sampler::gp::GaussianProcess;
 use crate::sampler::grid::Grid;
 use crate::sampler::hyperband::Hyperband;
 use crate::sampler::mtpe::MultivariateTpe;
+use crate::sampler::nsga2::Nsga2;
 use crate::sampler::random::Random;
 use crate::sampler::sobol::Sobol;
 use crate::sampler::tpe::Tpe;
 use crate::{Error, Result};
 
 /// The algorithm names kf-tune can run today.
-pub const IMPLEMENTED: [&str; 9] =
-    ["random", "grid", "sobol", "tpe", "multivariate-tpe", "bayesianoptimization", "cmaes", "hyperband", "asha"];
+pub const IMPLEMENTED: [&str; 10] = [
+    "random",
+    "grid",
+    "sobol",
+    "tpe",
+    "multivariate-tpe",
+    "bayesianoptimization",
+    "cmaes",
+    "hyperband",
+    "asha",
+    "nsga2",
+];
 
 /// A configured sampler and the seed its settings asked for.
 pub struct Algorithm {
@@ -69,6 +80,7 @@ impl Algorithm {
         let mut gp = GaussianProcess::default();
         let mut cmaes = CmaEs::default();
         let mut hyperband = Hyperband::default();
+        let mut nsga2 = Nsga2::default();
         for &(key, value) in settings {
             let fail = |message: String| Error::InvalidSetting { algorithm: name.into(), setting: key.into(), message };
             let int =
@@ -131,6 +143,17 @@ impl Algorithm {
                             .into(),
                     ));
                 }
+                ("nsga2", "population_size") => nsga2.population_size = usize::try_from(int()?).unwrap_or(usize::MAX),
+                ("nsga2", "crossover_prob" | "mutation_prob" | "crossover_eta" | "mutation_eta") => {
+                    let v: f64 =
+                        value.trim().parse().map_err(|_| fail(format!("expected a number, found {value:?}")))?;
+                    match key {
+                        "crossover_prob" => nsga2.crossover_prob = v,
+                        "mutation_prob" => nsga2.mutation_prob = Some(v),
+                        "crossover_eta" => nsga2.crossover_eta = v,
+                        _ => nsga2.mutation_eta = v,
+                    }
+                }
                 ("cmaes", "sigma") => {
                     cmaes.sigma =
                         value.trim().parse().map_err(|_| fail(format!("expected a number, found {value:?}")))?;
@@ -153,6 +176,9 @@ impl Algorithm {
                         }
                         "cmaes" => "random_state, sigma, popsize, restart_strategy (ipop or none)",
                         "hyperband" | "asha" => "random_state, resource_name, eta, r_l",
+                        "nsga2" => {
+                            "random_state, population_size, crossover_prob, mutation_prob, crossover_eta, mutation_eta"
+                        }
                         _ => "random_state",
                     };
                     return Err(fail(format!("unknown setting; {name} takes {known}")));
@@ -166,6 +192,10 @@ impl Algorithm {
             "cmaes" => {
                 cmaes.validate()?;
                 Box::new(cmaes)
+            }
+            "nsga2" => {
+                nsga2.validate()?;
+                Box::new(nsga2)
             }
             "hyperband" => {
                 hyperband.validate()?;
@@ -237,6 +267,8 @@ mod tests {
         assert!(err("hyperband", &[("current_s", "2")]).contains("derives it from the trial history"));
         assert!(err("asha", &[("eta", "x")]).contains("\"eta\""));
         assert!(err("hyperband", &[("eta", "1")]).contains("> 1"));
+        assert!(err("nsga2", &[("mutation_prob", "2")]).contains("\"mutation_prob\""));
+        assert!(Algorithm::new("nsga2", &[("population_size", "20"), ("crossover_prob", "0.8")]).is_ok());
         assert!(Algorithm::new("hyperband", &[("resource_name", "epochs"), ("eta", "3"), ("r_l", "27")]).is_ok());
         assert!(err("bayesianoptimization", &[("acq_func", "gp_hedge")]).contains("expected improvement"));
         assert!(Algorithm::new("bayesianoptimization", &[("n_initial_points", "5"), ("base_estimator", "GP")]).is_ok());

@@ -37,8 +37,8 @@ pub const PROTOCOL: &str = "kf-tune-ask-tell";
 /// Protocol version this module speaks.
 pub const VERSION: u64 = 1;
 
-/// Algorithms that never read objective values, and so serve any number of objectives.
-const VALUE_BLIND: [&str; 3] = ["random", "grid", "sobol"];
+/// Algorithms that serve any number of objectives: the value-blind ones and NSGA-II.
+const MULTI_OBJECTIVE: [&str; 4] = ["random", "grid", "sobol", "nsga2"];
 
 /// The protocol's search-space file: the objectives and the parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -353,18 +353,22 @@ impl Session {
             algorithm_settings.push(("random_state", &seed_text));
         }
         let algorithm = Algorithm::new(name, &algorithm_settings)?;
-        if file.directions.len() > 1 && !VALUE_BLIND.contains(&name) {
+        if file.directions.len() > 1 && !MULTI_OBJECTIVE.contains(&name) {
             return Err(Error::Unsupported {
                 algorithm: name.into(),
                 message: format!(
                     "optimises one objective, found {}; with several objectives use {}",
                     file.directions.len(),
-                    VALUE_BLIND.join(", ")
+                    MULTI_OBJECTIVE.join(", ")
                 ),
             });
         }
         let mut rng = ChaCha8Rng::seed_from_u64(algorithm.seed.unwrap_or(seed));
-        let history = History::new(file.directions[0]);
+        let history = if file.directions.len() > 1 {
+            History::multi(file.directions.clone())
+        } else {
+            History::new(file.directions[0])
+        };
         // Asking for nothing checks that the sampler can serve the space (grid
         // needs every double stepped) before any request is read.
         algorithm.sampler.suggest(&file.space, &history, 0, &mut rng)?;
@@ -572,6 +576,11 @@ impl Session {
             Outcome::Complete(values) => TrialState::Completed(values[0]),
             _ => TrialState::Failed,
         };
+        if let Outcome::Complete(values) = &outcome
+            && values.len() > 1
+        {
+            self.history.trials[index].values.clone_from(values);
+        }
         if matches!(outcome, Outcome::Complete(_)) {
             self.completed_order.push(index);
         }
@@ -828,6 +837,16 @@ mod tests {
             "parameters": [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 1}}],
         }));
         assert!(Session::new(two.clone(), "tpe", &[], 1).unwrap_err().to_string().contains("one objective"));
+        assert!(Session::new(two.clone(), "cmaes", &[], 1).unwrap_err().to_string().contains("one objective"));
+        // NSGA-II reads both values: its first generation's front shapes the children.
+        let settings = [("population_size", "4")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let mut g = Session::new(two.clone(), "nsga2", &settings, 1).unwrap();
+        reply(&mut g, r#"{"op":"ask","n":4}"#);
+        for id in 0..4 {
+            reply(&mut g, &format!(r#"{{"op":"tell","id":"{id}","values":[{id}.0,{id}.0]}}"#));
+        }
+        assert_eq!(g.history.trials[2].values, [2.0, 2.0]);
+        assert_eq!(reply(&mut g, r#"{"op":"ask","n":3}"#)["trials"].as_array().unwrap().len(), 3);
         let mut s = Session::new(two, "random", &[], 1).unwrap();
         reply(&mut s, r#"{"op":"ask","n":4}"#);
         assert_eq!(code(&reply(&mut s, r#"{"op":"tell","id":"0","value":1.0}"#)), "bad_request");

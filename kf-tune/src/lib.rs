@@ -19,7 +19,7 @@
 //!   [`sampler::random`], [`sampler::grid`], [`sampler::sobol`], [`sampler::tpe`],
 //!   [`sampler::mtpe`] (multivariate TPE), [`sampler::gp`] (Gaussian-process BO),
 //!   [`sampler::cmaes`] (CMA-ES), [`sampler::hyperband`] and [`sampler::asha`]
-//!   (multi-fidelity, with budgets).
+//!   (multi-fidelity, with budgets), [`sampler::nsga2`] (multi-objective, Pareto front).
 //!
 //! - [`metrics`] — reading `name=value` text (Katib's default and custom
 //!   regexes) and JSON lines into metric series; min/max/latest strategies.

@@ -13,6 +13,7 @@ pub mod gp;
 pub mod grid;
 pub mod hyperband;
 pub mod mtpe;
+pub mod nsga2;
 pub mod random;
 pub mod sobol;
 pub mod tpe;

@@ -8,6 +8,7 @@ use kf_tune::sampler::gp::GaussianProcess;
 use kf_tune::sampler::grid::Grid;
 use kf_tune::sampler::hyperband::Hyperband;
 use kf_tune::sampler::mtpe::MultivariateTpe;
+use kf_tune::sampler::nsga2::Nsga2;
 use kf_tune::sampler::random::Random;
 use kf_tune::sampler::sobol::{MAX_DIMENSIONS, Sobol, SobolSequence};
 use kf_tune::sampler::tpe::Tpe;
@@ -86,6 +87,7 @@ fn samplers() -> Vec<Box<dyn Sampler>> {
         Box::new(CmaEs::default()),
         Box::new(Hyperband { r_l: Some(9.0), ..Hyperband::default() }),
         Box::new(Asha::default()),
+        Box::new(Nsga2 { population_size: 3, mutation_prob: Some(0.5), ..Nsga2::default() }),
     ]
 }
 
