@@ -16,13 +16,14 @@ use crate::sampler::grid::Grid;
 use crate::sampler::hyperband::Hyperband;
 use crate::sampler::mtpe::MultivariateTpe;
 use crate::sampler::nsga2::Nsga2;
+use crate::sampler::pbt::Pbt;
 use crate::sampler::random::Random;
 use crate::sampler::sobol::Sobol;
 use crate::sampler::tpe::Tpe;
 use crate::{Error, Result};
 
 /// The algorithm names kf-tune can run today.
-pub const IMPLEMENTED: [&str; 10] = [
+pub const IMPLEMENTED: [&str; 11] = [
     "random",
     "grid",
     "sobol",
@@ -33,6 +34,7 @@ pub const IMPLEMENTED: [&str; 10] = [
     "hyperband",
     "asha",
     "nsga2",
+    "pbt",
 ];
 
 /// A configured sampler and the seed its settings asked for.
@@ -41,6 +43,8 @@ pub struct Algorithm {
     pub sampler: Box<dyn Sampler + Send + Sync>,
     /// `random_state`, if given: seed the generator passed to the sampler with it.
     pub seed: Option<u64>,
+    /// PBT's `suggestion_trial_dir`: trial `id`'s checkpoint lives at `<dir>/<id>`.
+    pub checkpoint_dir: Option<String>,
 }
 
 impl std::fmt::Debug for Algorithm {
@@ -81,6 +85,7 @@ impl Algorithm {
         let mut cmaes = CmaEs::default();
         let mut hyperband = Hyperband::default();
         let mut nsga2 = Nsga2::default();
+        let mut pbt = Pbt::default();
         for &(key, value) in settings {
             let fail = |message: String| Error::InvalidSetting { algorithm: name.into(), setting: key.into(), message };
             let int =
@@ -154,6 +159,22 @@ impl Algorithm {
                         _ => nsga2.mutation_eta = v,
                     }
                 }
+                ("pbt", "n_population") => pbt.n_population = usize::try_from(int()?).unwrap_or(usize::MAX),
+                ("pbt", "truncation_threshold" | "resample_probability") => {
+                    let v: f64 =
+                        value.trim().parse().map_err(|_| fail(format!("expected a number, found {value:?}")))?;
+                    if key == "truncation_threshold" {
+                        pbt.truncation_threshold = v;
+                    } else {
+                        pbt.resample_probability = v;
+                    }
+                }
+                ("pbt", "suggestion_trial_dir") => {
+                    if value.trim().is_empty() {
+                        return Err(fail("expected a directory, found an empty value".into()));
+                    }
+                    pbt.suggestion_trial_dir = Some(value.trim().to_owned());
+                }
                 ("cmaes", "sigma") => {
                     cmaes.sigma =
                         value.trim().parse().map_err(|_| fail(format!("expected a number, found {value:?}")))?;
@@ -176,6 +197,9 @@ impl Algorithm {
                         }
                         "cmaes" => "random_state, sigma, popsize, restart_strategy (ipop or none)",
                         "hyperband" | "asha" => "random_state, resource_name, eta, r_l",
+                        "pbt" => {
+                            "random_state, n_population, truncation_threshold, resample_probability, suggestion_trial_dir"
+                        }
                         "nsga2" => {
                             "random_state, population_size, crossover_prob, mutation_prob, crossover_eta, mutation_eta"
                         }
@@ -192,6 +216,10 @@ impl Algorithm {
             "cmaes" => {
                 cmaes.validate()?;
                 Box::new(cmaes)
+            }
+            "pbt" => {
+                pbt.validate()?;
+                Box::new(pbt.clone())
             }
             "nsga2" => {
                 nsga2.validate()?;
@@ -225,7 +253,7 @@ impl Algorithm {
                 Box::new(tpe)
             }
         };
-        Ok(Algorithm { sampler, seed })
+        Ok(Algorithm { sampler, seed, checkpoint_dir: pbt.suggestion_trial_dir })
     }
 
     /// Builds the algorithm a Katib `spec.algorithm` names; settings without a
@@ -263,7 +291,10 @@ mod tests {
 
     #[test]
     fn unimplemented_and_unknown_names_differ() {
-        assert!(err("pbt", &[]).contains("does not run yet"));
+        assert!(err("enas", &[]).contains("does not run yet"));
+        assert!(err("pbt", &[("truncation_threshold", "1.5")]).contains("\"truncation_threshold\""));
+        let pbt = Algorithm::new("pbt", &[("n_population", "8"), ("suggestion_trial_dir", "/ckpt")]).unwrap();
+        assert_eq!(pbt.checkpoint_dir.as_deref(), Some("/ckpt"));
         assert!(err("hyperband", &[("current_s", "2")]).contains("derives it from the trial history"));
         assert!(err("asha", &[("eta", "x")]).contains("\"eta\""));
         assert!(err("hyperband", &[("eta", "1")]).contains("> 1"));

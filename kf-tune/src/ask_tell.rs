@@ -478,6 +478,10 @@ impl Session {
             }
             if let Some(parent) = suggestion.parent {
                 trial.insert("parent".into(), Value::String(parent.to_string()));
+                if let Some(dir) = &self.algorithm.checkpoint_dir {
+                    let path = format!("{}/{parent}", dir.trim_end_matches('/'));
+                    trial.insert("checkpoint".into(), Value::String(path));
+                }
             }
             trials.push(Value::Object(trial));
             self.history.push_suggestion(suggestion, TrialState::Pending);
@@ -908,6 +912,26 @@ mod tests {
     }
 
     #[test]
+    fn pbt_names_parents_and_their_checkpoints_and_waits_for_a_generation() {
+        let settings = [("n_population", "3"), ("truncation_threshold", "0.3"), ("suggestion_trial_dir", "/ckpt/")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let mut s = Session::new(mixed(), "pbt", &settings, 4).unwrap();
+        let first = reply(&mut s, r#"{"op":"ask","n":4}"#);
+        assert_eq!((first["trials"].as_array().unwrap().len(), &first["waiting"]), (3, &json!(true)));
+        assert!(first["trials"].as_array().unwrap().iter().all(|t| t.get("parent").is_none()));
+        for (id, v) in [(0, 0.9), (1, 0.1), (2, 0.5)] {
+            reply(&mut s, &format!(r#"{{"op":"tell","id":"{id}","value":{v}}}"#));
+        }
+        // Maximising: trial 1 is the worst and exploits trial 0, the best.
+        let next = reply(&mut s, r#"{"op":"ask","n":3}"#);
+        let parents: Vec<&str> =
+            next["trials"].as_array().unwrap().iter().map(|t| t["parent"].as_str().unwrap()).collect();
+        assert_eq!(parents, ["0", "0", "2"]);
+        assert_eq!(next["trials"][1]["checkpoint"], json!("/ckpt/0"));
+        assert_eq!(next["trials"][2]["params"], first["trials"][2]["params"]);
+    }
+
+    #[test]
     fn asha_pruning_keeps_the_top_third_at_each_rung() {
         let settings = [("early_stopping", "asha"), ("min_resource", "1"), ("reduction_factor", "3")]
             .map(|(k, v)| (k.to_owned(), v.to_owned()));
@@ -973,8 +997,8 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(12))]
         /// The same seed and requests give byte-identical replies; another seed changes the first ask.
         #[test]
-        fn replies_are_deterministic(seed in any::<u64>(), pick in 0usize..6) {
-            let algorithm = ["random", "sobol", "tpe", "cmaes", "hyperband", "asha"][pick];
+        fn replies_are_deterministic(seed in any::<u64>(), pick in 0usize..8) {
+            let algorithm = ["random", "sobol", "tpe", "cmaes", "hyperband", "asha", "pbt", "nsga2"][pick];
             let a = transcript(seed, algorithm);
             prop_assert_eq!(&a, &transcript(seed, algorithm));
             prop_assert_ne!(&a[0], &transcript(seed.wrapping_add(1), algorithm)[0]);

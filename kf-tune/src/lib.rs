@@ -19,7 +19,8 @@
 //!   [`sampler::random`], [`sampler::grid`], [`sampler::sobol`], [`sampler::tpe`],
 //!   [`sampler::mtpe`] (multivariate TPE), [`sampler::gp`] (Gaussian-process BO),
 //!   [`sampler::cmaes`] (CMA-ES), [`sampler::hyperband`] and [`sampler::asha`]
-//!   (multi-fidelity, with budgets), [`sampler::nsga2`] (multi-objective, Pareto front).
+//!   (multi-fidelity, with budgets), [`sampler::nsga2`] (multi-objective, Pareto
+//!   front), [`sampler::pbt`] (population-based training, parents and checkpoints).
 //!
 //! - [`metrics`] — reading `name=value` text (Katib's default and custom
 //!   regexes) and JSON lines into metric series; min/max/latest strategies.

@@ -14,6 +14,7 @@ pub mod grid;
 pub mod hyperband;
 pub mod mtpe;
 pub mod nsga2;
+pub mod pbt;
 pub mod random;
 pub mod sobol;
 pub mod tpe;

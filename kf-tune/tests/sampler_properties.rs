@@ -9,6 +9,7 @@ use kf_tune::sampler::grid::Grid;
 use kf_tune::sampler::hyperband::Hyperband;
 use kf_tune::sampler::mtpe::MultivariateTpe;
 use kf_tune::sampler::nsga2::Nsga2;
+use kf_tune::sampler::pbt::Pbt;
 use kf_tune::sampler::random::Random;
 use kf_tune::sampler::sobol::{MAX_DIMENSIONS, Sobol, SobolSequence};
 use kf_tune::sampler::tpe::Tpe;
@@ -87,6 +88,7 @@ fn samplers() -> Vec<Box<dyn Sampler>> {
         Box::new(CmaEs::default()),
         Box::new(Hyperband { r_l: Some(9.0), ..Hyperband::default() }),
         Box::new(Asha::default()),
+        Box::new(Pbt { n_population: 4, resample_probability: 0.3, ..Pbt::default() }),
         Box::new(Nsga2 { population_size: 3, mutation_prob: Some(0.5), ..Nsga2::default() }),
     ]
 }
@@ -100,8 +102,9 @@ proptest! {
         for sampler in samplers() {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let batch = sampler.suggest(&space, &history, 5, &mut rng).expect("suggests");
-            // Hyperband may stop short, waiting for a rung; everything else fills the batch.
-            if sampler.name() == "hyperband" {
+            // Hyperband and PBT may stop short, waiting for a rung or a
+            // generation; everything else fills the batch.
+            if matches!(sampler.name(), "hyperband" | "pbt") {
                 prop_assert!(batch.len() <= 5);
             } else {
                 prop_assert_eq!(batch.len(), 5);
