@@ -224,3 +224,24 @@ proptest! {
         }
     }
 }
+
+/// A history holding trials of another space (an experiment whose parameters
+/// changed between runs) gives suggestions inside the current space, not a panic.
+#[test]
+fn trials_of_another_space_are_skipped() {
+    let d = Domain::Double { low: 0.0, high: 1.0, step: None, distribution: Distribution::Uniform };
+    let space = SearchSpace::new(vec![Param::new("x", d.clone()).expect("valid")]).expect("space");
+    let mut history = History::new(Direction::Minimize);
+    for i in 0..60 {
+        let a =
+            if i % 2 == 0 { vec![ParamValue::Float(0.5), ParamValue::Int(3)] } else { vec![ParamValue::Float(0.25)] };
+        history.push(a, TrialState::Completed(f64::from(i % 7)));
+    }
+    for sampler in samplers() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let batch = sampler.suggest(&space, &history, 3, &mut rng).expect("suggests");
+        for a in &batch {
+            assert!(space.contains(a), "{} left the space: {a:?}", sampler.name());
+        }
+    }
+}

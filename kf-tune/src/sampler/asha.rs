@@ -170,8 +170,10 @@ impl Sampler for Asha {
         let mut out = Vec::with_capacity(count);
         for _ in 0..count {
             let (mut assignment, parent, rung) = match self.promotion(&resource, k_max, &current) {
-                Some((i, k)) => (current.trials[i].assignment.clone(), Some(i), k),
-                None => (random::sample(space, rng), None, 0),
+                Some((i, k)) if current.trials[i].assignment.len() == space.len() => {
+                    (current.trials[i].assignment.clone(), Some(i), k)
+                }
+                _ => (random::sample(space, rng), None, 0),
             };
             let raw = resource.min * self.eta.powi(rung as i32);
             let budget = with_budget(space, &resource, &mut assignment, raw.min(resource.max));

@@ -130,7 +130,8 @@ impl CmaEs {
         }
         let mut generation: Vec<(DVector<f64>, f64)> = Vec::with_capacity(run.lambda);
         let mut seen = 0u64;
-        for (assignment, loss) in history.completed() {
+        // Trials of another space (a changed experiment) cannot be placed: skip them.
+        for (assignment, loss) in history.completed().filter(|(a, _)| a.len() == space.len()) {
             seen += 1;
             let x = DVector::from_iterator(n, numeric.iter().map(|&i| encode(&space.params()[i], &assignment[i])));
             generation.push((x, loss));

@@ -290,6 +290,8 @@ impl Sampler for Hyperband {
             let Next::Slot { budget, promote } = Self::next(&brackets, &current) else {
                 break;
             };
+            // A trial of another space (a changed experiment) cannot be promoted; start afresh.
+            let promote = promote.filter(|&i| current.trials[i].assignment.len() == space.len());
             let mut assignment = match promote {
                 Some(i) => current.trials[i].assignment.clone(),
                 None => random::sample(space, rng),

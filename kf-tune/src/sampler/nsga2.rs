@@ -108,8 +108,12 @@ impl Nsga2 {
 
     /// The parent population after replaying `history`: (history index, rank,
     /// crowding distance) per member; empty until the first generation is complete.
-    fn population(&self, history: &History) -> Vec<Member> {
-        let points = completed_losses(history);
+    fn population(&self, space: &SearchSpace, history: &History) -> Vec<Member> {
+        // Trials of another space (a changed experiment) cannot be parents: skip them.
+        let points: Vec<(usize, Vec<f64>)> = completed_losses(history)
+            .into_iter()
+            .filter(|(i, _)| history.trials[*i].assignment.len() == space.len())
+            .collect();
         let mut population: Vec<(usize, Vec<f64>)> = Vec::new();
         for generation in points.chunks(self.population_size) {
             if generation.len() < self.population_size {
@@ -333,7 +337,7 @@ impl Sampler for Nsga2 {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let parents = self.population(history);
+        let parents = self.population(space, history);
         Ok((0..count)
             .map(|_| {
                 if parents.is_empty() { random::sample(space, rng) } else { self.child(space, history, &parents, rng) }

@@ -252,6 +252,7 @@ impl Sampler for Pbt {
             let Next::Slot { generation, member } = self.next(&current) else {
                 break;
             };
+            let fits = |i: usize| current.trials[i].assignment.len() == space.len();
             let suggestion = if generation == 0 {
                 Suggestion { assignment: random::sample(space, rng), budget: None, parent: None }
             } else {
@@ -262,8 +263,12 @@ impl Sampler for Pbt {
                 let own = (generation - 1) * self.n_population + member;
                 let q = self.q();
                 let bottom = ranked.len().saturating_sub(q);
-                if ranked[bottom..].contains(&own) {
+                if !fits(own) {
+                    // A trial of another space (a changed experiment) cannot be continued.
+                    Suggestion { assignment: random::sample(space, rng), budget: None, parent: None }
+                } else if ranked[bottom..].contains(&own) {
                     let parent = ranked[rng.random_range(0..q)];
+                    let parent = if fits(parent) { parent } else { own };
                     let mut assignment = current.trials[parent].assignment.clone();
                     self.explore(space, &mut assignment, rng);
                     Suggestion { assignment, budget: None, parent: Some(parent) }
