@@ -28,6 +28,15 @@
 //! [`Shortfall::Waiting`]. PBT never runs out; the experiment's trial budget
 //! ends it.
 //!
+//! Where this differs from Katib's `pbt` service (which requires
+//! `suggestion_trial_dir`, `n_population` ≥ 5 and `truncation_threshold`, and
+//! copies checkpoint directories itself): an exploiting member starts from the
+//! *top* member's checkpoint, as in the paper (Katib keeps the bottom member's
+//! checkpoint and copies only the hyperparameters), and exploring applies to
+//! the exploiting members (Katib perturbs the others); a `resample_probability`
+//! miss perturbs instead of keeping the value (as Ray Tune). Settings have
+//! defaults here, so the ask/tell protocol can start PBT without them.
+//!
 //! Cost per suggestion: O(N log N + d) (rank the previous generation, copy
 //! and perturb one assignment).
 
@@ -69,12 +78,12 @@ use crate::{Error, Result};
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pbt {
-    /// Members per generation (Katib `n_population`, default 40).
+    /// Members per generation (Katib `n_population`; default 40).
     pub n_population: usize,
-    /// Fraction of the population replaced each generation (Katib `truncation_threshold`, default 0.4).
+    /// Fraction of the population replaced each generation (Katib `truncation_threshold`; default 0.4).
     pub truncation_threshold: f64,
-    /// Probability of redrawing a hyperparameter from its prior when exploring
-    /// (Katib `resample_probability`; default 0: perturb only).
+    /// Probability of redrawing a hyperparameter from its prior when exploring,
+    /// else it is perturbed (Katib `resample_probability`; default 0: perturb only).
     pub resample_probability: f64,
     /// Where checkpoints live: trial `id`'s at `<dir>/<id>` (Katib `suggestion_trial_dir`).
     pub suggestion_trial_dir: Option<String>,
