@@ -142,7 +142,7 @@ impl Algorithm {
                             .map_err(|_| fail(format!("expected a positive number, found {value:?}")))?,
                     );
                 }
-                ("hyperband", "b_l" | "current_s" | "current_i" | "n" | "r" | "evaluating_trials") => {
+                ("hyperband", "s_max" | "b_l" | "current_s" | "current_i" | "n" | "r" | "evaluating_trials") => {
                     return Err(fail(
                         "is bookkeeping Katib's hyperband service writes back; kf-tune derives it from the trial history"
                             .into(),

@@ -23,6 +23,14 @@
 //! never promoted (a rung keeps fewer if too few completed). After the last
 //! bracket the sampler is exhausted.
 //!
+//! Where this differs from Katib's `hyperband` service: rung sizes round
+//! down as in the paper (Katib rounds up, so its brackets are not the
+//! paper's); r is the resource parameter's minimum when positive (Katib
+//! always uses 1, which can fall below the parameter's range); `r_l` and
+//! `resource_name` have defaults (Katib requires both) and
+//! `parallelTrialCount` is not required to hold a whole rung (a short batch
+//! waits instead).
+//!
 //! Cost per suggestion: O(n log n + d) for n trials in the history (one pass
 //! over the slots, one sort per rung) and d parameters.
 
