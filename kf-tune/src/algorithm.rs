@@ -258,6 +258,8 @@ impl Algorithm {
 
     /// Builds the algorithm a Katib `spec.algorithm` names; settings without a
     /// value count as empty strings (and are rejected where a value is needed).
+    /// A Katib trial only learns its budget through a parameter, so
+    /// `hyperband` needs `resource_name` here (as Katib's own service does).
     pub fn from_katib(spec: &AlgorithmSpec) -> Result<Self> {
         let name = spec.algorithm_name.as_deref().unwrap_or_default();
         let settings: Vec<(String, String)> = spec
@@ -266,6 +268,14 @@ impl Algorithm {
             .flatten()
             .map(|s| (s.name.clone().unwrap_or_default(), s.value.as_ref().map(|v| v.text()).unwrap_or_default()))
             .collect();
+        if name == "hyperband" && !settings.iter().any(|(k, _)| k == "resource_name") {
+            return Err(Error::InvalidSetting {
+                algorithm: name.into(),
+                setting: "resource_name".into(),
+                message: "a Katib experiment must name the int or double parameter that carries each trial's budget"
+                    .into(),
+            });
+        }
         let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         Self::new(name, &pairs)
     }
@@ -287,6 +297,17 @@ mod tests {
         assert!(err("grid", &[("random_state", "1")]).contains("takes no settings"));
         assert!(err("tpe", &[("n_ei_candidates", "0")]).contains("n_ei_candidates"));
         assert!(err("tpe", &[("constant_liar", "maybe")]).contains("true or false"));
+    }
+
+    #[test]
+    fn katib_hyperband_needs_a_resource_parameter() {
+        let spec: AlgorithmSpec = serde_json::from_value(serde_json::json!({"algorithmName": "hyperband"})).unwrap();
+        let err = Algorithm::from_katib(&spec).unwrap_err().to_string();
+        assert!(err.contains("\"resource_name\""), "{err}");
+        let spec: AlgorithmSpec = serde_json::from_value(serde_json::json!({"algorithmName": "hyperband",
+            "algorithmSettings": [{"name": "resource_name", "value": "epochs"}]}))
+        .unwrap();
+        assert!(Algorithm::from_katib(&spec).is_ok());
     }
 
     #[test]

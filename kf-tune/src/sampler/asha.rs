@@ -12,7 +12,9 @@
 //! [`Suggestion::budget`] and, with `resource_name`, as that parameter's
 //! value. A trial's rung is read from its recorded budget, else from the
 //! resource parameter; a configuration is the assignment without the
-//! resource parameter. Pending promotions count as being at their rung, so a
+//! resource parameter. Without `resource_name`, record suggestions with
+//! [`History::push_suggestion`] so their budgets are kept: a trial with
+//! neither reads as rung 0. Pending promotions count as being at their rung, so a
 //! batch never promotes one configuration twice. Failed trials are never
 //! promoted.
 //!
