@@ -9,16 +9,33 @@
 
 use crate::katib::{ALGORITHM_NAMES, AlgorithmSpec};
 use crate::sampler::Sampler;
+use crate::sampler::asha::Asha;
+use crate::sampler::cmaes::CmaEs;
 use crate::sampler::gp::GaussianProcess;
 use crate::sampler::grid::Grid;
+use crate::sampler::hyperband::Hyperband;
 use crate::sampler::mtpe::MultivariateTpe;
+use crate::sampler::nsga2::Nsga2;
+use crate::sampler::pbt::Pbt;
 use crate::sampler::random::Random;
 use crate::sampler::sobol::Sobol;
 use crate::sampler::tpe::Tpe;
 use crate::{Error, Result};
 
 /// The algorithm names kf-tune can run today.
-pub const IMPLEMENTED: [&str; 6] = ["random", "grid", "sobol", "tpe", "multivariate-tpe", "bayesianoptimization"];
+pub const IMPLEMENTED: [&str; 11] = [
+    "random",
+    "grid",
+    "sobol",
+    "tpe",
+    "multivariate-tpe",
+    "bayesianoptimization",
+    "cmaes",
+    "hyperband",
+    "asha",
+    "nsga2",
+    "pbt",
+];
 
 /// A configured sampler and the seed its settings asked for.
 pub struct Algorithm {
@@ -26,6 +43,8 @@ pub struct Algorithm {
     pub sampler: Box<dyn Sampler + Send + Sync>,
     /// `random_state`, if given: seed the generator passed to the sampler with it.
     pub seed: Option<u64>,
+    /// PBT's `suggestion_trial_dir`: trial `id`'s checkpoint lives at `<dir>/<id>`.
+    pub checkpoint_dir: Option<String>,
 }
 
 impl std::fmt::Debug for Algorithm {
@@ -63,6 +82,10 @@ impl Algorithm {
         let mut seed = None;
         let mut tpe = Tpe::default();
         let mut gp = GaussianProcess::default();
+        let mut cmaes = CmaEs::default();
+        let mut hyperband = Hyperband::default();
+        let mut nsga2 = Nsga2::default();
+        let mut pbt = Pbt::default();
         for &(key, value) in settings {
             let fail = |message: String| Error::InvalidSetting { algorithm: name.into(), setting: key.into(), message };
             let int =
@@ -99,6 +122,71 @@ impl Algorithm {
                     return Err(fail(format!("kf-tune maximises expected improvement (EI), found {value:?}")));
                 }
                 ("bayesianoptimization", "base_estimator" | "acq_func") => {}
+                ("hyperband" | "asha", "resource_name") => {
+                    if value.trim().is_empty() {
+                        return Err(fail(
+                            "expected the name of an int or double parameter, found an empty value".into(),
+                        ));
+                    }
+                    hyperband.resource_name = Some(value.trim().to_owned());
+                }
+                ("hyperband" | "asha", "eta") => {
+                    hyperband.eta =
+                        value.trim().parse().map_err(|_| fail(format!("expected a number > 1, found {value:?}")))?;
+                }
+                ("hyperband" | "asha", "r_l") => {
+                    hyperband.r_l = Some(
+                        value
+                            .trim()
+                            .parse()
+                            .map_err(|_| fail(format!("expected a positive number, found {value:?}")))?,
+                    );
+                }
+                ("hyperband", "s_max" | "b_l" | "current_s" | "current_i" | "n" | "r" | "evaluating_trials") => {
+                    return Err(fail(
+                        "is bookkeeping Katib's hyperband service writes back; kf-tune derives it from the trial history"
+                            .into(),
+                    ));
+                }
+                ("nsga2", "population_size") => nsga2.population_size = usize::try_from(int()?).unwrap_or(usize::MAX),
+                ("nsga2", "crossover_prob" | "mutation_prob" | "crossover_eta" | "mutation_eta") => {
+                    let v: f64 =
+                        value.trim().parse().map_err(|_| fail(format!("expected a number, found {value:?}")))?;
+                    match key {
+                        "crossover_prob" => nsga2.crossover_prob = v,
+                        "mutation_prob" => nsga2.mutation_prob = Some(v),
+                        "crossover_eta" => nsga2.crossover_eta = v,
+                        _ => nsga2.mutation_eta = v,
+                    }
+                }
+                ("pbt", "n_population") => pbt.n_population = usize::try_from(int()?).unwrap_or(usize::MAX),
+                ("pbt", "truncation_threshold" | "resample_probability") => {
+                    let v: f64 =
+                        value.trim().parse().map_err(|_| fail(format!("expected a number, found {value:?}")))?;
+                    if key == "truncation_threshold" {
+                        pbt.truncation_threshold = v;
+                    } else {
+                        pbt.resample_probability = v;
+                    }
+                }
+                ("pbt", "suggestion_trial_dir") => {
+                    if value.trim().is_empty() {
+                        return Err(fail("expected a directory, found an empty value".into()));
+                    }
+                    pbt.suggestion_trial_dir = Some(value.trim().to_owned());
+                }
+                ("cmaes", "sigma") => {
+                    cmaes.sigma =
+                        value.trim().parse().map_err(|_| fail(format!("expected a number, found {value:?}")))?;
+                }
+                ("cmaes", "popsize") => cmaes.popsize = Some(usize::try_from(int()?).unwrap_or(usize::MAX)),
+                ("cmaes", "restart_strategy") => {
+                    cmaes.restart = match value.trim() {
+                        "ipop" => true,
+                        "none" | "" => false,
+                        other => return Err(fail(format!("expected ipop or none, found {other:?}"))),
+                    };
+                }
                 _ => {
                     let known = match name {
                         "tpe" | "multivariate-tpe" => {
@@ -106,6 +194,14 @@ impl Algorithm {
                         }
                         "bayesianoptimization" => {
                             "random_state, n_startup_trials (or n_initial_points), n_candidates, base_estimator=GP, acq_func=EI"
+                        }
+                        "cmaes" => "random_state, sigma, popsize, restart_strategy (ipop or none)",
+                        "hyperband" | "asha" => "random_state, resource_name, eta, r_l",
+                        "pbt" => {
+                            "random_state, n_population, truncation_threshold, resample_probability, suggestion_trial_dir"
+                        }
+                        "nsga2" => {
+                            "random_state, population_size, crossover_prob, mutation_prob, crossover_eta, mutation_eta"
                         }
                         _ => "random_state",
                     };
@@ -117,6 +213,27 @@ impl Algorithm {
             "random" => Box::new(Random),
             "grid" => Box::new(Grid),
             "sobol" => Box::new(Sobol { scramble_seed: seed }),
+            "cmaes" => {
+                cmaes.validate()?;
+                Box::new(cmaes)
+            }
+            "pbt" => {
+                pbt.validate()?;
+                Box::new(pbt.clone())
+            }
+            "nsga2" => {
+                nsga2.validate()?;
+                Box::new(nsga2)
+            }
+            "hyperband" => {
+                hyperband.validate()?;
+                Box::new(hyperband)
+            }
+            "asha" => {
+                let asha = Asha { resource_name: hyperband.resource_name, eta: hyperband.eta, r_l: hyperband.r_l };
+                asha.validate()?;
+                Box::new(asha)
+            }
             "bayesianoptimization" => {
                 gp.validate()?;
                 Box::new(gp)
@@ -136,11 +253,13 @@ impl Algorithm {
                 Box::new(tpe)
             }
         };
-        Ok(Algorithm { sampler, seed })
+        Ok(Algorithm { sampler, seed, checkpoint_dir: pbt.suggestion_trial_dir })
     }
 
     /// Builds the algorithm a Katib `spec.algorithm` names; settings without a
     /// value count as empty strings (and are rejected where a value is needed).
+    /// A Katib trial only learns its budget through a parameter, so
+    /// `hyperband` needs `resource_name` here (as Katib's own service does).
     pub fn from_katib(spec: &AlgorithmSpec) -> Result<Self> {
         let name = spec.algorithm_name.as_deref().unwrap_or_default();
         let settings: Vec<(String, String)> = spec
@@ -149,6 +268,14 @@ impl Algorithm {
             .flatten()
             .map(|s| (s.name.clone().unwrap_or_default(), s.value.as_ref().map(|v| v.text()).unwrap_or_default()))
             .collect();
+        if name == "hyperband" && !settings.iter().any(|(k, _)| k == "resource_name") {
+            return Err(Error::InvalidSetting {
+                algorithm: name.into(),
+                setting: "resource_name".into(),
+                message: "a Katib experiment must name the int or double parameter that carries each trial's budget"
+                    .into(),
+            });
+        }
         let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         Self::new(name, &pairs)
     }
@@ -173,8 +300,28 @@ mod tests {
     }
 
     #[test]
+    fn katib_hyperband_needs_a_resource_parameter() {
+        let spec: AlgorithmSpec = serde_json::from_value(serde_json::json!({"algorithmName": "hyperband"})).unwrap();
+        let err = Algorithm::from_katib(&spec).unwrap_err().to_string();
+        assert!(err.contains("\"resource_name\""), "{err}");
+        let spec: AlgorithmSpec = serde_json::from_value(serde_json::json!({"algorithmName": "hyperband",
+            "algorithmSettings": [{"name": "resource_name", "value": "epochs"}]}))
+        .unwrap();
+        assert!(Algorithm::from_katib(&spec).is_ok());
+    }
+
+    #[test]
     fn unimplemented_and_unknown_names_differ() {
-        assert!(err("cmaes", &[]).contains("does not run yet"));
+        assert!(err("enas", &[]).contains("does not run yet"));
+        assert!(err("pbt", &[("truncation_threshold", "1.5")]).contains("\"truncation_threshold\""));
+        let pbt = Algorithm::new("pbt", &[("n_population", "8"), ("suggestion_trial_dir", "/ckpt")]).unwrap();
+        assert_eq!(pbt.checkpoint_dir.as_deref(), Some("/ckpt"));
+        assert!(err("hyperband", &[("current_s", "2")]).contains("derives it from the trial history"));
+        assert!(err("asha", &[("eta", "x")]).contains("\"eta\""));
+        assert!(err("hyperband", &[("eta", "1")]).contains("> 1"));
+        assert!(err("nsga2", &[("mutation_prob", "2")]).contains("\"mutation_prob\""));
+        assert!(Algorithm::new("nsga2", &[("population_size", "20"), ("crossover_prob", "0.8")]).is_ok());
+        assert!(Algorithm::new("hyperband", &[("resource_name", "epochs"), ("eta", "3"), ("r_l", "27")]).is_ok());
         assert!(err("bayesianoptimization", &[("acq_func", "gp_hedge")]).contains("expected improvement"));
         assert!(Algorithm::new("bayesianoptimization", &[("n_initial_points", "5"), ("base_estimator", "GP")]).is_ok());
         assert!(err("annealing", &[]).starts_with("unknown algorithm \"annealing\""));

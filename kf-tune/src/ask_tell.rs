@@ -26,9 +26,9 @@ use serde::Deserialize;
 use serde_json::{Map, Number, Value, json};
 
 use crate::algorithm::Algorithm;
-use crate::early_stopping::MedianStop;
+use crate::early_stopping::{MedianStop, SuccessiveHalving};
 use crate::katib::{self, ParameterSpec, Scalar};
-use crate::sampler::{Direction, History, TrialState};
+use crate::sampler::{Direction, History, Shortfall, TrialState};
 use crate::space::{Domain, ParamValue, SearchSpace};
 use crate::{Error, Result};
 
@@ -37,8 +37,8 @@ pub const PROTOCOL: &str = "kf-tune-ask-tell";
 /// Protocol version this module speaks.
 pub const VERSION: u64 = 1;
 
-/// Algorithms that never read objective values, and so serve any number of objectives.
-const VALUE_BLIND: [&str; 3] = ["random", "grid", "sobol"];
+/// Algorithms that serve any number of objectives: the value-blind ones and NSGA-II.
+const MULTI_OBJECTIVE: [&str; 4] = ["random", "grid", "sobol", "nsga2"];
 
 /// The protocol's search-space file: the objectives and the parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,6 +196,13 @@ fn is_integer_literal(s: &Scalar) -> bool {
     }
 }
 
+/// The early-stopping rule `report` answers from.
+#[derive(Debug, Clone, Copy)]
+enum Pruner {
+    Median(MedianStop),
+    Halving(SuccessiveHalving),
+}
+
 /// How a trial ended, or that it has not.
 #[derive(Debug, Clone, PartialEq)]
 enum Outcome {
@@ -266,7 +273,7 @@ pub struct Session {
     name: String,
     file: SpaceFile,
     algorithm: Algorithm,
-    median_stop: Option<MedianStop>,
+    pruner: Option<Pruner>,
     rng: ChaCha8Rng,
     /// The sampler's view: trial `i` of the history is trial id `i`.
     history: History,
@@ -285,36 +292,55 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Starts a search with algorithm `name`, `settings` as Katib
     /// `algorithmSettings` (name, value) pairs, and `seed`. The settings
-    /// `early_stopping=medianstop`, `min_trials_required` and `start_step` set up
-    /// early stopping; `random_state`, when given, replaces `seed`. Errors are
+    /// `early_stopping=medianstop` (with `min_trials_required`, `start_step`)
+    /// or `early_stopping=asha` (successive halving, with `min_resource`,
+    /// `reduction_factor`, `min_early_stopping_rate`) set up early stopping; `random_state`, when given, replaces `seed`. Errors are
     /// start-up failures: unknown algorithm or setting, a bad value, or an
     /// algorithm that cannot serve the space (e.g. `tpe` with two objectives).
     pub fn new(file: SpaceFile, name: &str, settings: &[(String, String)], seed: u64) -> Result<Self> {
         let mut early = None;
-        let mut early_settings: Vec<(&str, &str)> = Vec::new();
+        let mut median_settings: Vec<(&str, &str)> = Vec::new();
+        let mut halving_settings: Vec<(&str, &str)> = Vec::new();
         let mut algorithm_settings: Vec<(&str, &str)> = Vec::new();
         for (key, value) in settings {
             match key.as_str() {
                 "early_stopping" => early = Some(value.as_str()),
-                "min_trials_required" | "start_step" => early_settings.push((key, value)),
+                "min_trials_required" | "start_step" => median_settings.push((key, value)),
+                "min_resource" | "reduction_factor" | "min_early_stopping_rate" => halving_settings.push((key, value)),
                 _ => algorithm_settings.push((key, value)),
             }
         }
-        let median_stop = match early {
-            Some("medianstop") => Some(MedianStop::from_settings(&early_settings)?),
+        let stray = |rule: &str, wrong: &[(&str, &str)]| match wrong.first() {
+            Some((key, _)) => Err(Error::InvalidSetting {
+                algorithm: name.into(),
+                setting: (*key).into(),
+                message: format!("is not a setting of {rule}"),
+            }),
+            None => Ok(()),
+        };
+        let pruner = match early {
+            Some("medianstop") => {
+                stray("medianstop", &halving_settings)?;
+                Some(Pruner::Median(MedianStop::from_settings(&median_settings)?))
+            }
+            Some("asha") => {
+                stray("asha pruning", &median_settings)?;
+                Some(Pruner::Halving(SuccessiveHalving::from_settings(&halving_settings)?))
+            }
             Some(other) => {
                 return Err(Error::InvalidSetting {
                     algorithm: name.into(),
                     setting: "early_stopping".into(),
-                    message: format!("expected medianstop, found {other:?}"),
+                    message: format!("expected medianstop or asha, found {other:?}"),
                 });
             }
             None => {
-                if let Some((key, _)) = early_settings.first() {
+                if let Some((key, _)) = median_settings.first().or(halving_settings.first()) {
+                    let rule = if median_settings.is_empty() { "asha" } else { "medianstop" };
                     return Err(Error::InvalidSetting {
                         algorithm: name.into(),
                         setting: (*key).into(),
-                        message: "is a medianstop setting; add early_stopping=medianstop".into(),
+                        message: format!("is a {rule} setting; add early_stopping={rule}"),
                     });
                 }
                 None
@@ -327,18 +353,22 @@ impl Session {
             algorithm_settings.push(("random_state", &seed_text));
         }
         let algorithm = Algorithm::new(name, &algorithm_settings)?;
-        if file.directions.len() > 1 && !VALUE_BLIND.contains(&name) {
+        if file.directions.len() > 1 && !MULTI_OBJECTIVE.contains(&name) {
             return Err(Error::Unsupported {
                 algorithm: name.into(),
                 message: format!(
                     "optimises one objective, found {}; with several objectives use {}",
                     file.directions.len(),
-                    VALUE_BLIND.join(", ")
+                    MULTI_OBJECTIVE.join(", ")
                 ),
             });
         }
         let mut rng = ChaCha8Rng::seed_from_u64(algorithm.seed.unwrap_or(seed));
-        let history = History::new(file.directions[0]);
+        let history = if file.directions.len() > 1 {
+            History::multi(file.directions.clone())
+        } else {
+            History::new(file.directions[0])
+        };
         // Asking for nothing checks that the sampler can serve the space (grid
         // needs every double stepped) before any request is read.
         algorithm.sampler.suggest(&file.space, &history, 0, &mut rng)?;
@@ -347,7 +377,7 @@ impl Session {
             name: name.into(),
             file,
             algorithm,
-            median_stop,
+            pruner,
             rng,
             history,
             trials: Vec::new(),
@@ -425,28 +455,51 @@ impl Session {
         }
         // Samplers fail only on spaces they cannot serve, which `Session::new`
         // rejects; an error here is a defect, reported without giving out trials.
-        let suggestions = match self.algorithm.sampler.suggest(&self.file.space, &self.history, n, &mut self.rng) {
+        let sampler = &self.algorithm.sampler;
+        let suggestions = match sampler.suggest_detailed(&self.file.space, &self.history, n, &mut self.rng) {
             Ok(s) => s,
             Err(Error::Exhausted { .. }) => Vec::new(),
             Err(err) => return Err(failure("internal", format!("ask: the {} sampler failed: {err}", self.name))),
         };
-        if let Some(bad) = suggestions.iter().find(|a| !self.file.space.contains(a)) {
-            return Err(failure("internal", format!("ask: the {} sampler left the space: {bad:?}", self.name)));
+        if let Some(bad) = suggestions.iter().find(|s| !self.file.space.contains(&s.assignment)) {
+            return Err(failure(
+                "internal",
+                format!("ask: the {} sampler left the space: {:?}", self.name, bad.assignment),
+            ));
         }
         let mut trials = Vec::with_capacity(suggestions.len());
-        for assignment in suggestions {
+        for suggestion in suggestions {
             let id = self.trials.len();
-            trials.push(json!({"id": id.to_string(), "params": self.file.params_json(&assignment)}));
-            self.history.push(assignment, TrialState::Pending);
+            let mut trial = Map::new();
+            trial.insert("id".into(), Value::String(id.to_string()));
+            trial.insert("params".into(), self.file.params_json(&suggestion.assignment));
+            if let Some(budget) = suggestion.budget.and_then(Number::from_f64) {
+                trial.insert("budget".into(), Value::Number(budget));
+            }
+            if let Some(parent) = suggestion.parent {
+                trial.insert("parent".into(), Value::String(parent.to_string()));
+                if let Some(dir) = &self.algorithm.checkpoint_dir {
+                    let path = format!("{}/{parent}", dir.trim_end_matches('/'));
+                    trial.insert("checkpoint".into(), Value::String(path));
+                }
+            }
+            trials.push(Value::Object(trial));
+            self.history.push_suggestion(suggestion, TrialState::Pending);
             self.trials.push(TrialRecord { outcome: Outcome::Pending, reports: Vec::new() });
         }
         let mut reply = Map::new();
         let short = trials.len() < n;
         reply.insert("trials".into(), Value::Array(trials));
         if short {
-            // Only finite algorithms (grid) return fewer than asked.
-            self.exhausted = true;
-            reply.insert("exhausted".into(), Value::Bool(true));
+            match self.algorithm.sampler.shortfall(&self.file.space, &self.history) {
+                Shortfall::Exhausted => {
+                    self.exhausted = true;
+                    reply.insert("exhausted".into(), Value::Bool(true));
+                }
+                Shortfall::Waiting => {
+                    reply.insert("waiting".into(), Value::Bool(true));
+                }
+            }
         }
         Ok(Value::Object(reply))
     }
@@ -527,6 +580,11 @@ impl Session {
             Outcome::Complete(values) => TrialState::Completed(values[0]),
             _ => TrialState::Failed,
         };
+        if let Outcome::Complete(values) = &outcome
+            && values.len() > 1
+        {
+            self.history.trials[index].values.clone_from(values);
+        }
         if matches!(outcome, Outcome::Complete(_)) {
             self.completed_order.push(index);
         }
@@ -563,11 +621,29 @@ impl Session {
             ));
         }
         self.trials[index].reports.push((step, value));
-        let prune = self.median_stop.is_some_and(|rule| {
-            let completed: Vec<&[(u64, f64)]> =
-                self.completed_order.iter().map(|&i| self.trials[i].reports.as_slice()).collect();
-            rule.should_stop_at(self.history.direction, step, &self.trials[index].reports, &completed)
-        });
+        let direction = self.history.direction;
+        let prune = match self.pruner {
+            None => false,
+            Some(Pruner::Median(rule)) => {
+                let completed: Vec<&[(u64, f64)]> =
+                    self.completed_order.iter().map(|&i| self.trials[i].reports.as_slice()).collect();
+                rule.should_stop_at(direction, step, &self.trials[index].reports, &completed)
+            }
+            Some(Pruner::Halving(rule)) => {
+                // Steps need not arrive in order; the rule reads them sorted.
+                let mut mine = self.trials[index].reports.clone();
+                mine.sort_by_key(|&(s, _)| s);
+                let reached_now = mine.last().is_some_and(|&(s, _)| s == step);
+                let others: Vec<&[(u64, f64)]> = self
+                    .trials
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, t)| *i != index && !t.reports.is_empty())
+                    .map(|(_, t)| t.reports.as_slice())
+                    .collect();
+                reached_now && rule.should_prune(direction, &mine, &others)
+            }
+        };
         Ok(json!({"prune": prune}))
     }
 
@@ -765,6 +841,16 @@ mod tests {
             "parameters": [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 1}}],
         }));
         assert!(Session::new(two.clone(), "tpe", &[], 1).unwrap_err().to_string().contains("one objective"));
+        assert!(Session::new(two.clone(), "cmaes", &[], 1).unwrap_err().to_string().contains("one objective"));
+        // NSGA-II reads both values: its first generation's front shapes the children.
+        let settings = [("population_size", "4")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let mut g = Session::new(two.clone(), "nsga2", &settings, 1).unwrap();
+        reply(&mut g, r#"{"op":"ask","n":4}"#);
+        for id in 0..4 {
+            reply(&mut g, &format!(r#"{{"op":"tell","id":"{id}","values":[{id}.0,{id}.0]}}"#));
+        }
+        assert_eq!(g.history.trials[2].values, [2.0, 2.0]);
+        assert_eq!(reply(&mut g, r#"{"op":"ask","n":3}"#)["trials"].as_array().unwrap().len(), 3);
         let mut s = Session::new(two, "random", &[], 1).unwrap();
         reply(&mut s, r#"{"op":"ask","n":4}"#);
         assert_eq!(code(&reply(&mut s, r#"{"op":"tell","id":"0","value":1.0}"#)), "bad_request");
@@ -797,6 +883,69 @@ mod tests {
         };
         assert!(bad(&[("start_step", "2")]).contains("early_stopping=medianstop"));
         assert!(bad(&[("early_stopping", "hyperband")]).contains("expected medianstop"));
+    }
+
+    #[test]
+    fn hyperband_gives_budgets_waits_for_rungs_and_runs_out() {
+        let f = file(json!({"parameters": [
+            {"name": "x", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 1}},
+            {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": 1, "max": 3}},
+        ]}));
+        let settings = [("resource_name", "epochs")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let mut s = Session::new(f, "hyperband", &settings, 1).unwrap();
+        // R = 3, η = 3: brackets [3 at 1 → 1 at 3] and [2 at 3].
+        let first = reply(&mut s, r#"{"op":"ask","n":5}"#);
+        assert_eq!(first["waiting"], json!(true));
+        let trials = first["trials"].as_array().unwrap();
+        assert_eq!(trials.len(), 3);
+        assert!(trials.iter().all(|t| t["budget"] == json!(1.0) && t["params"]["epochs"] == json!(1)));
+        assert_eq!(reply(&mut s, r#"{"op":"ask"}"#), json!({"trials": [], "waiting": true}));
+        for (id, v) in [(0, 0.5), (1, 0.2), (2, 0.9)] {
+            reply(&mut s, &format!(r#"{{"op":"tell","id":"{id}","value":{v}}}"#));
+        }
+        let promoted = reply(&mut s, r#"{"op":"ask"}"#);
+        assert_eq!(promoted["trials"][0]["parent"], json!("1"));
+        assert_eq!(promoted["trials"][0]["params"]["epochs"], json!(3));
+        assert_eq!(promoted["trials"][0]["params"]["x"], trials[1]["params"]["x"]);
+        let last = reply(&mut s, r#"{"op":"ask","n":5}"#);
+        assert_eq!((last["trials"].as_array().unwrap().len(), &last["exhausted"]), (2, &json!(true)));
+    }
+
+    #[test]
+    fn pbt_names_parents_and_their_checkpoints_and_waits_for_a_generation() {
+        let settings = [("n_population", "3"), ("truncation_threshold", "0.3"), ("suggestion_trial_dir", "/ckpt/")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let mut s = Session::new(mixed(), "pbt", &settings, 4).unwrap();
+        let first = reply(&mut s, r#"{"op":"ask","n":4}"#);
+        assert_eq!((first["trials"].as_array().unwrap().len(), &first["waiting"]), (3, &json!(true)));
+        assert!(first["trials"].as_array().unwrap().iter().all(|t| t.get("parent").is_none()));
+        for (id, v) in [(0, 0.9), (1, 0.1), (2, 0.5)] {
+            reply(&mut s, &format!(r#"{{"op":"tell","id":"{id}","value":{v}}}"#));
+        }
+        // Maximising: trial 1 is the worst and exploits trial 0, the best.
+        let next = reply(&mut s, r#"{"op":"ask","n":3}"#);
+        let parents: Vec<&str> =
+            next["trials"].as_array().unwrap().iter().map(|t| t["parent"].as_str().unwrap()).collect();
+        assert_eq!(parents, ["0", "0", "2"]);
+        assert_eq!(next["trials"][1]["checkpoint"], json!("/ckpt/0"));
+        assert_eq!(next["trials"][2]["params"], first["trials"][2]["params"]);
+    }
+
+    #[test]
+    fn asha_pruning_keeps_the_top_third_at_each_rung() {
+        let settings = [("early_stopping", "asha"), ("min_resource", "1"), ("reduction_factor", "3")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let mut s = Session::new(mixed(), "random", &settings, 1).unwrap();
+        reply(&mut s, r#"{"op":"ask","n":4}"#);
+        // Maximising accuracy; the first to reach step 1 is the best so far.
+        for (id, v, prune) in [(0, 0.5, false), (1, 0.7, false), (2, 0.6, true), (3, 0.4, true)] {
+            let r = reply(&mut s, &format!(r#"{{"op":"report","id":"{id}","step":1,"value":{v}}}"#));
+            assert_eq!(r, json!({"prune": prune}), "trial {id}");
+        }
+        // Between rungs (step 2) nothing is decided.
+        assert_eq!(reply(&mut s, r#"{"op":"report","id":"3","step":2,"value":0.0}"#), json!({"prune": false}));
+        let bad = Session::new(mixed(), "random", &[("min_resource".into(), "2".into())], 1).unwrap_err();
+        assert!(bad.to_string().contains("early_stopping=asha"), "{bad}");
     }
 
     #[test]
@@ -848,8 +997,8 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(12))]
         /// The same seed and requests give byte-identical replies; another seed changes the first ask.
         #[test]
-        fn replies_are_deterministic(seed in any::<u64>(), pick in 0usize..3) {
-            let algorithm = ["random", "sobol", "tpe"][pick];
+        fn replies_are_deterministic(seed in any::<u64>(), pick in 0usize..8) {
+            let algorithm = ["random", "sobol", "tpe", "cmaes", "hyperband", "asha", "pbt", "nsga2"][pick];
             let a = transcript(seed, algorithm);
             prop_assert_eq!(&a, &transcript(seed, algorithm));
             prop_assert_ne!(&a[0], &transcript(seed.wrapping_add(1), algorithm)[0]);

@@ -12,11 +12,15 @@
 //!   sampler; every setting applied or rejected with an error naming it.
 //! - [`ask_tell`] — the JSON-lines ask/tell protocol: a [`ask_tell::Session`] per
 //!   search and [`ask_tell::serve`] over any `BufRead`/`Write`.
-//! - [`early_stopping`] — the median stopping rule (Katib `medianstop`) as a pure function.
+//! - [`early_stopping`] — the median stopping rule (Katib `medianstop`) and
+//!   successive-halving (ASHA) pruning, as pure functions.
 //! - [`sampler`] — the [`Sampler`] trait, a pure function of (space, trial
 //!   history, random generator) → suggestions, with one module per algorithm:
 //!   [`sampler::random`], [`sampler::grid`], [`sampler::sobol`], [`sampler::tpe`],
-//!   [`sampler::mtpe`] (multivariate TPE), [`sampler::gp`] (Gaussian-process BO).
+//!   [`sampler::mtpe`] (multivariate TPE), [`sampler::gp`] (Gaussian-process BO),
+//!   [`sampler::cmaes`] (CMA-ES), [`sampler::hyperband`] and [`sampler::asha`]
+//!   (multi-fidelity, with budgets), [`sampler::nsga2`] (multi-objective, Pareto
+//!   front), [`sampler::pbt`] (population-based training, parents and checkpoints).
 //!
 //! - [`metrics`] — reading `name=value` text (Katib's default and custom
 //!   regexes) and JSON lines into metric series; min/max/latest strategies.
@@ -69,5 +73,5 @@ pub mod space;
 
 pub use error::{Error, Result};
 pub use katib::Experiment;
-pub use sampler::{Direction, History, Sampler, Trial, TrialState};
+pub use sampler::{Direction, History, Sampler, Shortfall, Suggestion, Trial, TrialState};
 pub use space::{Assignment, Distribution, Domain, Param, ParamValue, SearchSpace};

@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 
 use crate::experiment::{Event, ExperimentState, RunEnd};
 use crate::metrics::MetricSeries;
+use crate::sampler::{Shortfall, TrialState};
 use crate::{Error, Result};
 
 /// One trial as a runner sees it.
@@ -298,16 +299,26 @@ pub async fn run<R: TrialRunner + 'static>(
                 sink.kill();
             }
         } else if slots > 0 {
-            let suggestions = {
+            let (suggestions, ended) = {
                 let s = lock(&state);
-                let history = s.history();
-                match s.plan().algorithm.sampler.suggest(&s.plan().space, &history, slots, &mut rng) {
+                let mut history = s.history();
+                let sampler = &s.plan().algorithm.sampler;
+                let suggestions = match sampler.suggest(&s.plan().space, &history, slots, &mut rng) {
                     Ok(v) => v,
                     Err(Error::Exhausted { .. }) => Vec::new(),
                     Err(err) => return Err(err),
-                }
+                };
+                // Short of slots: finished for good, or waiting for running
+                // trials (a Hyperband rung), in which case a trial's end asks again.
+                let ended = suggestions.len() < slots && {
+                    for a in &suggestions {
+                        history.push(a.clone(), TrialState::Pending);
+                    }
+                    sampler.shortfall(&s.plan().space, &history) == Shortfall::Exhausted
+                };
+                (suggestions, ended)
             };
-            if suggestions.len() < slots {
+            if ended {
                 lock(&state).suggestions_ended();
             }
             for assignment in suggestions {

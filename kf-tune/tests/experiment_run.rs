@@ -234,3 +234,35 @@ async fn early_stopping_stops_trials_worse_than_the_median_and_the_goal_ends_the
     assert_eq!(best.phase, TrialPhase::Succeeded);
     assert!(matches!(state.end(), Some(EndReason::GoalReached | EndReason::MaxTrialsReached)), "{:?}", state.end());
 }
+
+#[tokio::test]
+async fn hyperband_runs_every_bracket_waiting_for_rungs_between_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut doc = experiment("hyperband", 40, &dir.path().join("runs.log")).to_value();
+    doc["spec"]["algorithm"]["algorithmSettings"] = serde_json::json!([
+        {"name": "resource_name", "value": "epochs"}, {"name": "eta", "value": "3"}]);
+    doc["spec"]["parameters"].as_array_mut().unwrap().push(serde_json::json!(
+        {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}}));
+    doc["spec"]["objective"]["goal"] = serde_json::json!(-1.0);
+    let plan = Plan::from_katib(&Experiment::from_value(doc).unwrap()).unwrap();
+    // More epochs only remove noise: the loss is (x - 0.3)^2 + 1/epochs.
+    let runner = Arc::new(FnRunner::new(|trial: &TrialRun, metrics: &MetricsSink| {
+        let x: f64 = trial.parameters[0].1.parse().map_err(|e| format!("{e}"))?;
+        let epochs: f64 = trial.parameters[2].1.parse().map_err(|e| format!("{e}"))?;
+        metrics.report("loss", (x - 0.3).powi(2) + 1.0 / epochs);
+        Ok(())
+    }));
+    let state = run(ExperimentState::new(plan), runner, None, 2, |_, _| {}).await.unwrap();
+    // R = 9, η = 3: brackets 9@1 → 3@3 → 1@9, 5@3 → 1@9, 3@9.
+    assert_eq!(state.trials().len(), 22);
+    assert_eq!(state.end(), Some(EndReason::SuggestionEndReached));
+    let epochs: Vec<String> = state.trials().iter().map(|t| t.assignment[2].to_string()).collect();
+    assert_eq!(epochs[..13].join(","), "1,1,1,1,1,1,1,1,1,3,3,3,9");
+    // The three promoted to 3 epochs are the best three of the nine at 1 epoch.
+    let loss = |i: usize| state.trials()[i].objective.unwrap();
+    let mut first: Vec<usize> = (0..9).collect();
+    first.sort_by(|&a, &b| loss(a).total_cmp(&loss(b)));
+    let promoted: Vec<_> = (9..12).map(|i| state.trials()[i].assignment[0]).collect();
+    let best: Vec<_> = first[..3].iter().map(|&i| state.trials()[i].assignment[0]).collect();
+    assert_eq!(promoted, best);
+}

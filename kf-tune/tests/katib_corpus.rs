@@ -92,5 +92,8 @@ fn corpus_algorithms_build_or_are_reported_as_not_yet_implemented() {
             MedianStop::from_katib(&early).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         }
     }
-    assert_eq!(built, 16, "the 15 random, tpe and sobol experiments and the bayesianoptimization one build");
+    assert_eq!(
+        built, 17,
+        "the 15 random, tpe and sobol experiments, the bayesianoptimization one and the pbt one build"
+    );
 }

@@ -104,7 +104,7 @@ fn dim(param: &Param) -> Dim {
     }
 }
 
-fn encode(param: &Param, value: &ParamValue) -> f64 {
+pub(crate) fn encode(param: &Param, value: &ParamValue) -> f64 {
     let unit = |v: f64, low: f64, high: f64, log: bool| {
         if high <= low {
             return 0.5;
@@ -128,7 +128,7 @@ fn encode(param: &Param, value: &ParamValue) -> f64 {
     }
 }
 
-fn decode(param: &Param, u: f64) -> ParamValue {
+pub(crate) fn decode(param: &Param, u: f64) -> ParamValue {
     let u = if u.is_finite() { u.clamp(0.0, 1.0) } else { 0.5 };
     let from_unit = |low: f64, high: f64, distribution: Distribution| {
         if distribution.is_log() { (low.ln() + u * (high.ln() - low.ln())).exp() } else { low + u * (high - low) }
