@@ -247,7 +247,7 @@ fn quickstart_runs_what_is_built_and_labels_the_rest() {
         let step = steps.iter().find(|s| s["name"].as_str().unwrap_or("").starts_with(prefix));
         step.map(|s| s["status"].as_str().unwrap_or("").to_string())
     };
-    for built in ["tenant", "training", "serving"] {
+    for built in ["tenant", "training", "tuning", "serving"] {
         assert_eq!(status(built).as_deref(), Some("done"), "{built}: {report}");
     }
     assert!(
@@ -266,6 +266,14 @@ fn quickstart_runs_what_is_built_and_labels_the_rest() {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no accuracy in {detail}"));
     assert!(accuracy >= 80.0, "the trained model should separate the classes: {detail}");
+    assert_eq!(report["accuracy"].as_f64().map(|a| (a * 1000.0).round()), Some((accuracy * 10.0).round()));
+    assert_eq!(report["predictions"], 60);
+    let experiment = &report["experiment"];
+    assert_eq!(experiment["trials"], 20, "{report}");
+    assert!(experiment["best_value"].as_f64().is_some_and(f64::is_finite), "{report}");
+    assert!(experiment["best_params"]["lr"].as_str().is_some(), "{report}");
+    let best_model = dir.path().join("tune/quickstart-lr-v1").join(experiment["best_trial"].as_str().unwrap_or("?"));
+    assert!(best_model.join("model.onnx").exists(), "the canary is the best trial's model: {}", best_model.display());
     // a second run finds the same tenant, trains a new version and succeeds again
     let again = kf(&["--output", "json", "quickstart", "--dir", dir.path().to_str().expect("utf-8")]);
     assert!(again.status.success(), "{}", stderr(&again));

@@ -6,6 +6,7 @@
 
 mod serving;
 mod training;
+mod tuning;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ use serde_json::json;
 
 use self::serving::{SERVING, serving_step};
 use self::training::training_step;
+use self::tuning::tuning_step;
 use crate::output::OutputFormat;
 
 /// `kf quickstart` flags.
@@ -35,6 +37,7 @@ struct Step {
 }
 
 pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
+    let started = std::time::Instant::now();
     if let Err(err) = std::fs::create_dir_all(&args.dir) {
         eprintln!("kf quickstart: cannot create {}: {err}", args.dir.display());
         return ExitCode::FAILURE;
@@ -56,18 +59,33 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
     ];
     let (training, trained) = runtime.block_on(training_step(&args.dir));
     steps.push(training);
-    steps.push(waiting(
-        "tuning: a 20-trial TPE experiment with early stopping",
-        "kf-tune's runner works today (kf tune run); here it will tune the training step's learning rate",
-    ));
+    let tuned = match &trained {
+        Some(model) => {
+            let (step, tuned) = runtime.block_on(tuning_step(&args.dir, model.trainer.clone(), model.version));
+            steps.push(step);
+            tuned
+        }
+        None => {
+            steps.push(Step {
+                name: "tuning: a 20-trial TPE experiment with early stopping",
+                status: "failed",
+                detail: "no trainer: the training step failed".into(),
+            });
+            None
+        }
+    };
     steps.push(waiting(
         "registry: register the best model with its lineage",
         "kf-registry serves the Model Registry API today (kf registry serve); here it will register the trained model",
     ));
-    steps.push(match &trained {
-        Some(model) => runtime.block_on(serving_step(model)),
-        None => Step { name: SERVING, status: "failed", detail: "no model: the training step failed".into() },
-    });
+    let (serving, served) = match &trained {
+        Some(model) => runtime.block_on(serving_step(model, tuned.as_ref())),
+        None => {
+            let detail = "no model: the training step failed".into();
+            (Step { name: SERVING, status: "failed", detail }, None)
+        }
+    };
+    steps.push(serving);
     let failed = steps.iter().any(|s| s.status == "failed");
     let done = steps.iter().filter(|s| s.status == "done").count();
     match output {
@@ -79,7 +97,23 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
             }
         }
         OutputFormat::Json => {
-            outln!("{}", json!({"steps": steps, "built": done, "total": steps.len(), "dir": args.dir}));
+            let experiment = tuned.as_ref().map(|t| {
+                let params: serde_json::Map<String, serde_json::Value> =
+                    t.best_params.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
+                json!({"name": t.experiment, "trials": t.trials, "early_stopped": t.early_stopped,
+                       "best_trial": t.best_trial, "best_value": t.best_value, "best_params": params})
+            });
+            outln!(
+                "{}",
+                json!({
+                    "steps": steps, "built": done, "total": steps.len(), "dir": args.dir,
+                    "train_job": trained.as_ref().map(|_| "quickstart-train"),
+                    "experiment": experiment,
+                    "predictions": served.as_ref().map(|s| s.predictions),
+                    "accuracy": served.as_ref().map(|s| s.accuracy),
+                    "wall_s": started.elapsed().as_secs_f64(),
+                })
+            );
         }
     }
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }

@@ -1,33 +1,60 @@
-//! Steps 6–7: serve the model the training step wrote with kf-serve over
-//! the Open Inference Protocol v2 on 127.0.0.1, and send it the held-out
-//! rows as live HTTP requests.
+//! Steps 6–7: serve with kf-serve over the Open Inference Protocol v2 on
+//! 127.0.0.1 — the tuned model as a canary beside the first trained version
+//! (KServe's `canaryTrafficPercent`) — and send the held-out rows as live
+//! HTTP requests. Each answer is matched against both revisions run
+//! in-process, so the report says which revision served it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kf_serve::metrics::Metrics;
+use kf_serve::protocol::{BinaryOutputs, InferenceRequest};
+use kf_serve::router::{CanaryModel, TrafficSplit};
 use kf_serve::server::{ServerOptions, router, serve};
-use kf_serve::{ModelRepository, OnnxModel};
+use kf_serve::{Model, ModelRepository, OnnxModel};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Step;
 use super::training::{CLASSES, TrainedModel};
+use super::tuning::Tuned;
+
+/// Share of requests the canary (the tuned model) gets.
+const CANARY_PERCENT: u8 = 30;
 
 pub const SERVING: &str = "serving: live OIP v2 predictions from the trained model";
 const MODEL: &str = "quickstart-logreg";
 
-pub async fn serving_step(model: &TrainedModel) -> Step {
-    match serve_and_predict(model).await {
-        Ok(detail) => Step { name: SERVING, status: "done", detail },
-        Err(err) => Step { name: SERVING, status: "failed", detail: format!("{err:#}") },
+/// What the live predictions showed.
+pub struct Served {
+    /// Predictions made over HTTP.
+    pub predictions: usize,
+    /// Share of them that were right.
+    pub accuracy: f64,
+}
+
+pub async fn serving_step(model: &TrainedModel, tuned: Option<&Tuned>) -> (Step, Option<Served>) {
+    match serve_and_predict(model, tuned).await {
+        Ok((detail, served)) => (Step { name: SERVING, status: "done", detail }, Some(served)),
+        Err(err) => (Step { name: SERVING, status: "failed", detail: format!("{err:#}") }, None),
     }
 }
 
-async fn serve_and_predict(model: &TrainedModel) -> anyhow::Result<String> {
+async fn serve_and_predict(model: &TrainedModel, tuned: Option<&Tuned>) -> anyhow::Result<(String, Served)> {
     let repo = Arc::new(ModelRepository::new());
     let version = model.version.to_string();
-    repo.insert(MODEL, &version, Arc::new(OnnxModel::load(MODEL, &model.path)?));
+    let stable: Arc<dyn Model> = Arc::new(OnnxModel::load(MODEL, &model.path)?);
+    let canary: Option<Arc<dyn Model>> = match tuned {
+        Some(t) => Some(Arc::new(OnnxModel::load(MODEL, &t.model)?)),
+        None => None,
+    };
+    match &canary {
+        Some(canary) => {
+            let split = TrafficSplit::new(CANARY_PERCENT)?;
+            repo.insert(MODEL, &version, Arc::new(CanaryModel::new(stable.clone(), canary.clone(), split)?));
+        }
+        None => repo.insert(MODEL, &version, stable.clone()),
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -38,11 +65,15 @@ async fn serve_and_predict(model: &TrainedModel) -> anyhow::Result<String> {
 
     let path = format!("/v2/models/{MODEL}/versions/{version}/infer");
     let mut correct = 0;
+    let mut served_by_canary = 0;
     let mut shown = Vec::new();
     for (i, (x, class)) in model.test.iter().enumerate() {
         let request = json!({"id": format!("row-{i}"), "inputs": [
             {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": x}]});
         let response = post_json(addr, &path, &request).await?;
+        if let Some(canary) = &canary {
+            served_by_canary += usize::from(which_revision(&request, &response, &stable, canary)? == "canary");
+        }
         let label = output(&response, "label").and_then(|d| d.first()?.as_i64());
         let probabilities = output(&response, "probabilities").cloned().unwrap_or_default();
         let Some(label) = label else { anyhow::bail!("the response has no label output: {response}") };
@@ -57,12 +88,49 @@ async fn serve_and_predict(model: &TrainedModel) -> anyhow::Result<String> {
     let _ = stop.send(());
     server.await??;
     let n = model.test.len();
-    Ok(format!(
-        "served {MODEL} v{version} at http://{addr}{path}; {n} live predictions over HTTP, accuracy {:.1} % \
-         ({correct}/{n}) on rows the model never saw; e.g. {}",
-        100.0 * correct as f64 / n.max(1) as f64,
+    let revisions = match tuned {
+        Some(t) => format!(
+            "the first trained model (stable, {}) and {}'s model (canary, {CANARY_PERCENT} %: served {served_by_canary} of \
+             {n})",
+            model.path.display(),
+            t.best_trial
+        ),
+        None => format!("the first trained model ({}; tuning failed, so no canary)", model.path.display()),
+    };
+    let accuracy = correct as f64 / n.max(1) as f64;
+    let detail = format!(
+        "served {MODEL} v{version} at http://{addr}{path}: {revisions}; {n} live predictions over HTTP, accuracy \
+         {:.1} % ({correct}/{n}) on rows no model saw; e.g. {}",
+        100.0 * accuracy,
         shown.join("; ")
-    ))
+    );
+    Ok((detail, Served { predictions: n, accuracy }))
+}
+
+/// Which revision gave `response`: the one whose in-process answer to the
+/// same request has the same probabilities.
+fn which_revision(
+    request: &Value,
+    response: &Value,
+    stable: &Arc<dyn Model>,
+    canary: &Arc<dyn Model>,
+) -> anyhow::Result<&'static str> {
+    let request = InferenceRequest::decode(&serde_json::to_vec(request)?, None)?;
+    let served = output(response, "probabilities").cloned().unwrap_or_default();
+    let close = |model: &Arc<dyn Model>| -> anyhow::Result<bool> {
+        let local = serde_json::from_slice::<Value>(&model.infer(&request)?.encode(&BinaryOutputs::none())?.body)?;
+        let mine = output(&local, "probabilities").cloned().unwrap_or_default();
+        Ok(mine.len() == served.len()
+            && mine
+                .iter()
+                .zip(&served)
+                .all(|(a, b)| (a.as_f64().unwrap_or(f64::NAN) - b.as_f64().unwrap_or(0.0)).abs() < 1e-6))
+    };
+    Ok(match (close(stable)?, close(canary)?) {
+        (false, true) => "canary",
+        (true, _) => "stable",
+        (false, false) => anyhow::bail!("the answer matches neither revision: {response}"),
+    })
 }
 
 fn output<'a>(response: &'a Value, name: &str) -> Option<&'a Vec<Value>> {

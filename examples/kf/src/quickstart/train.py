@@ -10,7 +10,9 @@ every rank applies the same update. Rank 0 writes the model as ONNX
 ArgMax for the label) and prints `name=value` metrics the TrainJob status
 picks up.
 
-Usage: train.py --data CSV --out MODEL.onnx [--lr 0.5] [--epochs 60] [--l2 1e-3]
+Usage: train.py --data CSV --out MODEL.onnx [--val CSV] [--lr 0.5] [--epochs 60] [--l2 1e-3]
+With --val, rank 0 also prints val_loss= and val_accuracy= every 10 epochs
+(the intermediate values a tuning experiment's early stopping reads).
 CSV columns: 4 float features, then the integer class.
 """
 
@@ -157,6 +159,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--val")
     ap.add_argument("--lr", type=float, default=0.5)
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--l2", type=float, default=1e-3)
@@ -180,6 +183,17 @@ def main():
 
     w = [[0.0] * 4 for _ in range(classes)]
     b = [0.0] * classes
+    val = []
+    if args.val and rank == 0:
+        val = [([(x[j] - mean[j]) / std[j] for j in range(4)], c) for x, c in read_rows(args.val)]
+
+    def evaluate(rows):
+        loss, correct = 0.0, 0
+        for x, c in rows:
+            p = softmax([sum(w[k][j] * x[j] for j in range(4)) + b[k] for k in range(classes)])
+            loss -= math.log(max(p[c], 1e-12))
+            correct += max(range(classes), key=lambda k: p[k]) == c
+        return loss / max(len(rows), 1), correct / max(len(rows), 1)
     print(f"rank {rank}/{world}: {len(shard)} of {int(n)} rows, {classes} classes", flush=True)
     for epoch in range(1, args.epochs + 1):
         gw = [[0.0] * 4 for _ in range(classes)]
@@ -202,8 +216,11 @@ def main():
             b[k] -= args.lr * total[classes * 4 + k] / n
         mean_loss, accuracy = total[-2] / n, total[-1] / n
         if rank == 0 and (epoch % 10 == 0 or epoch == args.epochs):
-            print(f"epoch={epoch} loss={mean_loss:.4f} accuracy={accuracy:.4f} "
-                  f"progress={100 * epoch // args.epochs}", flush=True)
+            report = f"epoch={epoch} loss={mean_loss:.4f} accuracy={accuracy:.4f}"
+            if val:
+                val_loss, val_accuracy = evaluate(val)
+                report += f" val_loss={val_loss:.4f} val_accuracy={val_accuracy:.4f}"
+            print(f"{report} progress={100 * epoch // args.epochs}", flush=True)
 
     if rank == 0:
         # Fold the standardisation into the weights: w.(x-m)/s + b = (w/s).x + (b - w.m/s).

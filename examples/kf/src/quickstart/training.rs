@@ -5,9 +5,10 @@
 //! runs on kf-train's local backend exactly as `kf train run` runs it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use kf_train::local::{LocalBackend, LocalEvent, LocalOptions};
+use kf_train::local::{LocalBackend, LocalEvent, LocalOptions, LocalRun};
 use kf_train::{TrainJob, TrainingRuntime};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
@@ -33,6 +34,93 @@ pub struct TrainedModel {
     pub test: Vec<Row>,
     /// Which run of the quickstart made it (1, 2, …).
     pub version: u32,
+    /// How later steps train more models the same way.
+    pub trainer: Arc<Trainer>,
+}
+
+/// The training setup every model of a run shares: data, script, runtime.
+pub struct Trainer {
+    python: String,
+    script: PathBuf,
+    data: PathBuf,
+    runtime: TrainingRuntime,
+}
+
+impl Trainer {
+    /// Writes the data set and the trainer script under `dir`.
+    fn prepare(dir: &Path) -> anyhow::Result<(Trainer, Vec<Row>)> {
+        let (train_rows, val_rows, test) = iris_like(7, 50, 15, 20);
+        let data = absolute(&dir.join("data"))?;
+        std::fs::create_dir_all(&data)?;
+        for (name, rows) in [("train.csv", &train_rows), ("val.csv", &val_rows)] {
+            let mut csv = String::from("sepal_length,sepal_width,petal_length,petal_width,class\n");
+            for (x, class) in rows {
+                csv.push_str(&format!("{:.3},{:.3},{:.3},{:.3},{class}\n", x[0], x[1], x[2], x[3]));
+            }
+            std::fs::write(data.join(name), csv)?;
+        }
+        let script = absolute(&dir.join("train.py"))?;
+        std::fs::write(&script, TRAINER)?;
+        let python = which("python3").ok_or_else(|| {
+            anyhow::anyhow!("the trainer needs python3 on PATH (standard library only); install Python 3 and re-run")
+        })?;
+        let runtime = TrainingRuntime::from_value(json!({
+            "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "ClusterTrainingRuntime",
+            "metadata": {"name": "torch-distributed"},
+            "spec": {"mlPolicy": {"numNodes": 1, "torch": {}}, "template": {"spec": {"replicatedJobs": [
+                {"name": "dataset-initializer", "template": {
+                    "metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "dataset-initializer"}},
+                    "spec": {"template": {"spec": {"containers": [{"name": "dataset-initializer", "image": "kubeflow/dataset-initializer"}]}}}}},
+                {"name": "node", "dependsOn": [{"name": "dataset-initializer", "status": "Complete"}], "template": {
+                    "metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}},
+                    "spec": {"template": {"spec": {"containers": [{"name": "node", "image": "python:3"}]}}}}},
+            ]}}},
+        }))?;
+        runtime.validate()?;
+        Ok((Trainer { python, script, data, runtime }, test))
+    }
+
+    /// The TrainJob (as a manifest) that trains one model with learning
+    /// rate `lr` text (a value or a `${trialParameters.…}` placeholder) into `out`.
+    pub fn manifest(&self, name: &str, lr: &str, out: &Path) -> serde_json::Value {
+        json!({
+            "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+            "metadata": {"name": name, "namespace": "kf-quickstart"},
+            "spec": {
+                "runtimeRef": {"name": "torch-distributed"},
+                "initializer": {"dataset": {"storageUri": format!("file://{}", self.data.display())}},
+                "trainer": {
+                    "numNodes": 1, "numProcPerNode": 2,
+                    "command": [self.python, self.script, "--data", "$(KF_WORKSPACE)/dataset/train.csv",
+                                "--val", "$(KF_WORKSPACE)/dataset/val.csv", format!("--lr={lr}"), "--out", out],
+                },
+                "activeDeadlineSeconds": 120,
+            },
+        })
+    }
+
+    /// Runs `job` in `workspace` on the local backend until it ends or
+    /// `cancel` completes; `on_line` sees every output line of rank 0.
+    pub async fn run(
+        &self,
+        job: &TrainJob,
+        workspace: &Path,
+        mut on_line: impl FnMut(&str) + Send,
+        cancel: impl std::future::Future<Output = ()> + Send,
+    ) -> anyhow::Result<LocalRun> {
+        job.validate()?;
+        let mut options = LocalOptions::new(workspace);
+        options.namespace = "kf-quickstart".into();
+        options.kill_grace = std::time::Duration::from_secs(1);
+        let show = |event: LocalEvent| {
+            if let LocalEvent::Line { process, line, .. } = event
+                && process == "rank 0"
+            {
+                on_line(&line);
+            }
+        };
+        Ok(LocalBackend::new(options).run(job, &self.runtime, show, cancel).await?)
+    }
 }
 
 pub async fn training_step(dir: &Path) -> (Step, Option<TrainedModel>) {
@@ -51,60 +139,12 @@ pub async fn training_step(dir: &Path) -> (Step, Option<TrainedModel>) {
 }
 
 async fn train(dir: &Path) -> anyhow::Result<(TrainedModel, String)> {
-    let (train_rows, test) = iris_like(7, 50, 20);
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data)?;
-    let mut csv = String::from("sepal_length,sepal_width,petal_length,petal_width,class\n");
-    for (x, class) in &train_rows {
-        csv.push_str(&format!("{:.3},{:.3},{:.3},{:.3},{class}\n", x[0], x[1], x[2], x[3]));
-    }
-    std::fs::write(data.join("train.csv"), csv)?;
-    let script = dir.join("train.py");
-    std::fs::write(&script, TRAINER)?;
-    let python = which("python3").ok_or_else(|| {
-        anyhow::anyhow!("the trainer needs python3 on PATH (standard library only); install Python 3 and re-run")
-    })?;
-
+    let (trainer, test) = Trainer::prepare(dir)?;
     let workspace = crate::train_cmd::claim_workspace(&dir.join("train"))?;
     let version: u32 = workspace.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok()).unwrap_or(1);
-    let model_path = dir.join("models").join(format!("v{version}")).join("model.onnx");
-    let runtime = TrainingRuntime::from_value(json!({
-        "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "ClusterTrainingRuntime",
-        "metadata": {"name": "torch-distributed"},
-        "spec": {"mlPolicy": {"numNodes": 1, "torch": {}}, "template": {"spec": {"replicatedJobs": [
-            {"name": "dataset-initializer", "template": {
-                "metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "dataset-initializer"}},
-                "spec": {"template": {"spec": {"containers": [{"name": "dataset-initializer", "image": "kubeflow/dataset-initializer"}]}}}}},
-            {"name": "node", "dependsOn": [{"name": "dataset-initializer", "status": "Complete"}], "template": {
-                "metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}},
-                "spec": {"template": {"spec": {"containers": [{"name": "node", "image": "python:3"}]}}}}},
-        ]}}},
-    }))?;
-    let job = TrainJob::from_value(json!({
-        "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
-        "metadata": {"name": "quickstart-train", "namespace": "kf-quickstart"},
-        "spec": {
-            "runtimeRef": {"name": "torch-distributed"},
-            "initializer": {"dataset": {"storageUri": format!("file://{}", absolute(&data)?.display())}},
-            "trainer": {
-                "numNodes": 1, "numProcPerNode": 2,
-                "command": [python, absolute(&script)?, "--data", "$(KF_WORKSPACE)/dataset/train.csv",
-                            "--out", absolute(&dir.join("models"))?.join(format!("v{version}/model.onnx"))],
-            },
-            "activeDeadlineSeconds": 120,
-        },
-    }))?;
-    runtime.validate()?;
-    job.validate()?;
-
-    let mut options = LocalOptions::new(&workspace);
-    options.namespace = "kf-quickstart".into();
-    let show = |event: LocalEvent| {
-        if let LocalEvent::Line { process, line, .. } = event {
-            eprintln!("  [{process}] {line}");
-        }
-    };
-    let run = LocalBackend::new(options).run(&job, &runtime, show, std::future::pending()).await?;
+    let model_path = absolute(&dir.join("models").join(format!("v{version}")).join("model.onnx"))?;
+    let job = TrainJob::from_value(trainer.manifest("quickstart-train", "0.5", &model_path))?;
+    let run = trainer.run(&job, &workspace, |line| eprintln!("  [train] {line}"), std::future::pending()).await?;
     anyhow::ensure!(
         run.outcome.succeeded(),
         "the TrainJob ended {}: {} (logs in {})",
@@ -123,12 +163,13 @@ async fn train(dir: &Path) -> anyhow::Result<(TrainedModel, String)> {
         .map(|m| format!("{}={}", m.name.unwrap_or_default(), m.value.unwrap_or_default()))
         .collect::<Vec<_>>()
         .join(" ");
-    Ok((TrainedModel { path: model_path, test, version }, format!("final {metrics}")))
+    let model = TrainedModel { path: model_path, test, version, trainer: Arc::new(trainer) };
+    Ok((model, format!("final {metrics}")))
 }
 
 /// Iris-like data: three classes of four Gaussian features around the iris
-/// species' means, `train` and `test` rows per class, shuffled.
-fn iris_like(seed: u64, train: usize, test: usize) -> (Vec<Row>, Vec<Row>) {
+/// species' means, `train`, `val` and `test` rows per class, shuffled.
+fn iris_like(seed: u64, train: usize, val: usize, test: usize) -> (Vec<Row>, Vec<Row>, Vec<Row>) {
     const MEANS: [[f32; 4]; 3] = [[5.0, 3.4, 1.5, 0.25], [5.9, 2.8, 4.3, 1.3], [6.6, 3.0, 5.6, 2.0]];
     const SPREAD: [f32; 4] = [0.35, 0.33, 0.45, 0.22];
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -151,8 +192,9 @@ fn iris_like(seed: u64, train: usize, test: usize) -> (Vec<Row>, Vec<Row>) {
         rows
     };
     let train_rows = draw(train, &mut rng);
+    let val_rows = draw(val, &mut rng);
     let test_rows = draw(test, &mut rng);
-    (train_rows, test_rows)
+    (train_rows, val_rows, test_rows)
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {

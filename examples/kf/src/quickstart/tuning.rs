@@ -1,0 +1,181 @@
+//! Step 4: a Katib Experiment whose trial template is the training step's
+//! TrainJob — TPE over the learning rate, 20 trials, 3 at a time, with the
+//! median stopping rule reading the trainer's `val_loss` as it prints it.
+//! kf-tune runs the experiment; each trial is a kf-train local TrainJob, and
+//! an early stop cancels that TrainJob.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use kf_train::TrainJob;
+use kf_train::local::{Reason, parse_metrics};
+use kf_tune::Experiment;
+use kf_tune::experiment::{ExperimentState, Plan, TrialPhase};
+use kf_tune::runner::{Journal, MetricsSink, TrialRun, TrialRunner};
+use serde_json::{Value, json};
+
+use super::Step;
+use super::training::Trainer;
+
+const NAME: &str = "tuning: a 20-trial TPE experiment with early stopping";
+const OBJECTIVE: &str = "val_loss";
+
+/// The best trial of the experiment.
+pub struct Tuned {
+    /// Experiment name.
+    pub experiment: String,
+    /// Trials run.
+    pub trials: usize,
+    /// Trials the median rule stopped.
+    pub early_stopped: usize,
+    /// The best trial's name.
+    pub best_trial: String,
+    /// Its objective value.
+    pub best_value: f64,
+    /// Its parameters: (name, value text).
+    pub best_params: Vec<(String, String)>,
+    /// The model it wrote.
+    pub model: PathBuf,
+}
+
+pub async fn tuning_step(dir: &Path, trainer: Arc<Trainer>, version: u32) -> (Step, Option<Tuned>) {
+    let started = Instant::now();
+    match tune(dir, trainer, version).await {
+        Ok(t) => {
+            let params: Vec<String> = t.best_params.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            let detail = format!(
+                "Experiment {} ran {} trials (3 at a time, {} stopped early by medianstop) in {:.1} s; best {} with {} \
+                 ({OBJECTIVE}={:.4})",
+                t.experiment,
+                t.trials,
+                t.early_stopped,
+                started.elapsed().as_secs_f64(),
+                t.best_trial,
+                params.join(" "),
+                t.best_value
+            );
+            (Step { name: NAME, status: "done", detail }, Some(t))
+        }
+        Err(err) => (Step { name: NAME, status: "failed", detail: format!("{err:#}") }, None),
+    }
+}
+
+async fn tune(dir: &Path, trainer: Arc<Trainer>, version: u32) -> anyhow::Result<Tuned> {
+    let name = format!("quickstart-lr-v{version}");
+    let root = std::path::absolute(dir.join("tune").join(&name))?;
+    std::fs::create_dir_all(&root)?;
+    let trial_spec = trainer.manifest(
+        "${trialParameters.trialName}",
+        "${trialParameters.learningRate}",
+        &root.join("${trialParameters.trialName}").join("model.onnx"),
+    );
+    let experiment = Experiment::from_value(json!({
+        "apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
+        "metadata": {"name": name, "namespace": "kf-quickstart"},
+        "spec": {
+            "objective": {"type": "minimize", "objectiveMetricName": OBJECTIVE, "additionalMetricNames": ["val_accuracy"]},
+            "algorithm": {"algorithmName": "tpe", "algorithmSettings": [{"name": "n_startup_trials", "value": "6"}]},
+            "earlyStopping": {"algorithmName": "medianstop", "algorithmSettings": [
+                {"name": "min_trials_required", "value": "4"}, {"name": "start_step", "value": "2"}]},
+            "parallelTrialCount": 3,
+            "maxTrialCount": 20,
+            "maxFailedTrialCount": 3,
+            "parameters": [{"name": "lr", "parameterType": "double",
+                            "feasibleSpace": {"min": "0.01", "max": "8", "distribution": "logUniform"}}],
+            "trialTemplate": {
+                "primaryContainerName": "node",
+                "trialParameters": [
+                    {"name": "learningRate", "reference": "lr"},
+                    {"name": "trialName", "reference": "${trialSpec.Name}"},
+                ],
+                "trialSpec": trial_spec,
+            },
+        },
+    }))?;
+    experiment.validate()?;
+    let spec = experiment.to_value()["spec"]["trialTemplate"]["trialSpec"].clone();
+    let plan = Plan::from_katib(&experiment)?;
+    let (mut journal, past) = Journal::open(&root.join("journal.jsonl"))?;
+    let mut state = ExperimentState::new(plan);
+    kf_tune::runner::replay(&mut state, past)?;
+    let runner = Arc::new(TrainJobTrials { trainer, spec, root: root.clone() });
+    let state = kf_tune::runner::run(state, runner, Some(&mut journal), 42, |_, _| {}).await?;
+
+    let trials = state.trials().len();
+    let early_stopped = state.trials().iter().filter(|t| t.phase == TrialPhase::EarlyStopped).count();
+    // The best trial that ran to its end: an early-stopped one may look good
+    // on its last report but never wrote its model.
+    let best = state
+        .trials()
+        .iter()
+        .filter(|t| t.phase == TrialPhase::Succeeded && t.objective.is_some_and(f64::is_finite))
+        .min_by(|a, b| a.objective.unwrap_or(f64::INFINITY).total_cmp(&b.objective.unwrap_or(f64::INFINITY)))
+        .ok_or_else(|| {
+            anyhow::anyhow!("no trial finished with a finite {OBJECTIVE}; see the logs under {}", root.display())
+        })?;
+    Ok(Tuned {
+        experiment: name,
+        trials,
+        early_stopped,
+        best_trial: best.name.clone(),
+        best_value: best.objective.unwrap_or(f64::NAN),
+        best_params: state.plan().space.format(&best.assignment),
+        model: root.join(&best.name).join("model.onnx"),
+    })
+}
+
+/// Runs each trial as the TrainJob of the trial template, on kf-train's
+/// local backend; rank 0's `name=value` lines are the trial's metrics.
+struct TrainJobTrials {
+    trainer: Arc<Trainer>,
+    /// The trial template's TrainJob, with `${trialParameters.…}` placeholders.
+    spec: Value,
+    root: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl TrialRunner for TrainJobTrials {
+    async fn run(&self, trial: &TrialRun, metrics: &MetricsSink) -> Result<(), String> {
+        let manifest = substitute(&self.spec, &trial.trial_parameters)?;
+        let job = TrainJob::from_value(manifest).map_err(|e| e.to_string())?;
+        let workspace = self.root.join(&trial.name);
+        let report = |line: &str| {
+            for (name, value) in parse_metrics(line) {
+                if let Ok(v) = value.parse::<f64>() {
+                    metrics.report(&name, v);
+                }
+            }
+        };
+        let run = self.trainer.run(&job, &workspace, report, metrics.stopped()).await.map_err(|e| format!("{e:#}"))?;
+        match run.outcome.reason {
+            Reason::AllJobsCompleted => Ok(()),
+            Reason::Cancelled if metrics.stop_requested() => Ok(()),
+            _ => Err(format!("{}: {}", run.outcome.reason.as_str(), run.outcome.message)),
+        }
+    }
+}
+
+/// Replaces `${trialParameters.<name>}` in every string of `spec`, as Katib
+/// fills a trial template; an unknown name is an error rather than a
+/// literal placeholder left in a command.
+fn substitute(spec: &Value, values: &std::collections::BTreeMap<String, String>) -> Result<Value, String> {
+    Ok(match spec {
+        Value::String(s) => {
+            let mut out = s.clone();
+            const OPEN: &str = "${trialParameters.";
+            while let Some(start) = out.find(OPEN) {
+                let end = out[start..].find('}').map(|e| start + e).ok_or_else(|| format!("unterminated {s:?}"))?;
+                let key = &out[start + OPEN.len()..end];
+                let value = values.get(key).ok_or_else(|| format!("no trial parameter {key:?} for {s:?}"))?;
+                out.replace_range(start..=end, value);
+            }
+            Value::String(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|v| substitute(v, values)).collect::<Result<_, _>>()?),
+        Value::Object(map) => Value::Object(
+            map.iter().map(|(k, v)| Ok((k.clone(), substitute(v, values)?))).collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
