@@ -247,7 +247,7 @@ fn quickstart_runs_what_is_built_and_labels_the_rest() {
         let step = steps.iter().find(|s| s["name"].as_str().unwrap_or("").starts_with(prefix));
         step.map(|s| s["status"].as_str().unwrap_or("").to_string())
     };
-    for built in ["tenant", "training", "tuning", "serving"] {
+    for built in ["tenant", "training", "tuning", "registry", "serving"] {
         assert_eq!(status(built).as_deref(), Some("done"), "{built}: {report}");
     }
     assert!(
@@ -274,10 +274,16 @@ fn quickstart_runs_what_is_built_and_labels_the_rest() {
     assert!(experiment["best_params"]["lr"].as_str().is_some(), "{report}");
     let best_model = dir.path().join("tune/quickstart-lr-v1").join(experiment["best_trial"].as_str().unwrap_or("?"));
     assert!(best_model.join("model.onnx").exists(), "the canary is the best trial's model: {}", best_model.display());
+    assert_eq!(report["model"]["version"], "v1", "{report}");
+    let uri = format!("file://{}", best_model.join("model.onnx").display());
+    assert_eq!(report["model"]["uri"].as_str(), Some(uri.as_str()), "the registry records the best model's file");
+    assert!(dir.path().join("registry.db").exists());
     // a second run finds the same tenant, trains a new version and succeeds again
     let again = kf(&["--output", "json", "quickstart", "--dir", dir.path().to_str().expect("utf-8")]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(dir.path().join("models/v2/model.onnx").exists(), "a re-run makes a new model version");
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert_eq!(again["model"]["version"], "v2", "a re-run registers a new version: {again}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! honestly as not built yet; it never fakes a step. As the crate issues land,
 //! their steps replace the pending entries below.
 
+mod registering;
 mod serving;
 mod training;
 mod tuning;
@@ -14,7 +15,8 @@ use std::process::ExitCode;
 use kf_tenancy::{Identity, Request, RoleTable, SqlitePolicyStore, Tenancy, Verb};
 use serde_json::json;
 
-use self::serving::{SERVING, serving_step};
+use self::registering::{MODEL_NAME, registry_step};
+use self::serving::{Canary, SERVING, serving_step};
 use self::training::training_step;
 use self::tuning::tuning_step;
 use crate::output::OutputFormat;
@@ -74,12 +76,26 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
             None
         }
     };
-    steps.push(waiting(
-        "registry: register the best model with its lineage",
-        "kf-registry serves the Model Registry API today (kf registry serve); here it will register the trained model",
-    ));
+    let registered = match (&tuned, &trained) {
+        (Some(t), Some(model)) => {
+            let (step, registered) = runtime.block_on(registry_step(&args.dir, t, &t.best_trial, model.version));
+            steps.push(step);
+            registered
+        }
+        _ => {
+            let detail = "no tuned model to register".into();
+            steps.push(Step { name: "registry: register the best model with its lineage", status: "failed", detail });
+            None
+        }
+    };
     let (serving, served) = match &trained {
-        Some(model) => runtime.block_on(serving_step(model, tuned.as_ref())),
+        Some(model) => {
+            let canary = registered.as_ref().zip(tuned.as_ref()).map(|(r, t)| Canary {
+                label: format!("{MODEL_NAME} {} (trial {}, {})", r.version, t.best_trial, r.uri),
+                path: &r.path,
+            });
+            runtime.block_on(serving_step(model, canary))
+        }
         None => {
             let detail = "no model: the training step failed".into();
             (Step { name: SERVING, status: "failed", detail }, None)
@@ -109,6 +125,7 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
                     "steps": steps, "built": done, "total": steps.len(), "dir": args.dir,
                     "train_job": trained.as_ref().map(|_| "quickstart-train"),
                     "experiment": experiment,
+                    "model": registered.as_ref().map(|r| json!({"name": MODEL_NAME, "version": r.version, "uri": r.uri})),
                     "predictions": served.as_ref().map(|s| s.predictions),
                     "accuracy": served.as_ref().map(|s| s.accuracy),
                     "wall_s": started.elapsed().as_secs_f64(),

@@ -17,7 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Step;
 use super::training::{CLASSES, TrainedModel};
-use super::tuning::Tuned;
 
 /// Share of requests the canary (the tuned model) gets.
 const CANARY_PERCENT: u8 = 30;
@@ -33,19 +32,27 @@ pub struct Served {
     pub accuracy: f64,
 }
 
-pub async fn serving_step(model: &TrainedModel, tuned: Option<&Tuned>) -> (Step, Option<Served>) {
+/// The canary revision: what to call it and the file the registry points at.
+pub struct Canary<'a> {
+    /// How the report names it, e.g. `quickstart-logreg v3 (trial quickstart-lr-v3-14)`.
+    pub label: String,
+    /// The ONNX file.
+    pub path: &'a std::path::Path,
+}
+
+pub async fn serving_step(model: &TrainedModel, tuned: Option<Canary<'_>>) -> (Step, Option<Served>) {
     match serve_and_predict(model, tuned).await {
         Ok((detail, served)) => (Step { name: SERVING, status: "done", detail }, Some(served)),
         Err(err) => (Step { name: SERVING, status: "failed", detail: format!("{err:#}") }, None),
     }
 }
 
-async fn serve_and_predict(model: &TrainedModel, tuned: Option<&Tuned>) -> anyhow::Result<(String, Served)> {
+async fn serve_and_predict(model: &TrainedModel, tuned: Option<Canary<'_>>) -> anyhow::Result<(String, Served)> {
     let repo = Arc::new(ModelRepository::new());
     let version = model.version.to_string();
     let stable: Arc<dyn Model> = Arc::new(OnnxModel::load(MODEL, &model.path)?);
-    let canary: Option<Arc<dyn Model>> = match tuned {
-        Some(t) => Some(Arc::new(OnnxModel::load(MODEL, &t.model)?)),
+    let canary: Option<Arc<dyn Model>> = match &tuned {
+        Some(t) => Some(Arc::new(OnnxModel::load(MODEL, t.path)?)),
         None => None,
     };
     match &canary {
@@ -88,14 +95,13 @@ async fn serve_and_predict(model: &TrainedModel, tuned: Option<&Tuned>) -> anyho
     let _ = stop.send(());
     server.await??;
     let n = model.test.len();
-    let revisions = match tuned {
+    let revisions = match &tuned {
         Some(t) => format!(
-            "the first trained model (stable, {}) and {}'s model (canary, {CANARY_PERCENT} %: served {served_by_canary} of \
-             {n})",
+            "the first trained model (stable, {}) and {} (canary, {CANARY_PERCENT} %: served {served_by_canary} of {n})",
             model.path.display(),
-            t.best_trial
+            t.label
         ),
-        None => format!("the first trained model ({}; tuning failed, so no canary)", model.path.display()),
+        None => format!("the first trained model ({}; no registered model, so no canary)", model.path.display()),
     };
     let accuracy = correct as f64 / n.max(1) as f64;
     let detail = format!(
