@@ -53,6 +53,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "sqlite")]
+mod driver;
 mod error;
 pub mod filter;
 pub mod metadata;

@@ -7,6 +7,7 @@
 //! directions, keyset stability under inserts, tamper-evident tokens, and the
 //! `filterQuery` language. The checks create objects whose names start with a
 //! caller-chosen tag, so the suite can run against a store that already holds data.
+
 //!
 //! ```
 //! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -497,6 +498,27 @@ pub async fn filters<S: RegistryStore>(r: &Registry<S>, tag: &str) {
         got.sort();
         assert_eq!(got, want, "filterQuery {query}");
         assert_eq!(items.len(), want.len(), "filterQuery {query}: stray items");
+    }
+    // LIKE has no escape character (a backslash is itself), and ILIKE folds
+    // ASCII letters only, whatever the database's locale would do.
+    let odd = model(r, json!({"name": format!("{t}-odd\\É")})).await;
+    let upper = t.to_ascii_uppercase();
+    for (query, hit) in [
+        (format!("name LIKE '{t}-odd\\\\%'"), true),
+        (format!("name LIKE '{t}-odd\\\\_'"), true),
+        (format!("name LIKE '{t}-odd_%'"), true),
+        (format!("name LIKE '{t}-odd%%'"), true),
+        (format!("name LIKE '{t}-odd\\\\'"), false),
+        (format!("name ILIKE '{upper}-ODD\\\\É'"), true),
+        (format!("name ILIKE '{t}-odd\\\\é'"), false),
+        (format!("name ILIKE '{upper}-ODD_É'"), true),
+    ] {
+        let (items, _) = walk(r, params(&query, "", "", "")).await;
+        assert_eq!(
+            items.iter().map(id).collect::<Vec<_>>(),
+            if hit { vec![id(&odd)] } else { vec![] },
+            "filterQuery {query}"
+        );
     }
     for bad in ["name = ", "rank >>> 3", "(name = 'x'", "name = 'unterminated", "name = 3", "id LIKE 'x'"] {
         assert_eq!(status(r.list::<RegisteredModel>(&params(bad, "", "", ""), Scope::default()).await), 400, "{bad}");
