@@ -35,6 +35,23 @@ impl Driver for sqlx::Sqlite {
     const DIALECT: Dialect = Dialect::Sqlite;
 }
 
+#[cfg(feature = "postgres")]
+impl Driver for sqlx::Postgres {
+    const DIALECT: Dialect = Dialect::Postgres;
+
+    /// PostgreSQL `text` cannot hold U+0000: a NUL in a name, a property or a
+    /// filter literal is the request's fault (400), not a storage failure.
+    fn check(stmt: &Statement) -> Result<()> {
+        if stmt.binds.iter().any(|b| matches!(b, Bind::Text(s) if s.contains('\0'))) {
+            return Err(Error::invalid(
+                "value",
+                "text containing U+0000 (NUL) cannot be stored or searched in PostgreSQL",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Binding and decoding, for every [`Driver`] whose types sqlx can encode
 /// (the bounds live here once instead of on every function that runs SQL).
 pub(crate) trait Codec: Driver {

@@ -474,19 +474,60 @@ mod tests {
         }
     }
 
-    fn placeholders(sql: &str) -> usize {
-        sql.matches('?').count()
+    /// Whether `sql`'s placeholders are exactly `binds` many, in the dialect's
+    /// style: `?` for SQLite; `$1`, `$2`, … in order, each once, for PostgreSQL.
+    fn placeholders_fit(sql: &str, dialect: Dialect, binds: usize) -> bool {
+        match dialect {
+            Dialect::Sqlite => sql.matches('?').count() == binds && !sql.contains('$'),
+            Dialect::Postgres => {
+                let numbers: Vec<usize> = sql
+                    .split('$')
+                    .skip(1)
+                    .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0))
+                    .collect();
+                !sql.contains('?') && numbers == (1..=binds).collect::<Vec<_>>()
+            }
+        }
+    }
+
+    /// The tree without the leaves that do not type-check (a random tree of
+    /// two dozen leaves almost always has one, and one fails it whole).
+    fn well_typed(e: &Expr) -> Option<Expr> {
+        match e {
+            Expr::And(a, b) | Expr::Or(a, b) => match (well_typed(a), well_typed(b)) {
+                (Some(a), Some(b)) if matches!(e, Expr::And(..)) => Some(Expr::And(Box::new(a), Box::new(b))),
+                (Some(a), Some(b)) => Some(Expr::Or(Box::new(a), Box::new(b))),
+                (a, b) => a.or(b),
+            },
+            leaf => Filter::resolve(leaf).is_ok().then(|| leaf.clone()),
+        }
+    }
+
+    const MARK: char = '\u{1F512}';
+
+    fn marked(s: &str) -> String {
+        format!("{MARK}{s}'; --")
+    }
+
+    fn dialects() -> impl Strategy<Value = Dialect> {
+        prop_oneof![Just(Dialect::Sqlite), Just(Dialect::Postgres)]
     }
 
     proptest! {
         #[test]
-        fn no_user_text_ever_reaches_the_sql(expr in arb_expr(), order in 0u8..3, desc: bool, cursor: Option<(i64, i64)>) {
+        fn no_user_text_ever_reaches_the_sql(
+            expr in arb_expr(),
+            order in 0u8..3,
+            desc: bool,
+            cursor: Option<(i64, i64)>,
+            dialect in dialects(),
+        ) {
             // Every name and string is marked; markers can only reach the SQL as text if a value was spliced in.
-            let marked = map_text(&expr, &|s| format!("\u{1F512}{s}'; --"));
-            let Ok(filter) = Filter::resolve(&marked) else { return Ok(()) };
+            let Some(expr) = well_typed(&map_text(&expr, &marked)) else { return Ok(()) };
+            let filter = Filter::resolve(&expr).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let query = ListQuery {
                 kind: Kind::Artifact,
-                subtype: Some("\u{1F512}sub".into()),
+                subtype: Some(marked("sub")),
                 parent: Some(3),
                 filter: Some(filter),
                 order_by: [OrderBy::Id, OrderBy::CreateTime, OrderBy::LastUpdateTime][order as usize],
@@ -494,21 +535,59 @@ mod tests {
                 after: cursor.map(|(key, id)| Cursor { key, id }),
                 limit: 11,
             };
-            let stmt = select(&query, Dialect::Sqlite);
-            prop_assert!(!stmt.sql.contains('\u{1F512}'), "{}", stmt.sql);
+            let stmt = select(&query, dialect);
+            prop_assert!(!stmt.sql.contains(MARK), "{}", stmt.sql);
             prop_assert!(stmt.sql.is_ascii());
-            prop_assert_eq!(placeholders(&stmt.sql), stmt.binds.len());
+            prop_assert!(placeholders_fit(&stmt.sql, dialect, stmt.binds.len()), "{}", stmt.sql);
             // and the SQL depends only on the shape: other text, same SQL
             let plain = map_text(&expr, &|s| s.chars().rev().collect::<String>() + "x");
             if let Ok(plain) = Filter::resolve(&plain) {
-                let other = select(&ListQuery { filter: Some(plain), ..query.clone() }, Dialect::Sqlite);
+                let other = select(&ListQuery { filter: Some(plain), ..query.clone() }, dialect);
                 if other.binds.len() == stmt.binds.len() {
                     prop_assert_eq!(other.sql, stmt.sql);
                 }
             }
-            let pg = select(&query, Dialect::Postgres);
-            prop_assert!(!pg.sql.contains('?'));
-            prop_assert_eq!(pg.binds, stmt.binds);
+            // both dialects bind the same values in the same order
+            let other_dialect = if dialect == Dialect::Sqlite { Dialect::Postgres } else { Dialect::Sqlite };
+            prop_assert_eq!(select(&query, other_dialect).binds, stmt.binds);
+        }
+
+        #[test]
+        fn writes_bind_every_value_too(
+            texts in proptest::collection::vec("\\PC{0,12}", 6),
+            numbers in proptest::collection::vec(any::<i64>(), 3),
+            dialect in dialects(),
+        ) {
+            let body = serde_json::json!({
+                (marked(&texts[0])): marked(&texts[1]),
+                "count": numbers[0],
+                "customProperties": {
+                    (marked(&texts[2])): {"metadataType": "MetadataStringValue", "string_value": marked(&texts[3])},
+                    "flag": {"metadataType": "MetadataBoolValue", "bool_value": true},
+                    "x": {"metadataType": "MetadataDoubleValue", "double_value": 0.5},
+                },
+            });
+            let new = NewRecord {
+                kind: Kind::Artifact,
+                subtype: marked(&texts[4]),
+                parent: numbers[1],
+                name: Some(marked(&texts[5])),
+                external_id: Some(marked(&texts[0])),
+                state: None,
+                time: numbers[2],
+                body: body.as_object().cloned().unwrap_or_default(),
+            };
+            let record = new.clone().into_record(numbers[1]);
+            let props = crate::record::properties(&new.body);
+            let mut statements = vec![insert(&new, dialect), update(&record, dialect), get(numbers[0], dialect)];
+            statements.extend(insert_properties(record.id, &props, dialect));
+            statements.push(delete_properties(record.id, dialect));
+            statements.push(init_token_key(&[7; 32], dialect));
+            for stmt in statements {
+                prop_assert!(!stmt.sql.contains(MARK), "{}", stmt.sql);
+                prop_assert!(stmt.sql.is_ascii());
+                prop_assert!(placeholders_fit(&stmt.sql, dialect, stmt.binds.len()), "{}", stmt.sql);
+            }
         }
     }
 

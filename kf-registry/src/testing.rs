@@ -7,7 +7,9 @@
 //! directions, keyset stability under inserts, tamper-evident tokens, and the
 //! `filterQuery` language. The checks create objects whose names start with a
 //! caller-chosen tag, so the suite can run against a store that already holds data.
-
+//!
+//! With feature `postgres`, [`TempPostgres`] starts a throwaway PostgreSQL
+//! server to run it against.
 //!
 //! ```
 //! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -15,6 +17,11 @@
 //! ```
 
 use std::collections::BTreeSet;
+
+#[cfg(feature = "postgres")]
+mod temp_postgres;
+#[cfg(feature = "postgres")]
+pub use temp_postgres::TempPostgres;
 
 use serde_json::{Value, json};
 
