@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
 
 use crate::driver::{self, storage};
 use crate::query::ListQuery;
@@ -57,6 +58,9 @@ impl PostgresStore {
     /// pending migrations. The database must exist.
     pub async fn open(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url).map_err(|e| Error::invalid("url", e.to_string()))?;
+        // One plain connection first: a wrong host or password fails now,
+        // where the pool would retry it until its acquire timeout.
+        options.connect().await.map_err(storage)?.close().await.map_err(storage)?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(30))
