@@ -162,8 +162,9 @@ where
     Ok(id)
 }
 
-/// Replaces `record` (all but its create time) and its property rows.
-pub(crate) async fn update<DB: Codec>(conn: &mut DB::Connection, record: &Record) -> Result<()>
+/// Replaces `record` (all but its create time) and its property rows;
+/// returns the stored create time.
+pub(crate) async fn update<DB: Codec>(conn: &mut DB::Connection, record: &Record) -> Result<i64>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
@@ -171,11 +172,12 @@ where
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| conflict(e, record.kind, record.name.as_deref(), record.external_id.as_deref(), record.parent))?;
-    if updated.is_none() {
+    let Some(row) = updated else {
         return Err(Error::NotFound { kind: record.kind.type_name(), key: format!("id {}", record.id) });
-    }
+    };
     DB::query(sql::delete_properties(record.id, DB::DIALECT))?.execute(&mut *conn).await.map_err(storage)?;
-    write_properties::<DB>(conn, record.id, &record.body).await
+    write_properties::<DB>(conn, record.id, &record.body).await?;
+    DB::int(&row, 0)
 }
 
 async fn write_properties<DB: Codec>(conn: &mut DB::Connection, id: i64, body: &Map<String, Value>) -> Result<()>

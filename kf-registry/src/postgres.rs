@@ -93,12 +93,11 @@ impl RegistryStore for PostgresStore {
     }
 
     async fn update(&self, record: Record) -> Result<Record> {
-        let id = record.id;
         let mut tx = self.pool.begin().await.map_err(storage)?;
-        driver::update::<sqlx::Postgres>(&mut *tx, &record).await?;
+        let create_time = driver::update::<sqlx::Postgres>(&mut *tx, &record).await?;
         tx.commit().await.map_err(storage)?;
         // create_time is the stored one, whatever the caller passed
-        self.get(id).await?.ok_or_else(|| Error::Storage(format!("record {id} vanished")))
+        Ok(Record { create_time, ..record })
     }
 
     async fn get(&self, id: i64) -> Result<Option<Record>> {

@@ -347,7 +347,7 @@ pub fn insert(new: &NewRecord, dialect: Dialect) -> Statement {
 }
 
 /// Replaces the row of `record.id` (of `record.kind`) but its create time,
-/// returning the id: no row means no such record.
+/// returning the stored create time: no row means no such record.
 pub fn update(record: &Record, dialect: Dialect) -> Statement {
     let mut b = Builder::new(dialect);
     let columns: [(&'static str, Bind); 8] = [
@@ -369,7 +369,7 @@ pub fn update(record: &Record, dialect: Dialect) -> Statement {
     b.bind(Bind::Int(record.id));
     b.push(" AND kind = ");
     b.bind(Bind::Text(record.kind.as_str().to_owned()));
-    b.push(" RETURNING id");
+    b.push(" RETURNING create_time");
     b.finish()
 }
 

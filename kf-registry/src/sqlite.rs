@@ -109,6 +109,7 @@ enum Write {
 
 struct Job {
     write: Write,
+    /// The new id of an insert, the stored create time of an update.
     reply: oneshot::Sender<Result<i64>>,
 }
 
@@ -150,7 +151,7 @@ async fn run_batch(writer: &SqlitePool, batch: &[Job]) -> std::result::Result<Ve
         sqlx::query("SAVEPOINT kf_write").execute(&mut *tx).await?;
         let result = match &job.write {
             Write::Insert(new) => driver::insert::<sqlx::Sqlite>(&mut *tx, new).await,
-            Write::Update(record) => driver::update::<sqlx::Sqlite>(&mut *tx, record).await.map(|()| record.id),
+            Write::Update(record) => driver::update::<sqlx::Sqlite>(&mut *tx, record).await,
         };
         if result.is_err() {
             sqlx::query("ROLLBACK TO kf_write").execute(&mut *tx).await?;
@@ -172,12 +173,11 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn update(&self, record: Record) -> Result<Record> {
-        let id = record.id;
         let (reply, answer) = oneshot::channel();
-        self.submit(Job { write: Write::Update(record), reply }).await?;
-        answer.await.map_err(|_| Error::Storage("the writer task stopped".into()))??;
+        self.submit(Job { write: Write::Update(record.clone()), reply }).await?;
+        let create_time = answer.await.map_err(|_| Error::Storage("the writer task stopped".into()))??;
         // create_time is the stored one, whatever the caller passed
-        self.get(id).await?.ok_or_else(|| Error::Storage(format!("record {id} vanished")))
+        Ok(Record { create_time, ..record })
     }
 
     async fn get(&self, id: i64) -> Result<Option<Record>> {

@@ -43,22 +43,9 @@ async fn postgres_passes_the_conformance_suite_and_survives_a_reopen() {
     let Some(pg) = server("postgres_passes_the_conformance_suite") else { return };
     let url = pg.create_database("conformance").unwrap();
     kf_registry::testing::run_all(PostgresStore::open(&url).await.unwrap(), "pg").await;
-    let params = ListParams { page_size: Some("2".into()), ..ListParams::default() };
-    let (first, token) = {
-        let registry = Registry::new(PostgresStore::open(&url).await.unwrap());
-        let page = registry.list::<RegisteredModel>(&params, Scope::default()).await.unwrap();
-        registry.store().close().await;
-        (page.items, page.next_page_token)
-    };
-    assert_eq!(first.len(), 2);
+    kf_registry::testing::survives_reopen(|| async { PostgresStore::open(&url).await.unwrap() }, "reopen").await;
     // the suite runs again on the same data: its tags keep it apart
     kf_registry::testing::run_all(PostgresStore::open(&url).await.unwrap(), "pg2").await;
-    let registry = Registry::new(PostgresStore::open(&url).await.unwrap());
-    let again = registry.list::<RegisteredModel>(&params, Scope::default()).await.unwrap();
-    assert_eq!(again.items, first);
-    // a token issued before the restart still works: the key is stored with the data
-    let next = ListParams { next_page_token: Some(token), ..params };
-    assert_eq!(registry.list::<RegisteredModel>(&next, Scope::default()).await.unwrap().items.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,27 +53,7 @@ async fn racing_creates_admit_one_name_and_conflicts_fail_alone() {
     let Some(pg) = server("racing_creates_admit_one_name") else { return };
     let url = pg.create_database("race").unwrap();
     let registry = Arc::new(Registry::new(PostgresStore::open(&url).await.unwrap()));
-    let mut tasks = Vec::new();
-    for i in 0..200 {
-        let registry = registry.clone();
-        // every fourth task asks for the same name: exactly one of them may win
-        let name = if i % 4 == 0 { "contested".to_owned() } else { format!("m{i}") };
-        tasks.push(tokio::spawn(async move {
-            registry.create::<RegisteredModel>(json!({"name": name}), None).await.map_err(|e| e.status())
-        }));
-    }
-    let (mut created, mut conflicts) = (0, 0);
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(_) => created += 1,
-            Err(409) => conflicts += 1,
-            Err(other) => panic!("unexpected status {other}"),
-        }
-    }
-    assert_eq!((created, conflicts), (151, 49));
-    let params = ListParams { page_size: Some("1000".into()), ..ListParams::default() };
-    let all = registry.list::<RegisteredModel>(&params, Scope::default()).await.unwrap();
-    assert_eq!(all.items.len(), 151);
+    kf_registry::testing::racing_creates(registry, "race").await;
 }
 
 #[tokio::test]
