@@ -1,30 +1,61 @@
-//! Direct store-API throughput of the SQLite store (no HTTP): creates/s and
+//! Direct store-API throughput of the SQL stores (no HTTP): creates/s and
 //! gets/s with 32 concurrent tasks, and the time of listing page 1 versus a
 //! deep keyset page of model versions ordered by creation time.
 //!
 //! ```text
-//! cargo run --release -p kf-registry --features sqlite --example registry_bench -- [VERSIONS] [DB]
+//! cargo run --release -p kf-registry --features sqlite,postgres --example registry_bench -- [VERSIONS] [DB]
 //! ```
 //!
-//! VERSIONS defaults to 100000; DB to a file in a temporary directory.
+//! VERSIONS defaults to 100000. DB is a `sqlite://` or `postgres://` URL;
+//! without one, the bench runs twice, side by side: on a SQLite file in a
+//! temporary directory and (with feature `postgres` and PostgreSQL
+//! installed) on a throwaway PostgreSQL server (`TempPostgres`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kf_registry::registry::{ListParams, Scope};
 use kf_registry::sqlite::SqliteStore;
-use kf_registry::{ModelVersion, RegisteredModel, Registry};
+use kf_registry::{ModelVersion, RegisteredModel, Registry, RegistryStore};
 use serde_json::json;
 
 const TASKS: usize = 32;
 
+type BoxError = Box<dyn std::error::Error>;
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
     let versions: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(100_000);
+    if let Some(db) = args.get(2) {
+        return run_on(db, versions).await;
+    }
     let dir = tempfile::tempdir()?;
-    let db = args.get(2).cloned().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
-    let registry = Arc::new(Registry::new(SqliteStore::open(&db).await?));
+    run_on(&format!("sqlite://{}", dir.path().join("bench.db").display()), versions).await?;
+    #[cfg(feature = "postgres")]
+    match kf_registry::testing::TempPostgres::start()? {
+        Some(server) => run_on(&server.create_database("bench")?, versions).await?,
+        None => println!("\npostgres: skipped, PostgreSQL is not installed"),
+    }
+    Ok(())
+}
+
+async fn run_on(db: &str, versions: usize) -> Result<(), BoxError> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        {
+            println!("\npostgres ({versions} model versions)");
+            return bench(kf_registry::postgres::PostgresStore::open(db).await?, versions).await;
+        }
+        #[cfg(not(feature = "postgres"))]
+        return Err("a postgres:// URL needs --features postgres".into());
+    }
+    println!("\nsqlite ({versions} model versions)");
+    bench(SqliteStore::open(db).await?, versions).await
+}
+
+async fn bench<S: RegistryStore + 'static>(store: S, versions: usize) -> Result<(), BoxError> {
+    let registry = Arc::new(Registry::new(store));
     let model: RegisteredModel = registry.create(json!({"name": "bench"}), None).await?;
     let model_id = model.id.unwrap_or_default();
 

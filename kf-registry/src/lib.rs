@@ -2,8 +2,8 @@
 //!
 //! The domain of Kubeflow Model Registry (registered models, versions, artifacts,
 //! serving environments, inference services, experiments and runs, with their
-//! `customProperties`), a [`RegistryStore`] trait with in-memory and SQLite
-//! implementations that share one conformance suite, the `filterQuery`
+//! `customProperties`), a [`RegistryStore`] trait with in-memory, SQLite and
+//! PostgreSQL implementations that share one conformance suite, the `filterQuery`
 //! grammar compiled to parameterised SQL, and a REST API compatible with the
 //! upstream OpenAPI spec (`model-registry.yaml`, v1alpha3) and its official
 //! Python client.
@@ -27,6 +27,8 @@
 //! - [`sql`]: a resolved filter and list query → parameterised SQL text and bind values.
 //! - [`testing`]: the conformance suite every store runs.
 //! - `sqlite` (feature `sqlite`): `SqliteStore`, the store on SQLite through sqlx.
+//! - `postgres` (feature `postgres`): `PostgresStore`, the same store on
+//!   PostgreSQL (and `testing::TempPostgres`, a throwaway server).
 //! - `server` (feature `server`): the axum router for the REST API (both path
 //!   prefixes) and `serve` with graceful shutdown.
 //!
@@ -53,10 +55,14 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod driver;
 mod error;
 pub mod filter;
 pub mod metadata;
 pub mod model;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod query;
 pub mod record;
 pub mod registry;

@@ -4,23 +4,32 @@
 //! bind parameter ([`Bind`]). A property test checks that no user text ever
 //! reaches the SQL string.
 //!
+//! Besides list queries it writes every other statement the SQL stores run
+//! (insert, update, get, property rows, the token key), so both stores share
+//! one text per statement and differ only in [`Dialect`].
+//!
 //! The schema it targets (tables `entities` and `properties`) is created by
 //! the migrations under `migrations/`. The SQL is portable between SQLite and
-//! PostgreSQL; only the placeholder style differs ([`Dialect`]). This module
-//! is pure: it never talks to a database.
+//! PostgreSQL except where [`Dialect`] says otherwise: placeholders, and the
+//! two things PostgreSQL's `LIKE` does differently (a default escape
+//! character, and a locale-dependent `LOWER` for a bound pattern). This
+//! module is pure: it never talks to a database.
 
 use std::fmt::Write as _;
 
 use crate::filter::{CompareOp, ValueType};
 use crate::query::{Column, Filter, LeafOp, ListQuery, OrderBy, SortOrder, Target};
-use crate::record::PropertyValue;
+use crate::record::{NewRecord, Property, PropertyValue, Record};
 
-/// Placeholder style.
+/// Which SQL a statement is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
-    /// `?`.
+    /// SQLite: `?` placeholders; `LIKE` has no escape character (with
+    /// `case_sensitive_like` on, as the SQLite store sets it).
     Sqlite,
-    /// `$1`, `$2`, ….
+    /// PostgreSQL: `$1`, `$2`, … placeholders; `LIKE … ESCAPE ''` turns off
+    /// its default `\` escape, and a bound `LIKE` pattern is lowered under
+    /// `COLLATE "C"` (ASCII only, like the columns it is compared with).
     Postgres,
 }
 
@@ -35,6 +44,14 @@ pub enum Bind {
     Text(String),
     /// Boolean.
     Bool(bool),
+    /// SQL `NULL` of a type (PostgreSQL wants to know which).
+    Null(ValueType),
+}
+
+impl Bind {
+    fn text(value: Option<&str>) -> Bind {
+        value.map_or(Bind::Null(ValueType::String), |s| Bind::Text(s.to_owned()))
+    }
 }
 
 /// SQL text and its bind values, in placeholder order.
@@ -57,6 +74,14 @@ struct Builder {
 }
 
 impl Builder {
+    fn new(dialect: Dialect) -> Self {
+        Builder { dialect, sql: String::with_capacity(256), binds: Vec::new() }
+    }
+
+    fn finish(self) -> Statement {
+        Statement { sql: self.sql, binds: self.binds }
+    }
+
     fn bind(&mut self, value: Bind) {
         self.binds.push(value);
         match self.dialect {
@@ -69,6 +94,23 @@ impl Builder {
 
     fn push(&mut self, fragment: &'static str) {
         self.sql.push_str(fragment);
+    }
+
+    /// `value, value, …` as placeholders.
+    fn bind_list(&mut self, values: impl IntoIterator<Item = Bind>) {
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind(value);
+        }
+    }
+
+    /// Closes a `LIKE` whose pattern was just bound.
+    fn end_like(&mut self) {
+        if self.dialect == Dialect::Postgres {
+            self.push(" ESCAPE ''");
+        }
     }
 }
 
@@ -126,12 +168,7 @@ fn test(
         LeafOp::In => {
             b.push(lhs);
             b.push(" IN (");
-            for (i, v) in values.iter().enumerate() {
-                if i > 0 {
-                    b.push(", ");
-                }
-                b.bind(bind_for(v, t));
-            }
+            b.bind_list(values.iter().map(|v| bind_for(v, t)));
             b.push(")");
         }
         LeafOp::Compare(CompareOp::ILike) => {
@@ -140,13 +177,22 @@ fn test(
             if let Some(v) = values.first() {
                 b.bind(bind_for(v, t));
             }
+            // A bound value takes the database's default collation, whose
+            // LOWER may fold non-ASCII letters; the columns are "C" (ASCII only).
+            if b.dialect == Dialect::Postgres {
+                b.push(" COLLATE \"C\"");
+            }
             b.push(")");
+            b.end_like();
         }
         LeafOp::Compare(op) => {
             b.push(lhs);
             b.push(op_sql(op));
             if let Some(v) = values.first() {
                 b.bind(bind_for(v, t));
+            }
+            if op == CompareOp::Like {
+                b.end_like();
             }
         }
     }
@@ -212,7 +258,7 @@ fn filter(b: &mut Builder, f: &Filter) {
 /// # Ok::<(), kf_registry::Error>(())
 /// ```
 pub fn select(query: &ListQuery, dialect: Dialect) -> Statement {
-    let mut b = Builder { dialect, sql: String::with_capacity(256), binds: Vec::new() };
+    let mut b = Builder::new(dialect);
     b.push("SELECT ");
     b.push(RECORD_COLUMNS);
     b.push(" FROM entities e WHERE e.kind = ");
@@ -263,8 +309,139 @@ pub fn select(query: &ListQuery, dialect: Dialect) -> Statement {
     }
     b.push(" LIMIT ");
     b.bind(Bind::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-    Statement { sql: b.sql, binds: b.binds }
+    b.finish()
 }
+
+/// `name` when the kind's names are unique, else `NULL` (NULLs never collide
+/// in the unique index).
+fn unique_name(kind: crate::record::Kind, name: Option<&str>) -> Bind {
+    Bind::text(name.filter(|_| kind.names_unique()))
+}
+
+fn body_text(body: &serde_json::Map<String, serde_json::Value>) -> Bind {
+    Bind::Text(serde_json::Value::Object(body.clone()).to_string())
+}
+
+/// Inserts a record's row in `entities`, returning its new id (one row, one
+/// integer column). The properties go in separately ([`insert_properties`]).
+pub fn insert(new: &NewRecord, dialect: Dialect) -> Statement {
+    let mut b = Builder::new(dialect);
+    b.push(
+        "INSERT INTO entities (kind, subtype, parent_id, name, unique_name, external_id, state, create_time, \
+         update_time, body) VALUES (",
+    );
+    b.bind_list([
+        Bind::Text(new.kind.as_str().to_owned()),
+        Bind::Text(new.subtype.clone()),
+        Bind::Int(new.parent),
+        Bind::text(new.name.as_deref()),
+        unique_name(new.kind, new.name.as_deref()),
+        Bind::text(new.external_id.as_deref()),
+        Bind::text(new.state.as_deref()),
+        Bind::Int(new.time),
+        Bind::Int(new.time),
+        body_text(&new.body),
+    ]);
+    b.push(") RETURNING id");
+    b.finish()
+}
+
+/// Replaces the row of `record.id` (of `record.kind`) but its create time,
+/// returning the stored create time: no row means no such record.
+pub fn update(record: &Record, dialect: Dialect) -> Statement {
+    let mut b = Builder::new(dialect);
+    let columns: [(&'static str, Bind); 8] = [
+        ("subtype = ", Bind::Text(record.subtype.clone())),
+        (", parent_id = ", Bind::Int(record.parent)),
+        (", name = ", Bind::text(record.name.as_deref())),
+        (", unique_name = ", unique_name(record.kind, record.name.as_deref())),
+        (", external_id = ", Bind::text(record.external_id.as_deref())),
+        (", state = ", Bind::text(record.state.as_deref())),
+        (", update_time = ", Bind::Int(record.update_time)),
+        (", body = ", body_text(&record.body)),
+    ];
+    b.push("UPDATE entities SET ");
+    for (column, value) in columns {
+        b.push(column);
+        b.bind(value);
+    }
+    b.push(" WHERE id = ");
+    b.bind(Bind::Int(record.id));
+    b.push(" AND kind = ");
+    b.bind(Bind::Text(record.kind.as_str().to_owned()));
+    b.push(" RETURNING create_time");
+    b.finish()
+}
+
+/// The record with this id, as [`RECORD_COLUMNS`].
+pub fn get(id: i64, dialect: Dialect) -> Statement {
+    let mut b = Builder::new(dialect);
+    b.push("SELECT ");
+    b.push(RECORD_COLUMNS);
+    b.push(" FROM entities e WHERE e.id = ");
+    b.bind(Bind::Int(id));
+    b.finish()
+}
+
+/// Deletes the property rows of a record (before they are written anew).
+pub fn delete_properties(id: i64, dialect: Dialect) -> Statement {
+    let mut b = Builder::new(dialect);
+    b.push("DELETE FROM properties WHERE entity_id = ");
+    b.bind(Bind::Int(id));
+    b.finish()
+}
+
+/// Property rows per `INSERT` (7 parameters each; both databases allow far more per statement).
+const PROPERTY_ROWS_PER_STATEMENT: usize = 64;
+
+/// Inserts a record's property rows, many rows per statement (one round
+/// trip per 64 rows instead of one per property). No statements for no properties.
+pub fn insert_properties(id: i64, properties: &[Property], dialect: Dialect) -> Vec<Statement> {
+    properties
+        .chunks(PROPERTY_ROWS_PER_STATEMENT)
+        .map(|chunk| {
+            let mut b = Builder::new(dialect);
+            b.push(
+                "INSERT INTO properties (entity_id, name, is_custom, string_value, int_value, double_value, \
+                 bool_value) VALUES ",
+            );
+            for (i, p) in chunk.iter().enumerate() {
+                b.push(if i == 0 { "(" } else { ", (" });
+                // the value in its own type's column, NULL in the other three
+                let column = |t: ValueType| match (&p.value, t) {
+                    (PropertyValue::String(s), ValueType::String) => Bind::Text(s.clone()),
+                    (PropertyValue::Int(n), ValueType::Int) => Bind::Int(*n),
+                    (PropertyValue::Double(x), ValueType::Double) => Bind::Real(*x),
+                    (PropertyValue::Bool(v), ValueType::Bool) => Bind::Bool(*v),
+                    _ => Bind::Null(t),
+                };
+                b.bind_list([
+                    Bind::Int(id),
+                    Bind::Text(p.name.clone()),
+                    Bind::Bool(p.custom),
+                    column(ValueType::String),
+                    column(ValueType::Int),
+                    column(ValueType::Double),
+                    column(ValueType::Bool),
+                ]);
+                b.push(")");
+            }
+            b.finish()
+        })
+        .collect()
+}
+
+/// Stores `fresh` as the page-token key unless one is stored already.
+pub fn init_token_key(fresh: &[u8; 32], dialect: Dialect) -> Statement {
+    let mut b = Builder::new(dialect);
+    b.push("INSERT INTO registry_meta (key, value) VALUES ('page_token_key', ");
+    b.bind(Bind::Text(hex::encode(fresh)));
+    b.push(") ON CONFLICT (key) DO NOTHING");
+    b.finish()
+}
+
+/// The stored page-token key (hex text), one row, one column.
+pub const TOKEN_KEY: &str = "SELECT value FROM registry_meta WHERE key = 'page_token_key'";
 
 #[cfg(test)]
 mod tests {
@@ -297,19 +474,60 @@ mod tests {
         }
     }
 
-    fn placeholders(sql: &str) -> usize {
-        sql.matches('?').count()
+    /// Whether `sql`'s placeholders are exactly `binds` many, in the dialect's
+    /// style: `?` for SQLite; `$1`, `$2`, … in order, each once, for PostgreSQL.
+    fn placeholders_fit(sql: &str, dialect: Dialect, binds: usize) -> bool {
+        match dialect {
+            Dialect::Sqlite => sql.matches('?').count() == binds && !sql.contains('$'),
+            Dialect::Postgres => {
+                let numbers: Vec<usize> = sql
+                    .split('$')
+                    .skip(1)
+                    .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0))
+                    .collect();
+                !sql.contains('?') && numbers == (1..=binds).collect::<Vec<_>>()
+            }
+        }
+    }
+
+    /// The tree without the leaves that do not type-check (a random tree of
+    /// two dozen leaves almost always has one, and one fails it whole).
+    fn well_typed(e: &Expr) -> Option<Expr> {
+        match e {
+            Expr::And(a, b) | Expr::Or(a, b) => match (well_typed(a), well_typed(b)) {
+                (Some(a), Some(b)) if matches!(e, Expr::And(..)) => Some(Expr::And(Box::new(a), Box::new(b))),
+                (Some(a), Some(b)) => Some(Expr::Or(Box::new(a), Box::new(b))),
+                (a, b) => a.or(b),
+            },
+            leaf => Filter::resolve(leaf).is_ok().then(|| leaf.clone()),
+        }
+    }
+
+    const MARK: char = '\u{1F512}';
+
+    fn marked(s: &str) -> String {
+        format!("{MARK}{s}'; --")
+    }
+
+    fn dialects() -> impl Strategy<Value = Dialect> {
+        prop_oneof![Just(Dialect::Sqlite), Just(Dialect::Postgres)]
     }
 
     proptest! {
         #[test]
-        fn no_user_text_ever_reaches_the_sql(expr in arb_expr(), order in 0u8..3, desc: bool, cursor: Option<(i64, i64)>) {
+        fn no_user_text_ever_reaches_the_sql(
+            expr in arb_expr(),
+            order in 0u8..3,
+            desc: bool,
+            cursor: Option<(i64, i64)>,
+            dialect in dialects(),
+        ) {
             // Every name and string is marked; markers can only reach the SQL as text if a value was spliced in.
-            let marked = map_text(&expr, &|s| format!("\u{1F512}{s}'; --"));
-            let Ok(filter) = Filter::resolve(&marked) else { return Ok(()) };
+            let Some(expr) = well_typed(&map_text(&expr, &marked)) else { return Ok(()) };
+            let filter = Filter::resolve(&expr).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let query = ListQuery {
                 kind: Kind::Artifact,
-                subtype: Some("\u{1F512}sub".into()),
+                subtype: Some(marked("sub")),
                 parent: Some(3),
                 filter: Some(filter),
                 order_by: [OrderBy::Id, OrderBy::CreateTime, OrderBy::LastUpdateTime][order as usize],
@@ -317,21 +535,59 @@ mod tests {
                 after: cursor.map(|(key, id)| Cursor { key, id }),
                 limit: 11,
             };
-            let stmt = select(&query, Dialect::Sqlite);
-            prop_assert!(!stmt.sql.contains('\u{1F512}'), "{}", stmt.sql);
+            let stmt = select(&query, dialect);
+            prop_assert!(!stmt.sql.contains(MARK), "{}", stmt.sql);
             prop_assert!(stmt.sql.is_ascii());
-            prop_assert_eq!(placeholders(&stmt.sql), stmt.binds.len());
+            prop_assert!(placeholders_fit(&stmt.sql, dialect, stmt.binds.len()), "{}", stmt.sql);
             // and the SQL depends only on the shape: other text, same SQL
             let plain = map_text(&expr, &|s| s.chars().rev().collect::<String>() + "x");
             if let Ok(plain) = Filter::resolve(&plain) {
-                let other = select(&ListQuery { filter: Some(plain), ..query.clone() }, Dialect::Sqlite);
+                let other = select(&ListQuery { filter: Some(plain), ..query.clone() }, dialect);
                 if other.binds.len() == stmt.binds.len() {
                     prop_assert_eq!(other.sql, stmt.sql);
                 }
             }
-            let pg = select(&query, Dialect::Postgres);
-            prop_assert!(!pg.sql.contains('?'));
-            prop_assert_eq!(pg.binds, stmt.binds);
+            // both dialects bind the same values in the same order
+            let other_dialect = if dialect == Dialect::Sqlite { Dialect::Postgres } else { Dialect::Sqlite };
+            prop_assert_eq!(select(&query, other_dialect).binds, stmt.binds);
+        }
+
+        #[test]
+        fn writes_bind_every_value_too(
+            texts in proptest::collection::vec("\\PC{0,12}", 6),
+            numbers in proptest::collection::vec(any::<i64>(), 3),
+            dialect in dialects(),
+        ) {
+            let body = serde_json::json!({
+                (marked(&texts[0])): marked(&texts[1]),
+                "count": numbers[0],
+                "customProperties": {
+                    (marked(&texts[2])): {"metadataType": "MetadataStringValue", "string_value": marked(&texts[3])},
+                    "flag": {"metadataType": "MetadataBoolValue", "bool_value": true},
+                    "x": {"metadataType": "MetadataDoubleValue", "double_value": 0.5},
+                },
+            });
+            let new = NewRecord {
+                kind: Kind::Artifact,
+                subtype: marked(&texts[4]),
+                parent: numbers[1],
+                name: Some(marked(&texts[5])),
+                external_id: Some(marked(&texts[0])),
+                state: None,
+                time: numbers[2],
+                body: body.as_object().cloned().unwrap_or_default(),
+            };
+            let record = new.clone().into_record(numbers[1]);
+            let props = crate::record::properties(&new.body);
+            let mut statements = vec![insert(&new, dialect), update(&record, dialect), get(numbers[0], dialect)];
+            statements.extend(insert_properties(record.id, &props, dialect));
+            statements.push(delete_properties(record.id, dialect));
+            statements.push(init_token_key(&[7; 32], dialect));
+            for stmt in statements {
+                prop_assert!(!stmt.sql.contains(MARK), "{}", stmt.sql);
+                prop_assert!(stmt.sql.is_ascii());
+                prop_assert!(placeholders_fit(&stmt.sql, dialect, stmt.binds.len()), "{}", stmt.sql);
+            }
         }
     }
 

@@ -66,7 +66,7 @@ impl Tables {
         {
             return Err(Error::Conflict {
                 kind: r.kind.type_name(),
-                message: format!("name {:?} is already taken{}", key.3, scope_text(r)),
+                message: format!("name {:?} is already taken{}", key.3, scope_text(r.parent)),
             });
         }
         if let Some(ext) = &r.external_id
@@ -99,8 +99,8 @@ impl Tables {
     }
 }
 
-pub(crate) fn scope_text(r: &Record) -> String {
-    if r.parent == 0 { String::new() } else { format!(" under parent {}", r.parent) }
+pub(crate) fn scope_text(parent: i64) -> String {
+    if parent == 0 { String::new() } else { format!(" under parent {parent}") }
 }
 
 /// Records in a mutex-guarded map. Inserts, updates and gets are O(log n);

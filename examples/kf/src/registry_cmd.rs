@@ -1,12 +1,13 @@
 //! `kf registry`: wiring for kf-registry. `serve` runs the Model Registry REST
-//! API (both path prefixes) on a SQLite store until Ctrl-C or SIGTERM.
+//! API (both path prefixes) on a SQLite or PostgreSQL store until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use kf_registry::Registry;
+use kf_registry::postgres::PostgresStore;
 use kf_registry::sqlite::SqliteStore;
+use kf_registry::{Registry, RegistryStore};
 
 use crate::pending;
 
@@ -21,7 +22,7 @@ pub struct Args {
 enum RegistryCommand {
     /// Serve the Model Registry REST API (/api/model_registry/v1alpha3 and /v1).
     Serve {
-        /// Database: `sqlite://PATH`, a file path, or `:memory:`.
+        /// Database: `sqlite://PATH`, a file path, `:memory:`, or `postgres://USER@HOST/DB`.
         #[arg(long, env = "KF_REGISTRY_DB", default_value = ":memory:")]
         db: String,
         /// Address to listen on.
@@ -51,21 +52,24 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn serve(db: &str, addr: SocketAddr) -> Result<(), String> {
-    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        return Err("the Postgres store is not built yet (issue #11); use sqlite://PATH or :memory:".into());
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let store = SqliteStore::open(db).await.map_err(|e| format!("{db}: {e}"))?;
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let local = listener.local_addr().map_err(|e| e.to_string())?;
-        // The first line on stdout is the address, so scripts can start on port 0.
-        outln!("kf registry listening on http://{local}");
-        kf_registry::server::serve(Arc::new(Registry::new(store)), listener, shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            serve_store(PostgresStore::open(db).await.map_err(|e| format!("{db}: {e}"))?, addr).await
+        } else {
+            serve_store(SqliteStore::open(db).await.map_err(|e| format!("{db}: {e}"))?, addr).await
+        }
     })
+}
+
+async fn serve_store<S: RegistryStore + 'static>(store: S, addr: SocketAddr) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // The first line on stdout is the address, so scripts can start on port 0.
+    outln!("kf registry listening on http://{local}");
+    kf_registry::server::serve(Arc::new(Registry::new(store)), listener, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn shutdown_signal() {

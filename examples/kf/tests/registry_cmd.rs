@@ -76,12 +76,44 @@ fn commands_for_people_are_not_built_yet() {
 
 #[test]
 fn bad_db_locations_fail_with_a_message() {
-    let out = Command::new(env!("CARGO_BIN_EXE_kf"))
-        .args(["registry", "serve", "--db", "postgres://localhost/x", "--addr", "127.0.0.1:0"])
-        .output()
-        .expect("kf runs");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Postgres"));
+    for db in ["postgres://kf@localhost:1/x", "postgres://kf@[::1", "/nonexistent-dir/registry.db"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kf"))
+            .args(["registry", "serve", "--db", db, "--addr", "127.0.0.1:0"])
+            .output()
+            .expect("kf runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{db}: {stderr}");
+        assert!(stderr.contains(db), "{db}: the message names the database: {stderr}");
+    }
+}
+
+#[test]
+fn serve_runs_on_postgres() {
+    let server = match kf_registry::testing::TempPostgres::start() {
+        Ok(Some(server)) => server,
+        Ok(None) => {
+            let required = std::env::var("KF_REQUIRE_PEERS").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "no PostgreSQL binaries (apt-get install -y postgresql); KF_REQUIRE_PEERS=1 makes this a failure"
+            );
+            eprintln!(
+                "\n=== SKIPPED serve_runs_on_postgres: PostgreSQL is not installed (apt-get install -y postgresql)\n"
+            );
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let kf = start(&server.create_database("serve").expect("createdb"));
+    let (status, body) =
+        http(&kf.addr, "POST", "/api/model_registry/v1alpha3/registered_models", Some(r#"{"name": "iris"}"#));
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = http(&kf.addr, "GET", "/api/model_registry/v1/registered_model?name=iris", None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"name\":\"iris\""), "{body}");
+    let (status, body) =
+        http(&kf.addr, "POST", "/api/model_registry/v1alpha3/registered_models", Some(r#"{"name": "iris"}"#));
+    assert_eq!(status, 409, "{body}");
 }
 
 #[test]
