@@ -11,7 +11,7 @@ use std::time::Instant;
 use kf_train::TrainJob;
 use kf_train::local::{Reason, parse_metrics};
 use kf_tune::Experiment;
-use kf_tune::experiment::{ExperimentState, Plan, TrialPhase};
+use kf_tune::experiment::{Event, ExperimentState, Plan, TrialPhase};
 use kf_tune::runner::{Journal, MetricsSink, TrialRun, TrialRunner};
 use serde_json::{Value, json};
 
@@ -100,7 +100,15 @@ async fn tune(dir: &Path, trainer: Arc<Trainer>, version: u32) -> anyhow::Result
     let mut state = ExperimentState::new(plan);
     kf_tune::runner::replay(&mut state, past)?;
     let runner = Arc::new(TrainJobTrials { trainer, spec, root: root.clone() });
-    let state = kf_tune::runner::run(state, runner, Some(&mut journal), 42, |_, _| {}).await?;
+    let progress = |state: &ExperimentState, event: &Event| {
+        if let Event::Finished { index, end, .. } = event
+            && let Some(trial) = state.trials().get(*index)
+        {
+            let value = trial.objective.map_or("-".to_string(), |v| format!("{v:.4}"));
+            eprintln!("  [tune] {} {end}: {OBJECTIVE}={value}", trial.name);
+        }
+    };
+    let state = kf_tune::runner::run(state, runner, Some(&mut journal), 42, progress).await?;
 
     let trials = state.trials().len();
     let early_stopped = state.trials().iter().filter(|t| t.phase == TrialPhase::EarlyStopped).count();
