@@ -176,7 +176,8 @@ impl LocalBackend {
             .enumerate()
             .map(|(i, s)| tracker.add_task(&s.replicated_job, s.job_index, &s.label(), i == reporter))
             .collect();
-        write_status(&workspace, &mut job, &tracker)?;
+        job.status = Some(tracker.status());
+        write_status(&workspace, &job)?;
 
         let started = Instant::now();
         let deadline = plan.active_deadline_seconds.map(|s| (s, started + Duration::from_secs(s.max(0) as u64)));
@@ -232,9 +233,7 @@ impl LocalBackend {
             }
         }
         drop(tx);
-        let status_now = |tracker: &JobTracker| LocalEvent::Status(Box::new(tracker.status()));
-        on_event(status_now(&tracker));
-        write_status(&workspace, &mut job, &tracker)?;
+        publish(&workspace, &mut job, &tracker, &mut on_event)?;
 
         let mut stopping_since: Option<Instant> = None;
         let mut escalated = false;
@@ -244,8 +243,7 @@ impl LocalBackend {
             if tracker.outcome().is_some() && stopping_since.is_none() {
                 stopping_since = Some(Instant::now());
                 signal_all(&groups, &tracker.to_kill(), &ids, Signal::SIGTERM);
-                write_status(&workspace, &mut job, &tracker)?;
-                on_event(status_now(&tracker));
+                publish(&workspace, &mut job, &tracker, &mut on_event)?;
             }
             if tracker.all_over()
                 && (open_streams == 0 || stopping_since.is_some_and(|t| t.elapsed() > self.options.kill_grace))
@@ -257,15 +255,6 @@ impl LocalBackend {
                 match escalate_at {
                     Some(at) if !escalated => tokio::time::sleep_until(at.into()).await,
                     _ => std::future::pending().await,
-                }
-            };
-            let linger = async {
-                // Every process ended but something they started still holds
-                // their output open: give it the grace period, then stop.
-                if tracker.all_over() && stopping_since.is_none() {
-                    tokio::time::sleep(self.options.kill_grace).await;
-                } else {
-                    std::future::pending::<()>().await;
                 }
             };
             tokio::select! {
@@ -282,8 +271,7 @@ impl LocalBackend {
                     Some(Message::Exited(i, code)) => {
                         tracker.exited(ids[i], code, &now());
                         on_event(LocalEvent::Exited { process: specs[i].label(), code });
-                        on_event(status_now(&tracker));
-                        write_status(&workspace, &mut job, &tracker)?;
+                        publish(&workspace, &mut job, &tracker, &mut on_event)?;
                     }
                     None => open_streams = 0,
                 },
@@ -295,15 +283,11 @@ impl LocalBackend {
                     escalated = true;
                     signal_all(&groups, &tracker.to_kill(), &ids, Signal::SIGKILL);
                 }
-                () = linger => {
-                    stopping_since = Some(Instant::now());
-                }
             }
             if dirty && last_status_write.elapsed() > Duration::from_secs(1) {
                 dirty = false;
                 last_status_write = Instant::now();
-                write_status(&workspace, &mut job, &tracker)?;
-                on_event(status_now(&tracker));
+                publish(&workspace, &mut job, &tracker, &mut on_event)?;
             }
         }
         // Nothing outlives the job: whatever the processes left behind in
@@ -399,8 +383,7 @@ fn finish(
     tracker: &JobTracker,
     on_event: &mut impl FnMut(LocalEvent),
 ) -> Result<LocalRun> {
-    write_status(workspace, job, tracker)?;
-    on_event(LocalEvent::Status(Box::new(tracker.status())));
+    publish(workspace, job, tracker, on_event)?;
     let outcome = tracker.outcome().cloned().ok_or_else(|| Error::Process {
         process: job.name().unwrap_or_default().to_string(),
         message: "the run ended without an outcome".into(),
@@ -408,10 +391,24 @@ fn finish(
     Ok(LocalRun { outcome, job: job.clone(), workspace: workspace.clone() })
 }
 
-/// Writes the TrainJob with the tracker's status, atomically (a reader sees
-/// the old file or the new one, never half of one).
-fn write_status(workspace: &Workspace, job: &mut TrainJob, tracker: &JobTracker) -> Result<()> {
-    job.status = Some(tracker.status());
+/// Writes the TrainJob with the tracker's status (computed once) and tells
+/// `on_event` about it.
+fn publish(
+    workspace: &Workspace,
+    job: &mut TrainJob,
+    tracker: &JobTracker,
+    on_event: &mut impl FnMut(LocalEvent),
+) -> Result<()> {
+    let status = tracker.status();
+    job.status = Some(status.clone());
+    write_status(workspace, job)?;
+    on_event(LocalEvent::Status(Box::new(status)));
+    Ok(())
+}
+
+/// Writes the TrainJob, atomically (a reader sees the old file or the new
+/// one, never half of one).
+fn write_status(workspace: &Workspace, job: &TrainJob) -> Result<()> {
     let path = workspace.status();
     let fail = |e: std::io::Error| Error::Process { process: path.display().to_string(), message: e.to_string() };
     let text = serde_json::to_string_pretty(&job.to_value())

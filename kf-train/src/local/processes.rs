@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::KF_WORKSPACE_ENV;
+use crate::Result;
 use crate::jobset::NODE;
-use crate::launch::{LaunchPlan, Network, Pod, Role, TRAINER_PORT};
+use crate::launch::{LaunchPlan, Network, Pod, Role, TRAINER_PORT, unlaunchable};
 use crate::runtime::Framework;
-use crate::{Error, Result};
 
 /// Where a local run keeps its files. Only paths: nothing here touches the
 /// filesystem.
@@ -99,7 +99,7 @@ impl ProcessSpec {
 
     /// The value of env var `name`.
     pub fn env_value(&self, name: &str) -> Option<&str> {
-        self.env.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        lookup(&self.env, name)
     }
 }
 
@@ -157,7 +157,7 @@ pub fn processes(plan: &LaunchPlan, workspace: &Workspace, namespace: &str) -> R
         let pod_name = format!("{}-{}-{}-{}", plan.job_name, pod.replicated_job, pod.job_index, pod.pod_index);
         let at = |what: &str| format!("pod {pod_name:?}, container {:?}: {what}", pod.container.name);
         if let Some(secret) = pod.container.env_from_secrets.first() {
-            return Err(local_error(
+            return Err(unlaunchable(
                 at("envFrom"),
                 format!("env from Secret {secret:?} needs Kubernetes; set the variables literally to run locally"),
             ));
@@ -166,8 +166,8 @@ pub fn processes(plan: &LaunchPlan, workspace: &Workspace, namespace: &str) -> R
         for var in &pod.container.env {
             let value = match (&var.value, &var.value_from) {
                 (_, Some(from)) => field_value(from, pod, &pod_name, namespace)
-                    .ok_or_else(|| local_error(at(&format!("env {}", var.name)), unsupported_source(from)))?,
-                (Some(value), None) => expand_vars(value, |name| lookup(&env, name)),
+                    .ok_or_else(|| unlaunchable(at(&format!("env {}", var.name)), unsupported_source(from)))?,
+                (Some(value), None) => expand_vars(value, |name| lookup(&env, name).map(str::to_string)),
                 (None, None) => String::new(),
             };
             set(&mut env, &var.name, value);
@@ -177,7 +177,7 @@ pub fn processes(plan: &LaunchPlan, workspace: &Workspace, namespace: &str) -> R
             .command
             .iter()
             .chain(&pod.container.args)
-            .map(|a| expand_vars(a, |name| lookup(&env, name)))
+            .map(|a| expand_vars(a, |name| lookup(&env, name).map(str::to_string)))
             .collect();
         let mut files = Vec::new();
         for file in &pod.files {
@@ -191,7 +191,7 @@ pub fn processes(plan: &LaunchPlan, workspace: &Workspace, namespace: &str) -> R
             files.push((local, file.contents.clone()));
         }
         if argv.is_empty() {
-            return Err(local_error(
+            return Err(unlaunchable(
                 at("command"),
                 "no command or args: a local process cannot use the image's entrypoint; set spec.trainer.command",
             ));
@@ -297,8 +297,9 @@ pub fn expand_vars(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Stri
     out
 }
 
-fn lookup(env: &[(String, String)], name: &str) -> Option<String> {
-    env.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+/// The value of `name` in an env list: the last one set, as a process sees it.
+fn lookup<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    env.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
 fn set(env: &mut Vec<(String, String)>, name: &str, value: String) {
@@ -328,8 +329,4 @@ fn unsupported_source(from: &Value) -> String {
         ),
         None => format!("valueFrom.{kind} needs Kubernetes; set the variable literally to run locally"),
     }
-}
-
-pub(super) fn local_error(path: String, message: impl Into<String>) -> Error {
-    Error::Unlaunchable { path, message: message.into() }
 }
