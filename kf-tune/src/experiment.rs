@@ -190,6 +190,65 @@ impl Plan {
     }
 }
 
+/// Replaces every `${trialParameters.<name>}` in `text` with its value, as
+/// Katib fills a trial template; an unknown name or an unterminated
+/// placeholder is an error naming it. O(length of `text`).
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// let values = BTreeMap::from([("lr".to_string(), "0.1".to_string())]);
+/// assert_eq!(kf_tune::experiment::substitute("--lr=${trialParameters.lr}", &values)?, "--lr=0.1");
+/// assert!(kf_tune::experiment::substitute("${trialParameters.x}", &values).unwrap_err().contains("\"x\""));
+/// # Ok::<(), String>(())
+/// ```
+pub fn substitute(text: &str, values: &BTreeMap<String, String>) -> std::result::Result<String, String> {
+    const OPEN: &str = "${trialParameters.";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + OPEN.len()..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("unterminated placeholder in {text:?}"));
+        };
+        let name = &after[..end];
+        let value = values
+            .get(name)
+            .ok_or_else(|| format!("{text:?} names trial parameter {name:?}, which the template does not declare"))?;
+        out.push_str(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A whole `trialTemplate.trialSpec` with [`substitute`] applied to every
+/// string in it (keys are left alone): the object a trial runs as.
+/// O(size of `spec`).
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// let values = BTreeMap::from([("lr".to_string(), "0.1".to_string())]);
+/// let spec = serde_json::json!({"spec": {"args": ["--lr=${trialParameters.lr}"], "replicas": 2}});
+/// let filled = kf_tune::experiment::fill_trial_template(&spec, &values)?;
+/// assert_eq!(filled, serde_json::json!({"spec": {"args": ["--lr=0.1"], "replicas": 2}}));
+/// # Ok::<(), String>(())
+/// ```
+pub fn fill_trial_template(spec: &Value, values: &BTreeMap<String, String>) -> std::result::Result<Value, String> {
+    Ok(match spec {
+        Value::String(s) => Value::String(substitute(s, values)?),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| fill_trial_template(v, values)).collect::<std::result::Result<_, _>>()?)
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), fill_trial_template(v, values)?)))
+                .collect::<std::result::Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
 /// Where a trial stands (Katib's trial conditions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TrialPhase {
@@ -759,5 +818,27 @@ mod tests {
         assert!(s.apply(Event::started(1, &[ParamValue::Int(3)])).is_err());
         assert!(s.apply(Event::started(0, &[ParamValue::Int(30)])).is_err());
         assert!(s.apply(events[1].clone()).is_err());
+    }
+
+    #[test]
+    fn substitution_replaces_every_placeholder_and_names_unknown_ones() {
+        let values = BTreeMap::from([("a".to_owned(), "1".to_owned()), ("b".to_owned(), "x y".to_owned())]);
+        assert_eq!(
+            substitute("--a=${trialParameters.a} ${trialParameters.b}${trialParameters.a}", &values).unwrap(),
+            "--a=1 x y1"
+        );
+        assert_eq!(substitute("plain", &values).unwrap(), "plain");
+        assert!(substitute("${trialParameters.c}", &values).unwrap_err().contains("\"c\""));
+        assert!(substitute("${trialParameters.a", &values).unwrap_err().contains("unterminated"));
+    }
+
+    #[test]
+    fn a_template_is_filled_in_every_string_and_fails_on_an_unknown_name() {
+        let values = BTreeMap::from([("a".to_owned(), "1".to_owned())]);
+        let spec = serde_json::json!({"k-${trialParameters.a}": ["${trialParameters.a}", {"n": 2, "s": "x${trialParameters.a}"}]});
+        let filled = fill_trial_template(&spec, &values).unwrap();
+        assert_eq!(filled, serde_json::json!({"k-${trialParameters.a}": ["1", {"n": 2, "s": "x1"}]}));
+        let bad = serde_json::json!({"args": ["${trialParameters.b}"]});
+        assert!(fill_trial_template(&bad, &values).unwrap_err().contains("\"b\""));
     }
 }

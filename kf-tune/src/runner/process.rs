@@ -25,6 +25,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 use super::{MetricsSink, TrialRun, TrialRunner};
+use crate::experiment::substitute;
 use crate::katib::Experiment;
 use crate::metrics::{JsonLinesMetrics, MetricsCollector, TextMetrics};
 use crate::{Error, Result};
@@ -171,27 +172,6 @@ impl ProcessRunner {
     }
 }
 
-fn substitute(text: &str, values: &BTreeMap<String, String>) -> std::result::Result<String, String> {
-    const OPEN: &str = "${trialParameters.";
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find(OPEN) {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + OPEN.len()..];
-        let Some(end) = after.find('}') else {
-            return Err(format!("unterminated placeholder in {text:?}"));
-        };
-        let name = &after[..end];
-        let value = values
-            .get(name)
-            .ok_or_else(|| format!("{text:?} names trial parameter {name:?}, which the template does not declare"))?;
-        out.push_str(value);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 /// The container named `primary` (or the first) in the first `containers` list found in `spec`.
 fn find_container<'a>(spec: &'a Value, primary: Option<&str>) -> Option<&'a Value> {
     match spec {
@@ -298,18 +278,6 @@ impl TrialRunner for ProcessRunner {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn substitution_replaces_every_placeholder_and_names_unknown_ones() {
-        let values = BTreeMap::from([("a".to_owned(), "1".to_owned()), ("b".to_owned(), "x y".to_owned())]);
-        assert_eq!(
-            substitute("--a=${trialParameters.a} ${trialParameters.b}${trialParameters.a}", &values).unwrap(),
-            "--a=1 x y1"
-        );
-        assert_eq!(substitute("plain", &values).unwrap(), "plain");
-        assert!(substitute("${trialParameters.c}", &values).unwrap_err().contains("\"c\""));
-        assert!(substitute("${trialParameters.a", &values).unwrap_err().contains("unterminated"));
-    }
 
     #[test]
     fn the_primary_container_is_found_in_any_job_kind() {

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kf_train::TrainJob;
-use kf_train::local::{Reason, parse_metrics};
+use kf_train::local::Reason;
 use kf_tune::Experiment;
-use kf_tune::experiment::{Event, ExperimentState, Plan, TrialPhase};
+use kf_tune::experiment::{Event, ExperimentState, Plan, TrialPhase, fill_trial_template};
+use kf_tune::metrics::{MetricsCollector, TextMetrics};
 use kf_tune::runner::{Journal, MetricsSink, TrialRun, TrialRunner};
 use serde_json::{Value, json};
 
@@ -145,14 +146,14 @@ struct TrainJobTrials {
 #[async_trait::async_trait]
 impl TrialRunner for TrainJobTrials {
     async fn run(&self, trial: &TrialRun, metrics: &MetricsSink) -> Result<(), String> {
-        let manifest = substitute(&self.spec, &trial.trial_parameters)?;
+        let manifest = fill_trial_template(&self.spec, &trial.trial_parameters)?;
         let job = TrainJob::from_value(manifest).map_err(|e| e.to_string())?;
         let workspace = self.root.join(&trial.name);
+        // Katib's default StdOut collector reads the trainer's lines.
+        let collector = TextMetrics::katib_default();
         let report = |line: &str| {
-            for (name, value) in parse_metrics(line) {
-                if let Ok(v) = value.parse::<f64>() {
-                    metrics.report(&name, v);
-                }
+            for (name, value) in collector.collect(line) {
+                metrics.report(&name, value);
             }
         };
         let run = self.trainer.run(&job, &workspace, report, metrics.stopped()).await.map_err(|e| format!("{e:#}"))?;
@@ -162,28 +163,4 @@ impl TrialRunner for TrainJobTrials {
             _ => Err(format!("{}: {}", run.outcome.reason.as_str(), run.outcome.message)),
         }
     }
-}
-
-/// Replaces `${trialParameters.<name>}` in every string of `spec`, as Katib
-/// fills a trial template; an unknown name is an error rather than a
-/// literal placeholder left in a command.
-fn substitute(spec: &Value, values: &std::collections::BTreeMap<String, String>) -> Result<Value, String> {
-    Ok(match spec {
-        Value::String(s) => {
-            let mut out = s.clone();
-            const OPEN: &str = "${trialParameters.";
-            while let Some(start) = out.find(OPEN) {
-                let end = out[start..].find('}').map(|e| start + e).ok_or_else(|| format!("unterminated {s:?}"))?;
-                let key = &out[start + OPEN.len()..end];
-                let value = values.get(key).ok_or_else(|| format!("no trial parameter {key:?} for {s:?}"))?;
-                out.replace_range(start..=end, value);
-            }
-            Value::String(out)
-        }
-        Value::Array(items) => Value::Array(items.iter().map(|v| substitute(v, values)).collect::<Result<_, _>>()?),
-        Value::Object(map) => Value::Object(
-            map.iter().map(|(k, v)| Ok((k.clone(), substitute(v, values)?))).collect::<Result<_, String>>()?,
-        ),
-        other => other.clone(),
-    })
 }
