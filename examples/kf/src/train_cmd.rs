@@ -315,17 +315,19 @@ fn validate(args: &ValidateArgs, output: OutputFormat) -> ExitCode {
 
 /// The one TrainJob of `file` and the runtime it references (from `file`
 /// or `runtimes`).
-fn job_and_runtime(file: &Path, runtimes: &[PathBuf]) -> anyhow::Result<(TrainJob, TrainingRuntime)> {
-    let files: Vec<PathBuf> = std::iter::once(file.to_path_buf()).chain(runtimes.iter().cloned()).collect();
-    let manifests = load(&files)?;
-    let mut jobs = manifests.jobs.iter().filter(|(at, _)| at.starts_with(&file.display().to_string()));
-    let Some((_, job)) = jobs.next() else { anyhow::bail!("{}: no TrainJob in the file", file.display()) };
-    if jobs.next().is_some() {
-        anyhow::bail!("{}: more than one TrainJob; give one per file", file.display());
-    }
-    let runtime = launch::resolve_runtime(job, &manifests.runtimes)
-        .map_err(|e| anyhow::anyhow!("{e}; pass the runtime manifest with --runtime FILE"))?;
-    Ok((job.clone(), runtime.clone()))
+fn job_and_runtime(file: &Path, runtime_files: &[PathBuf]) -> anyhow::Result<(TrainJob, TrainingRuntime)> {
+    let Manifests { mut jobs, mut runtimes } = load(&[file.to_path_buf()])?;
+    // TrainJobs in --runtime files are not the one to run.
+    runtimes.extend(load(runtime_files)?.runtimes);
+    let job = match jobs.len() {
+        0 => anyhow::bail!("{}: no TrainJob in the file", file.display()),
+        1 => jobs.remove(0).1,
+        _ => anyhow::bail!("{}: more than one TrainJob; give one per file", file.display()),
+    };
+    let runtime = launch::resolve_runtime(&job, &runtimes)
+        .map_err(|e| anyhow::anyhow!("{e}; pass the runtime manifest with --runtime FILE"))?
+        .clone();
+    Ok((job, runtime))
 }
 
 fn render(args: &RenderArgs, output: OutputFormat) -> anyhow::Result<()> {

@@ -50,7 +50,7 @@ impl Trainer {
     /// Writes the data set and the trainer script under `dir`.
     fn prepare(dir: &Path) -> anyhow::Result<(Trainer, Vec<Row>)> {
         let (train_rows, val_rows, test) = iris_like(7, 50, 15, 20);
-        let data = absolute(&dir.join("data"))?;
+        let data = std::path::absolute(dir.join("data"))?;
         std::fs::create_dir_all(&data)?;
         for (name, rows) in [("train.csv", &train_rows), ("val.csv", &val_rows)] {
             let mut csv = String::from("sepal_length,sepal_width,petal_length,petal_width,class\n");
@@ -59,7 +59,7 @@ impl Trainer {
             }
             std::fs::write(data.join(name), csv)?;
         }
-        let script = absolute(&dir.join("train.py"))?;
+        let script = std::path::absolute(dir.join("train.py"))?;
         std::fs::write(&script, TRAINER)?;
         let python = which("python3").ok_or_else(|| {
             anyhow::anyhow!("the trainer needs python3 on PATH (standard library only); install Python 3 and re-run")
@@ -142,7 +142,7 @@ async fn train(dir: &Path) -> anyhow::Result<(TrainedModel, String)> {
     let (trainer, test) = Trainer::prepare(dir)?;
     let workspace = crate::train_cmd::claim_workspace(&dir.join("train"))?;
     let version: u32 = workspace.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok()).unwrap_or(1);
-    let model_path = absolute(&dir.join("models").join(format!("v{version}")).join("model.onnx"))?;
+    let model_path = std::path::absolute(dir.join("models").join(format!("v{version}")).join("model.onnx"))?;
     let job = TrainJob::from_value(trainer.manifest("quickstart-train", "0.5", &model_path))?;
     let run = trainer.run(&job, &workspace, |line| eprintln!("  [train] {line}"), std::future::pending()).await?;
     anyhow::ensure!(
@@ -195,10 +195,6 @@ fn iris_like(seed: u64, train: usize, val: usize, test: usize) -> (Vec<Row>, Vec
     let val_rows = draw(val, &mut rng);
     let test_rows = draw(test, &mut rng);
     (train_rows, val_rows, test_rows)
-}
-
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    Ok(std::path::absolute(path)?)
 }
 
 fn which(program: &str) -> Option<String> {
