@@ -381,7 +381,9 @@ fn duration(path: &str, d: &DurationWire) -> Result<Duration> {
 /// Reads a pipeline from YAML or JSON text (JSON is YAML). Errors name the
 /// field path; syntax errors carry line and column.
 pub fn from_str(text: &str) -> Result<Pipeline> {
-    let value: Value = serde_saphyr::from_str(text).map_err(|e| Error::invalid("(document)", e.to_string()))?;
+    // YAML 1.2 booleans: a name such as `n` or `on` stays a string.
+    let value: Value = serde_saphyr::from_str_with_options(text, serde_saphyr::options! { strict_booleans: true })
+        .map_err(|e| Error::invalid("(document)", e.to_string()))?;
     from_value(value)
 }
 

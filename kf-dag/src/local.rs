@@ -5,6 +5,7 @@
 //! <root>/artifacts/<run>/<task…>/<output>   artifacts (a file:// ArtifactStore)
 //! <root>/runs/<run>/run.json, journal.jsonl  the durable journal (FileRunStore)
 //! <root>/pipelines/<run>.json               the pipeline the run ran (kf format)
+//! <root>/pipelines/<run>.kfp.json           … or, for a kfp-compiled one, its KFP documents
 //! <root>/cache/<key>.json                    the step cache (ObjectStoreCache)
 //! <root>/work/<run>/<task…>/attempt-N/       process work directories
 //! ```
@@ -14,11 +15,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use crate::artifact::ArtifactStore;
 use crate::cache::ObjectStoreCache;
 use crate::exec::Executor;
 use crate::ir::Pipeline;
 use crate::journal::FileRunStore;
+use crate::kfp::KfpPipeline;
 use crate::run::{RunState, TaskState};
 use crate::runner::{ByExecutorKind, FunctionRunner, ProcessRunner};
 use crate::store::{RunRecord, RunStore, RunStoreExt};
@@ -30,6 +34,25 @@ pub struct LocalRuns {
     root: PathBuf,
     runs: Arc<FileRunStore>,
     artifacts: ArtifactStore,
+}
+
+/// The pipeline a run ran, in the form it was given.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SavedPipeline {
+    /// kf's own format.
+    Kf(Box<Pipeline>),
+    /// Compiled by kfp: its containers speak KFP's executor contract.
+    Kfp(Box<KfpPipeline>),
+}
+
+impl SavedPipeline {
+    /// The pipeline as IR.
+    pub fn to_pipeline(&self) -> Result<Pipeline> {
+        match self {
+            SavedPipeline::Kf(p) => Ok((**p).clone()),
+            SavedPipeline::Kfp(k) => k.to_pipeline(),
+        }
+    }
 }
 
 /// One line of [`LocalRuns::list`].
@@ -87,7 +110,24 @@ impl LocalRuns {
     /// processes, `functions` run Rust function executors; the step cache is
     /// on unless `cache` is false.
     pub fn executor(&self, functions: FunctionRunner, cache: bool) -> Result<Executor> {
-        let runner = ByExecutorKind::new().containers(ProcessRunner::new(self.root.join("work"))).functions(functions);
+        self.executor_with(ProcessRunner::new(self.work_dir()), functions, cache)
+    }
+
+    /// Where runners keep per-attempt work directories (`<root>/work`).
+    pub fn work_dir(&self) -> PathBuf {
+        self.root.join("work")
+    }
+
+    /// An executor over this store whose container executors run with
+    /// `containers` (e.g. a [`crate::runner::KfpRunner`] on
+    /// [`LocalRuns::work_dir`] for pipelines compiled by kfp).
+    pub fn executor_with(
+        &self,
+        containers: impl crate::runner::TaskRunner + 'static,
+        functions: FunctionRunner,
+        cache: bool,
+    ) -> Result<Executor> {
+        let runner = ByExecutorKind::new().containers(containers).functions(functions);
         let mut executor = Executor::new(runner).store(self.runs.clone()).artifacts(self.artifacts.clone());
         if cache {
             let cache_store = object_store::local::LocalFileSystem::new_with_prefix(&self.root)
@@ -97,20 +137,28 @@ impl LocalRuns {
         Ok(executor)
     }
 
-    fn pipeline_path(&self, run: &str) -> Result<PathBuf> {
+    fn pipeline_path(&self, run: &str, suffix: &str) -> Result<PathBuf> {
         crate::artifact::check_segment(run)
             .map_err(|message| Error::Store { message: format!("run id {run:?}: {message}") })?;
-        Ok(self.root.join("pipelines").join(format!("{run}.json")))
+        Ok(self.root.join("pipelines").join(format!("{run}{suffix}")))
     }
 
     /// Keeps the pipeline run `run` is about to run, so `resume` needs only
     /// the run id. Fails if the id was used before (nothing is overwritten).
-    pub fn save_pipeline(&self, run: &str, pipeline: &Pipeline) -> Result<()> {
+    pub fn save_pipeline(&self, run: &str, pipeline: &SavedPipeline) -> Result<()> {
         use std::io::Write;
-        let path = self.pipeline_path(run)?;
+        let (path, value) = match pipeline {
+            SavedPipeline::Kf(p) => (self.pipeline_path(run, ".json")?, crate::format::to_value(p)),
+            SavedPipeline::Kfp(k) => (self.pipeline_path(run, ".kfp.json")?, Value::Array(k.to_values())),
+        };
         let failed = |e: std::io::Error| Error::Store { message: format!("{}: cannot write: {e}", path.display()) };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(failed)?;
+        }
+        for suffix in [".json", ".kfp.json"] {
+            if self.pipeline_path(run, suffix)?.exists() {
+                return Err(Error::Store { message: format!("a run with id {run:?} already exists") });
+            }
         }
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -119,18 +167,24 @@ impl LocalRuns {
                 failed(e)
             }
         })?;
-        let text = serde_json::to_string_pretty(&crate::format::to_value(pipeline)).unwrap_or_default();
+        let text = serde_json::to_string_pretty(&value).unwrap_or_default();
         file.write_all(text.as_bytes()).map_err(failed)?;
         file.sync_all().map_err(failed)
     }
 
     /// The pipeline run `run` ran.
-    pub fn load_pipeline(&self, run: &str) -> Result<Pipeline> {
-        let path = self.pipeline_path(run)?;
+    pub fn load_pipeline(&self, run: &str) -> Result<SavedPipeline> {
+        let kfp = self.pipeline_path(run, ".kfp.json")?;
+        let (path, is_kfp) = if kfp.exists() { (kfp, true) } else { (self.pipeline_path(run, ".json")?, false) };
         let text = std::fs::read_to_string(&path).map_err(|e| Error::Store {
             message: format!("run {run:?}: cannot read its pipeline at {}: {e}", path.display()),
         })?;
-        crate::format::from_str(&text)
+        if !is_kfp {
+            return crate::format::from_str(&text).map(|p| SavedPipeline::Kf(Box::new(p)));
+        }
+        let docs: Vec<Value> = serde_json::from_str(&text)
+            .map_err(|e| Error::Store { message: format!("{}: not a saved KFP pipeline: {e}", path.display()) })?;
+        KfpPipeline::from_values(&docs).map(|k| SavedPipeline::Kfp(Box::new(k)))
     }
 
     /// Every run, oldest first, with its state and task counts.

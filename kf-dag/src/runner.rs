@@ -1,6 +1,8 @@
 //! [`TaskRunner`]: runs one attempt of one leaf task, and the runners kf ships:
 //! [`FunctionRunner`] (Rust functions in process), [`ProcessRunner`] (local
-//! processes from container specs), [`FakeRunner`] (scripted, for tests) and
+//! processes from container specs), [`KfpRunner`] (local processes through
+//! KFP's executor contract, for pipelines compiled by kfp), [`FakeRunner`]
+//! (scripted, for tests) and
 //! [`ByExecutorKind`] (routes each task to one of them by its executor kind).
 //!
 //! A runner sees a [`TaskCall`]: the task's resolved inputs, its component
@@ -8,6 +10,7 @@
 //! retry, time out, cache or journal: the executor ([`crate::exec`]) wraps
 //! every runner in those, so a runner only runs.
 
+mod kfp;
 mod process;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +22,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::Value;
 
+pub use kfp::{KfpRunner, PythonMode};
 pub use process::ProcessRunner;
 
 use crate::Plan;

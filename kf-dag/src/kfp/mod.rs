@@ -53,6 +53,7 @@ pub mod executor_input;
 pub mod export;
 mod fields;
 pub mod import;
+pub mod lightweight;
 pub mod spec;
 
 use serde::Serialize;

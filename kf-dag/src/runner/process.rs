@@ -66,8 +66,42 @@ impl Layout {
     }
 }
 
-fn io_failure(what: &str, path: &Path, e: std::io::Error) -> TaskFailure {
+pub(super) fn io_failure(what: &str, path: &Path, e: std::io::Error) -> TaskFailure {
     TaskFailure::new(format!("{what} {}: {e}", path.display()))
+}
+
+/// `<work_dir>/<run>/<task…>/attempt-N`: one attempt's work directory.
+/// Names were checked to be safe path segments when the plan was made.
+pub(super) fn attempt_dir(work_dir: &Path, call: &TaskCall) -> PathBuf {
+    let mut dir = work_dir.join(&*call.run);
+    for segment in &call.segments {
+        dir.push(segment);
+    }
+    dir.push(format!("attempt-{}", call.attempt));
+    dir
+}
+
+/// Stores an attempt's captured stdout and stderr as
+/// `<run>/<task…>/.logs/attempt-N.{stdout,stderr}` (when there is an artifact store).
+pub(super) async fn store_logs(call: &TaskCall, stdout: &Path, stderr: &Path) -> Result<(), TaskFailure> {
+    if call.artifact_store.is_none() {
+        return Ok(());
+    }
+    let logs_dir = [call.segments.as_slice(), &[".logs".to_owned()]].concat();
+    for (stream, path) in [("stdout", stdout), ("stderr", stderr)] {
+        let bytes = tokio::fs::read(path).await.map_err(|e| io_failure("cannot read", path, e))?;
+        let log = TaskCall { segments: logs_dir.clone(), ..call.clone() };
+        log.write_artifact(&format!("attempt-{}.{stream}", call.attempt), Bytes::from(bytes)).await?;
+    }
+    Ok(())
+}
+
+/// The failure of a process that ended badly (`how`: `exit code 1`, …),
+/// with the tail of its stderr.
+pub(super) fn exit_failure(program: &str, how: &str, stderr: &Path) -> TaskFailure {
+    let stderr = std::fs::read(stderr).unwrap_or_default();
+    let tail = String::from_utf8_lossy(&stderr[stderr.len().saturating_sub(2_000)..]).trim().to_owned();
+    TaskFailure::new(format!("{program} ended with {how}; stderr: {tail}"))
 }
 
 #[async_trait]
@@ -79,13 +113,7 @@ impl TaskRunner for ProcessRunner {
         let Some(component) = call.component() else {
             return Err(TaskFailure::permanent(format!("component {:?} is not in the plan", call.component)));
         };
-        // Names were checked to be safe path segments when the plan was made.
-        let mut dir = self.work_dir.join(&*call.run);
-        for segment in &call.segments {
-            dir.push(segment);
-        }
-        dir.push(format!("attempt-{}", call.attempt));
-        let layout = Layout { dir };
+        let layout = Layout { dir: attempt_dir(&self.work_dir, &call) };
         for sub in ["inputs", "outputs/artifacts", "outputs/parameters"] {
             let path = layout.dir.join(sub);
             tokio::fs::create_dir_all(&path).await.map_err(|e| io_failure("cannot create", &path, e))?;
@@ -126,19 +154,10 @@ impl TaskRunner for ProcessRunner {
         let mut child = command.spawn().map_err(|e| TaskFailure::new(format!("cannot start {program:?}: {e}")))?;
         let status = child.wait().await.map_err(|e| TaskFailure::new(format!("waiting for {program:?}: {e}")))?;
 
-        let logs_dir = [call.segments.as_slice(), &[".logs".to_owned()]].concat();
-        if call.artifact_store.is_some() {
-            for (stream, path) in [("stdout", &stdout_path), ("stderr", &stderr_path)] {
-                let bytes = tokio::fs::read(path).await.map_err(|e| io_failure("cannot read", path, e))?;
-                let log = TaskCall { segments: logs_dir.clone(), ..call.clone() };
-                log.write_artifact(&format!("attempt-{}.{stream}", call.attempt), Bytes::from(bytes)).await?;
-            }
-        }
+        store_logs(&call, &stdout_path, &stderr_path).await?;
         if !status.success() {
-            let stderr = std::fs::read(&stderr_path).unwrap_or_default();
-            let tail = String::from_utf8_lossy(&stderr[stderr.len().saturating_sub(2_000)..]).trim().to_owned();
             let code = status.code().map_or("a signal".to_owned(), |c| format!("exit code {c}"));
-            return Err(TaskFailure::new(format!("{program} ended with {code}; stderr: {tail}")));
+            return Err(exit_failure(program, &code, &stderr_path));
         }
 
         let executor_output: Option<Value> =
