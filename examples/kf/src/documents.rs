@@ -59,9 +59,17 @@ pub fn load(path: &Path) -> Result<Vec<Document>, LoadError> {
     parse(&text)
 }
 
+/// Parses YAML text (one or more documents) into values with YAML 1.2's
+/// booleans: only `true`/`false` are booleans, so a parameter named `n` or
+/// `on` stays a string, as PyYAML (which kfp and kubectl users write with)
+/// reads it.
+pub fn yaml_values(text: &str) -> Result<Vec<Value>, serde_saphyr::Error> {
+    serde_saphyr::from_multiple_with_options(text, serde_saphyr::options! { strict_booleans: true })
+}
+
 /// Parses YAML text (one or more documents) into units of validation.
 pub fn parse(text: &str) -> Result<Vec<Document>, LoadError> {
-    let values: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|err| {
+    let values: Vec<Value> = yaml_values(text).map_err(|err| {
         let location = err.location();
         LoadError::Syntax {
             line: location.map(|l| l.line()).filter(|&l| l > 0),
@@ -330,6 +338,8 @@ mod tests {
     #[test]
     fn a_kfp_platform_document_joins_its_pipeline() {
         let docs = parse("pipelineInfo: {name: p}\nroot: {}\n---\nplatforms: {kubernetes: {}}\n").expect("parses");
+        let values = yaml_values("a: n\nb: on\nc: yes\nd: true\n").expect("parses");
+        assert_eq!(values[0], serde_json::json!({"a": "n", "b": "on", "c": "yes", "d": true}));
         assert_eq!(docs.len(), 1);
         assert_eq!(docs[0].parts.len(), 2);
         assert_eq!(classify(&docs[0]).expect("kfp").kind, KFP_KIND);

@@ -1,5 +1,7 @@
 //! `kf pipeline …`: validate, run, resume, list, draw and benchmark kf-dag
-//! pipelines (kf's own YAML/JSON format, `kf_dag::format`). Wiring only: the
+//! pipelines — kf's own YAML/JSON format (`kf_dag::format`) or pipelines
+//! compiled by the kfp SDK (`kf_dag::kfp`), whose containers run through
+//! KFP's executor contract (`kf_dag::runner::KfpRunner`). Wiring only: the
 //! engine, the store layout and the pictures are kf-dag's.
 
 use std::collections::BTreeMap;
@@ -11,9 +13,10 @@ use std::time::Duration;
 
 use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 use kf_dag::exec::{ChannelSink, Executor, RunOutcome, RunRequest};
-use kf_dag::local::LocalRuns;
+use kf_dag::kfp::KfpPipeline;
+use kf_dag::local::{LocalRuns, SavedPipeline};
 use kf_dag::run::{Event, RunState, TaskState};
-use kf_dag::runner::FunctionRunner;
+use kf_dag::runner::{FunctionRunner, KfpRunner, PythonMode};
 use kf_dag::{Plan, encoding};
 use serde_json::{Value, json};
 
@@ -33,9 +36,9 @@ enum PipelineCommand {
         /// The pipeline (kf format, YAML or JSON).
         file: PathBuf,
     },
-    /// Run a pipeline: containers run as local processes.
+    /// Run a pipeline: containers run as local processes (images are not used).
     Run {
-        /// The pipeline (kf format, YAML or JSON).
+        /// The pipeline: kf format (YAML or JSON) or KFP v2 IR YAML compiled by kfp.
         file: PathBuf,
         /// A pipeline parameter, `name=value` (repeatable); values are read as the declared type.
         #[arg(long = "param", value_name = "NAME=VALUE")]
@@ -54,6 +57,8 @@ enum PipelineCommand {
         /// Do not reuse cached results older than this (e.g. 30m, 12h).
         #[arg(long, value_parser = kf_dag::format::parse_duration)]
         cache_max_age: Option<Duration>,
+        #[command(flatten)]
+        python: PythonArg,
     },
     /// Continue a run that stopped (crash, kill): completed tasks are kept.
     Resume {
@@ -64,6 +69,8 @@ enum PipelineCommand {
         parallelism: Option<usize>,
         #[command(flatten)]
         store: StoreArg,
+        #[command(flatten)]
+        python: PythonArg,
     },
     /// List the runs in a store.
     List {
@@ -99,6 +106,24 @@ struct StoreArg {
     url: String,
 }
 
+#[derive(Debug, ClapArgs)]
+struct PythonArg {
+    /// The Python that runs KFP lightweight components (it needs the kfp package).
+    #[arg(long, env = "KF_PYTHON", default_value = "python3")]
+    python: String,
+    /// Start a fresh interpreter for every KFP lightweight component instead
+    /// of forking each from one that has imported kfp's executor.
+    #[arg(long)]
+    no_component_server: bool,
+}
+
+impl PythonArg {
+    fn runner(&self, runs: &LocalRuns) -> KfpRunner {
+        let mode = if self.no_component_server { PythonMode::Spawn } else { PythonMode::Server };
+        KfpRunner::new(runs.work_dir()).python(&self.python).mode(mode)
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum GraphFormat {
     Dot,
@@ -125,11 +150,12 @@ pub fn run(args: Args, output: OutputFormat) -> ExitCode {
 fn dispatch(args: Args, output: OutputFormat) -> Result<ExitCode, String> {
     match args.command {
         PipelineCommand::Validate { file } => validate(&file, output),
-        PipelineCommand::Run { file, params, parallelism, store, run_id, no_cache, cache_max_age } => {
-            let plan = Arc::new(load(&file)?);
+        PipelineCommand::Run { file, params, parallelism, store, run_id, no_cache, cache_max_age, python } => {
+            let (plan, saved) = load(&file)?;
+            let plan = Arc::new(plan);
             let parameters = parse_params(&plan, &params)?;
             let runs = LocalRuns::open(&store.url).map_err(|e| e.to_string())?;
-            let mut executor = configure(runs.executor(FunctionRunner::new(), !no_cache), parallelism)?;
+            let mut executor = configure(executor(&runs, &saved, &python, !no_cache), parallelism)?;
             if let Some(max_age) = cache_max_age {
                 executor = executor.cache_max_age(max_age);
             }
@@ -139,23 +165,22 @@ fn dispatch(args: Args, output: OutputFormat) -> Result<ExitCode, String> {
                 format!("{}-{ms}", plan.pipeline().name)
             });
             // Kept beside the journal so `resume` needs only the run id.
-            runs.save_pipeline(&run_id, plan.pipeline()).map_err(|e| e.to_string())?;
+            runs.save_pipeline(&run_id, &saved).map_err(|e| e.to_string())?;
             let request = RunRequest { id: Some(run_id), parameters };
             let outcome = drive(executor, output, |executor| async move { executor.run(plan, request).await })?;
             Ok(report(&outcome, output))
         }
-        PipelineCommand::Resume { run_id, parallelism, store } => {
+        PipelineCommand::Resume { run_id, parallelism, store, python } => {
             let runs = LocalRuns::open(&store.url).map_err(|e| e.to_string())?;
-            let plan = Arc::new(
-                Plan::new(runs.load_pipeline(&run_id).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?,
-            );
-            let executor = configure(runs.executor(FunctionRunner::new(), true), parallelism)?;
+            let saved = runs.load_pipeline(&run_id).map_err(|e| e.to_string())?;
+            let plan = Arc::new(Plan::new(saved.to_pipeline().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?);
+            let executor = configure(executor(&runs, &saved, &python, true), parallelism)?;
             let outcome = drive(executor, output, |executor| async move { executor.resume(plan, &run_id).await })?;
             Ok(report(&outcome, output))
         }
         PipelineCommand::List { store } => list(&store.url, output),
         PipelineCommand::Graph { file, format } => {
-            let plan = load(&file)?;
+            let (plan, _) = load(&file)?;
             out!(
                 "{}",
                 match format {
@@ -190,14 +215,39 @@ fn dispatch(args: Args, output: OutputFormat) -> Result<ExitCode, String> {
     }
 }
 
-fn load(file: &Path) -> Result<Plan, String> {
+/// Reads a pipeline file: a KFP PipelineSpec (compiled by kfp) when its first
+/// document has `pipelineInfo` and `root`, kf's own format otherwise.
+fn load(file: &Path) -> Result<(Plan, SavedPipeline), String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: cannot read file: {e}", file.display()))?;
-    let pipeline = kf_dag::format::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-    Plan::new(pipeline).map_err(|e| format!("{}: {e}", file.display()))
+    let in_file = |e: kf_dag::Error| format!("{}: {e}", file.display());
+    let docs = crate::documents::yaml_values(&text).unwrap_or_default();
+    let is_kfp = docs.first().is_some_and(|d| d.get("pipelineInfo").is_some() && d.get("root").is_some());
+    let saved = if is_kfp {
+        SavedPipeline::Kfp(Box::new(KfpPipeline::from_values(&docs).map_err(in_file)?))
+    } else {
+        SavedPipeline::Kf(Box::new(kf_dag::format::from_str(&text).map_err(in_file)?))
+    };
+    let plan = Plan::new(saved.to_pipeline().map_err(in_file)?).map_err(in_file)?;
+    Ok((plan, saved))
+}
+
+/// The executor for a pipeline: KFP's executor contract for a kfp-compiled
+/// pipeline, kf's process contract for kf's format.
+fn executor(runs: &LocalRuns, saved: &SavedPipeline, python: &PythonArg, cache: bool) -> kf_dag::Result<Executor> {
+    match saved {
+        SavedPipeline::Kf(_) => runs.executor(FunctionRunner::new(), cache),
+        SavedPipeline::Kfp(_) => {
+            eprintln!(
+                "kf pipeline: container images are not used locally; components run on this host (Python: {})",
+                python.python
+            );
+            runs.executor_with(python.runner(runs), FunctionRunner::new(), cache)
+        }
+    }
 }
 
 fn validate(file: &Path, output: OutputFormat) -> Result<ExitCode, String> {
-    match (load(file), output) {
+    match (load(file).map(|(plan, _)| plan), output) {
         (Ok(plan), OutputFormat::Text) => {
             let root = plan.root();
             outln!(
