@@ -1,9 +1,12 @@
 //! `kf quickstart`: the whole ML lifecycle on embedded defaults, one command.
 //!
-//! It runs every step whose crate part is built and labels the others
-//! honestly as not built yet; it never fakes a step. As the crate issues land,
-//! their steps replace the pending entries below.
+//! Tenant, pipeline (prepare → train → evaluate, training as a local
+//! TrainJob), tuning, registry and serving, each on the crate that owns it,
+//! under one data directory. A step whose input is missing fails and says
+//! so; no step is ever faked.
 
+mod dataset;
+mod pipeline;
 mod registering;
 mod serving;
 mod training;
@@ -15,11 +18,14 @@ use std::process::ExitCode;
 use kf_tenancy::{Identity, Request, RoleTable, SqlitePolicyStore, Tenancy, Verb};
 use serde_json::json;
 
+use self::pipeline::pipeline_step;
 use self::registering::{MODEL_NAME, registry_step};
 use self::serving::{Canary, SERVING, serving_step};
-use self::training::training_step;
 use self::tuning::tuning_step;
 use crate::output::OutputFormat;
+
+/// The Profile (and namespace) the quickstart runs in.
+const PROFILE: &str = "kf-quickstart";
 
 /// `kf quickstart` flags.
 #[derive(Debug, clap::Args)]
@@ -33,7 +39,7 @@ pub struct QuickstartArgs {
 #[derive(Debug, serde::Serialize)]
 struct Step {
     name: &'static str,
-    /// `done`, `failed`, `not built yet` or `not wired yet`.
+    /// `done` or `failed`.
     status: &'static str,
     detail: String,
 }
@@ -44,26 +50,22 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
         eprintln!("kf quickstart: cannot create {}: {err}", args.dir.display());
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // Multi-threaded: the pipeline's train function blocks its worker on the TrainJob.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("kf quickstart: cannot start the runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
-    let mut steps = vec![
-        runtime.block_on(tenant_step(&args.dir)),
-        waiting(
-            "pipeline: prepare data → train → evaluate, with cached artifacts",
-            "kf-dag's executor runs pipelines today (kf pipeline run); the training step below runs on its own until it \
-             is wrapped in the pipeline",
-        ),
-    ];
-    let (training, trained) = runtime.block_on(training_step(&args.dir));
-    steps.push(training);
-    let tuned = match &trained {
-        Some(model) => {
-            let (step, tuned) = runtime.block_on(tuning_step(&args.dir, model.trainer.clone(), model.version));
+    let tenant = runtime.block_on(tenant_step(&args.dir));
+    let profile = (tenant.status == "done").then_some(PROFILE);
+    let mut steps = vec![tenant];
+    let (pipeline_steps, pipeline) = runtime.block_on(pipeline_step(&args.dir));
+    steps.extend(pipeline_steps);
+    let tuned = match &pipeline {
+        Some(p) => {
+            let (step, tuned) = runtime.block_on(tuning_step(&args.dir, p.trainer.clone(), &p.dataset, p.version));
             steps.push(step);
             tuned
         }
@@ -71,14 +73,14 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
             steps.push(Step {
                 name: "tuning: a 20-trial TPE experiment with early stopping",
                 status: "failed",
-                detail: "no trainer: the training step failed".into(),
+                detail: "no dataset: the pipeline failed".into(),
             });
             None
         }
     };
-    let registered = match (&tuned, &trained) {
-        (Some(t), Some(model)) => {
-            let (step, registered) = runtime.block_on(registry_step(&args.dir, t, &t.best_trial, model.version));
+    let registered = match (&tuned, &pipeline) {
+        (Some(t), Some(p)) => {
+            let (step, registered) = runtime.block_on(registry_step(&args.dir, t, &p.run, p.version));
             steps.push(step);
             registered
         }
@@ -88,7 +90,7 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
             None
         }
     };
-    let (serving, served) = match &trained {
+    let (serving, served) = match &pipeline {
         Some(model) => {
             let canary = registered.as_ref().zip(tuned.as_ref()).map(|(r, t)| Canary {
                 label: format!("{MODEL_NAME} {} (trial {}, {})", r.version, t.best_trial, r.uri),
@@ -97,7 +99,7 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
             runtime.block_on(serving_step(model, canary))
         }
         None => {
-            let detail = "no model: the training step failed".into();
+            let detail = "no model: the pipeline failed".into();
             (Step { name: SERVING, status: "failed", detail }, None)
         }
     };
@@ -106,7 +108,7 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
     let done = steps.iter().filter(|s| s.status == "done").count();
     match output {
         OutputFormat::Text => {
-            outln!("kf quickstart — {done} of {} lifecycle steps are built in this version", steps.len());
+            outln!("kf quickstart — {done} of {} lifecycle steps done", steps.len());
             outln!("  working directory: {}", args.dir.display());
             for (i, step) in steps.iter().enumerate() {
                 outln!("  {}. [{}] {}\n     {}", i + 1, step.status, step.name, step.detail);
@@ -123,7 +125,9 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
                 "{}",
                 json!({
                     "steps": steps, "built": done, "total": steps.len(), "dir": args.dir,
-                    "train_job": trained.as_ref().map(|_| "quickstart-train"),
+                    "profile": profile,
+                    "pipeline_run": pipeline.as_ref().map(|p| &p.run),
+                    "train_job": pipeline.as_ref().map(|p| &p.train_job),
                     "experiment": experiment,
                     "model": registered.as_ref().map(|r| json!({"name": MODEL_NAME, "version": r.version, "uri": r.uri})),
                     "predictions": served.as_ref().map(|s| s.predictions),
@@ -169,10 +173,4 @@ async fn tenant_step(dir: &Path) -> Step {
         },
         Err(err) => Step { name, status: "failed", detail: format!("{err:#}") },
     }
-}
-
-/// A step whose crate part is built but which the quickstart does not
-/// drive yet (issue #15).
-fn waiting(name: &'static str, what_exists: &str) -> Step {
-    Step { name, status: "not wired yet", detail: format!("{what_exists} (issue #15)") }
 }
