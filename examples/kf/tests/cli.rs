@@ -239,7 +239,7 @@ fn fmt_errors_name_the_file_and_exit_non_zero() {
 #[test]
 fn quickstart_runs_what_is_built_and_labels_the_rest() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = kf(&["--output", "json", "quickstart", "--dir", dir.path().to_str().expect("utf-8")]);
+    let out = kf(&["--output", "json", "quickstart", "--data-dir", dir.path().to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let steps = report["steps"].as_array().expect("steps");
@@ -298,6 +298,7 @@ fn quickstart_runs_what_is_built_and_labels_the_rest() {
 
     // A second run finds the same tenant, takes the unchanged data from the
     // step cache, trains a new version and succeeds again.
+    // `--dir` is the old name of `--data-dir`.
     let again = kf(&["--output", "json", "quickstart", "--dir", dir.path().to_str().expect("utf-8")]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(dir.path().join("models/v2/model.onnx").exists(), "a re-run makes a new model version");

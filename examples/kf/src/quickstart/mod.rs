@@ -30,9 +30,30 @@ const PROFILE: &str = "kf-quickstart";
 /// `kf quickstart` flags.
 #[derive(Debug, clap::Args)]
 pub struct QuickstartArgs {
-    /// Where the quickstart keeps its stores and artifacts (created if missing).
-    #[arg(long, default_value = "kf-quickstart")]
-    dir: PathBuf,
+    /// Where the quickstart keeps its stores and artifacts (created if
+    /// missing) [default: $XDG_DATA_HOME/kf/quickstart, else
+    /// ~/.local/share/kf/quickstart]
+    #[arg(long = "data-dir", alias = "dir", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// `--data-dir`, or the XDG default under the user's data directory.
+fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = match flag {
+        Some(dir) => dir,
+        None => {
+            // The XDG spec ignores a relative XDG_DATA_HOME.
+            let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|d| d.is_absolute());
+            let home = || std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share"));
+            xdg.or_else(home)
+                .ok_or_else(|| anyhow::anyhow!("neither XDG_DATA_HOME nor HOME is set: pass --data-dir DIR"))?
+                .join("kf")
+                .join("quickstart")
+        }
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display()))?;
+    Ok(std::path::absolute(&dir)?)
 }
 
 /// One lifecycle step and what happened to it.
@@ -46,10 +67,13 @@ struct Step {
 
 pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
     let started = std::time::Instant::now();
-    if let Err(err) = std::fs::create_dir_all(&args.dir) {
-        eprintln!("kf quickstart: cannot create {}: {err}", args.dir.display());
-        return ExitCode::FAILURE;
-    }
+    let dir = match data_dir(args.data_dir) {
+        Ok(dir) => dir,
+        Err(err) => {
+            eprintln!("kf quickstart: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Multi-threaded: the pipeline's train function blocks its worker on the TrainJob.
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
@@ -58,14 +82,14 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let tenant = runtime.block_on(tenant_step(&args.dir));
+    let tenant = runtime.block_on(tenant_step(&dir));
     let profile = (tenant.status == "done").then_some(PROFILE);
     let mut steps = vec![tenant];
-    let (pipeline_steps, pipeline) = runtime.block_on(pipeline_step(&args.dir));
+    let (pipeline_steps, pipeline) = runtime.block_on(pipeline_step(&dir));
     steps.extend(pipeline_steps);
     let tuned = match &pipeline {
         Some(p) => {
-            let (step, tuned) = runtime.block_on(tuning_step(&args.dir, p.trainer.clone(), &p.dataset, p.version));
+            let (step, tuned) = runtime.block_on(tuning_step(&dir, p.trainer.clone(), &p.dataset, p.version));
             steps.push(step);
             tuned
         }
@@ -80,7 +104,7 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
     };
     let registered = match (&tuned, &pipeline) {
         (Some(t), Some(p)) => {
-            let (step, registered) = runtime.block_on(registry_step(&args.dir, t, &p.run, p.version));
+            let (step, registered) = runtime.block_on(registry_step(&dir, t, &p.run, p.version));
             steps.push(step);
             registered
         }
@@ -109,7 +133,7 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
     match output {
         OutputFormat::Text => {
             outln!("kf quickstart — {done} of {} lifecycle steps done", steps.len());
-            outln!("  working directory: {}", args.dir.display());
+            outln!("  data directory: {}", dir.display());
             for (i, step) in steps.iter().enumerate() {
                 outln!("  {}. [{}] {}\n     {}", i + 1, step.status, step.name, step.detail);
             }
@@ -124,7 +148,7 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
             outln!(
                 "{}",
                 json!({
-                    "steps": steps, "built": done, "total": steps.len(), "dir": args.dir,
+                    "steps": steps, "built": done, "total": steps.len(), "dir": dir,
                     "profile": profile,
                     "pipeline_run": pipeline.as_ref().map(|p| &p.run),
                     "train_job": pipeline.as_ref().map(|p| &p.train_job),
