@@ -317,6 +317,45 @@ fn quickstart_runs_what_is_built_and_labels_the_rest() {
 }
 
 #[test]
+fn a_second_quickstart_on_the_same_data_dir_stops_at_once_naming_the_lock_and_its_holder() {
+    let home = tempfile::tempdir().expect("tempdir");
+    // No --data-dir: the default is under $XDG_DATA_HOME.
+    let dir = home.path().join("kf/quickstart");
+    std::fs::create_dir_all(&dir).expect("data dir");
+    let lock_path = dir.join("quickstart.lock");
+    let lock = std::fs::File::create(&lock_path).expect("lock file");
+    lock.try_lock().expect("the test holds the lock");
+    std::fs::write(&lock_path, format!("{}\n", std::process::id())).expect("holder pid");
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_kf"))
+        .args(["quickstart"])
+        .env("XDG_DATA_HOME", home.path())
+        .output()
+        .expect("kf runs");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&lock_path.display().to_string()), "names the lock file: {err}");
+    assert!(err.contains(&format!("pid {}", std::process::id())), "names the holder: {err}");
+    assert!(stdout(&out).is_empty(), "no report: {}", stdout(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "it does not wait for the lock");
+    assert_no_panic(&out);
+    let left: Vec<_> = std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(left, ["quickstart.lock"], "nothing else is written");
+    drop(lock);
+}
+
+#[test]
+fn quickstart_names_a_data_dir_it_cannot_create() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(&dir, "not-a-dir", "");
+    let out = kf(&["quickstart", "--data-dir", &format!("{file}/data")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("cannot create the data directory {file}/data")), "{err}");
+    assert_no_panic(&out);
+}
+
+#[test]
 fn a_closed_stdout_ends_kf_quietly() {
     use std::process::Stdio;
     let files = yaml_files(&corpus("kserve"));

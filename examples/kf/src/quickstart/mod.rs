@@ -74,6 +74,14 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Held until the quickstart ends; the OS releases it if kf dies.
+    let _lock = match lock(&dir) {
+        Ok(lock) => lock,
+        Err(err) => {
+            eprintln!("kf quickstart: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Multi-threaded: the pipeline's train function blocks its worker on the TrainJob.
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
@@ -162,6 +170,42 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
         }
     }
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// Takes `dir/quickstart.lock` exclusively, so a second quickstart on the
+/// same data directory stops at once instead of sharing its stores; the
+/// file holds the holder's pid, for the second one's error.
+fn lock(dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("quickstart.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open the lock file {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "a process that has not written its pid yet".to_string(),
+                pid => format!("pid {pid}"),
+            };
+            anyhow::bail!(
+                "another kf quickstart is running on {} ({holder} holds the lock file {}); wait for it to end or pass \
+                 another --data-dir",
+                dir.display(),
+                path.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => anyhow::bail!("cannot lock {}: {e}", path.display()),
+    }
+    let written = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{}", std::process::id()));
+    written.map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(file)
 }
 
 /// Step 1: the tenant every later step acts as: a Profile in the durable
