@@ -237,7 +237,7 @@ fn fmt_errors_name_the_file_and_exit_non_zero() {
 }
 
 #[test]
-fn quickstart_runs_what_is_built_and_labels_the_rest() {
+fn quickstart_runs_the_lifecycle_and_a_rerun_reuses_the_cached_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = kf(&["--output", "json", "quickstart", "--data-dir", dir.path().to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -294,7 +294,10 @@ fn quickstart_runs_what_is_built_and_labels_the_rest() {
     assert_eq!(report["model"]["version"], "v1", "{report}");
     let uri = format!("file://{}", best_model.join("model.onnx").display());
     assert_eq!(report["model"]["uri"].as_str(), Some(uri.as_str()), "the registry records the best model's file");
-    assert!(dir.path().join("registry.db").exists());
+    let lineage = registered_lineage(&dir.path().join("registry.db"), "v1");
+    assert_eq!(lineage["pipeline_run"], run, "{lineage}");
+    assert_eq!(lineage["experiment"], "quickstart-lr-v1", "{lineage}");
+    assert_eq!(lineage["trial"], experiment["best_trial"], "{lineage}");
 
     // A second run finds the same tenant, takes the unchanged data from the
     // step cache, trains a new version and succeeds again.
@@ -314,6 +317,27 @@ fn quickstart_runs_what_is_built_and_labels_the_rest() {
         "the re-run's train task wrote its own Model artifact"
     );
     assert_eq!(again["train_job"], "quickstart-train-v2", "{again}");
+    let lineage = registered_lineage(&dir.path().join("registry.db"), "v2");
+    assert_eq!(lineage["pipeline_run"], second_run, "{lineage}");
+}
+
+/// The string customProperties of version `version` of the quickstart's
+/// model, read from the registry database.
+fn registered_lineage(db: &Path, version: &str) -> serde_json::Value {
+    use kf_registry::registry::FindParams;
+    use kf_registry::sqlite::SqliteStore;
+    use kf_registry::{ModelVersion, RegisteredModel, Registry};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let registry = Registry::new(SqliteStore::open(db.to_str().expect("utf-8")).await.expect("registry.db"));
+        let find = FindParams { name: Some("quickstart-logreg".into()), ..FindParams::default() };
+        let model: RegisteredModel = registry.find(&find).await.expect("the registered model");
+        let find = FindParams { name: Some(version.into()), parent_resource_id: model.id, ..FindParams::default() };
+        let version: ModelVersion = registry.find(&find).await.expect("the model version");
+        let properties = serde_json::to_value(&version).expect("JSON")["customProperties"].clone();
+        let strings = properties.as_object().expect("customProperties").iter();
+        strings.filter_map(|(k, v)| Some((k.clone(), serde_json::Value::from(v["string_value"].as_str()?)))).collect()
+    })
 }
 
 #[test]
