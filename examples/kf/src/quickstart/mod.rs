@@ -15,6 +15,7 @@ mod tuning;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use kf_tenancy::{Identity, Request, RoleTable, SqlitePolicyStore, Tenancy, Verb};
 use serde_json::json;
 
@@ -216,7 +217,8 @@ async fn tenant_step(dir: &Path) -> Step {
     let result = async {
         let db = dir.join("tenancy.db");
         let db = db.to_str().ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", db.display()))?;
-        let tenancy = Tenancy::load(SqlitePolicyStore::open(db).await?, RoleTable::default(), &[]).await?;
+        let store = SqlitePolicyStore::open(db).await.with_context(|| format!("the policy database {db}"))?;
+        let tenancy = Tenancy::load(store, RoleTable::default(), &[]).await?;
         let profile = kf_tenancy::Profile::from_value(json!({
             "apiVersion": "kubeflow.org/v1",
             "kind": "Profile",

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use kf_registry::record::Kind;
 use kf_registry::registry::{FindParams, ListParams, Scope};
 use kf_registry::sqlite::SqliteStore;
@@ -49,7 +50,8 @@ pub async fn registry_step(dir: &Path, tuned: &Tuned, pipeline_run: &str, run: u
 async fn register(dir: &Path, tuned: &Tuned, pipeline_run: &str, run: u32) -> anyhow::Result<Registered> {
     let db = dir.join("registry.db");
     let db = db.to_str().ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", db.display()))?;
-    let registry = Registry::new(SqliteStore::open(db).await?);
+    let store = SqliteStore::open(db).await.with_context(|| format!("the registry database {db}"))?;
+    let registry = Registry::new(store);
     let find = FindParams { name: Some(MODEL_NAME.into()), ..FindParams::default() };
     let model: RegisteredModel = match registry.find(&find).await {
         Ok(model) => model,
