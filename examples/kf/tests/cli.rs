@@ -237,35 +237,52 @@ fn fmt_errors_name_the_file_and_exit_non_zero() {
 }
 
 #[test]
-fn quickstart_runs_what_is_built_and_labels_the_rest() {
+fn quickstart_runs_the_lifecycle_and_a_rerun_reuses_the_cached_data() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = kf(&["--output", "json", "quickstart", "--dir", dir.path().to_str().expect("utf-8")]);
+    let out = kf(&["--output", "json", "quickstart", "--data-dir", dir.path().to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let steps = report["steps"].as_array().expect("steps");
-    let status = |prefix: &str| {
+    let step = |report: &serde_json::Value, prefix: &str| {
+        let steps = report["steps"].as_array().expect("steps");
         let step = steps.iter().find(|s| s["name"].as_str().unwrap_or("").starts_with(prefix));
-        step.map(|s| s["status"].as_str().unwrap_or("").to_string())
+        step.map(|s| (s["status"].as_str().unwrap_or("").to_string(), s["detail"].as_str().unwrap_or("").to_string()))
     };
-    for built in ["tenant", "training", "tuning", "registry", "serving"] {
-        assert_eq!(status(built).as_deref(), Some("done"), "{built}: {report}");
+    for built in ["tenant", "pipeline", "training", "tuning", "registry", "serving"] {
+        assert_eq!(step(&report, built).map(|s| s.0).as_deref(), Some("done"), "{built}: {report}");
     }
-    assert!(
-        steps.iter().all(|s| ["done", "not built yet", "not wired yet"].contains(&s["status"].as_str().unwrap_or(""))),
-        "{report}"
-    );
-    assert_eq!(report["built"], steps.iter().filter(|s| s["status"] == "done").count());
+    assert_eq!(report["built"], steps.len(), "{report}");
+    assert_eq!(report["profile"], "kf-quickstart", "{report}");
     assert!(dir.path().join("tenancy.db").exists(), "the tenant lives in the durable store");
     assert!(dir.path().join("models/v1/model.onnx").exists(), "the model is trained in this run");
-    let serving = steps.iter().find(|s| s["name"].as_str().unwrap_or("").starts_with("serving")).expect("serving");
-    let detail = serving["detail"].as_str().unwrap_or("");
-    let accuracy: f64 = detail
+
+    // The pipeline ran all three tasks and left its artifacts in the store.
+    let run = report["pipeline_run"].as_str().expect("pipeline_run").to_string();
+    let (_, pipeline) = step(&report, "pipeline").expect("pipeline step");
+    for task in ["prepare succeeded", "train succeeded", "evaluate succeeded"] {
+        assert!(pipeline.contains(task), "{task}: {pipeline}");
+    }
+    let artifacts = dir.path().join("pipeline/artifacts").join(&run);
+    let dataset = std::fs::read_to_string(artifacts.join("prepare/dataset")).expect("the Dataset artifact");
+    assert_eq!(dataset.lines().filter(|l| l.starts_with("test,")).count(), 60, "60 test rows");
+    let model = std::fs::read(artifacts.join("train/model")).expect("the Model artifact");
+    assert_eq!(model, std::fs::read(dir.path().join("models/v1/model.onnx")).expect("model"), "the trained model");
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(artifacts.join("evaluate/metrics")).expect("the Metrics artifact"))
+            .expect("Metrics JSON");
+    assert!(metrics["accuracy"].as_f64().is_some_and(|a| a >= 0.8), "{metrics}");
+    assert!(metrics["log_loss"].as_f64().is_some_and(|l| l.is_finite() && l > 0.0), "{metrics}");
+    assert_eq!(report["train_job"], "quickstart-train-v1", "{report}");
+
+    let (_, serving) = step(&report, "serving").expect("serving");
+    let accuracy: f64 = serving
         .split("accuracy ")
         .nth(1)
         .and_then(|rest| rest.split(' ').next())
         .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no accuracy in {detail}"));
-    assert!(accuracy >= 80.0, "the trained model should separate the classes: {detail}");
+        .unwrap_or_else(|| panic!("no accuracy in {serving}"));
+    assert!(accuracy >= 80.0, "the trained model should separate the classes: {serving}");
+    assert!(serving.contains(&format!("stable, run {run}")), "serving serves the pipeline's model: {serving}");
     assert_eq!(report["accuracy"].as_f64().map(|a| (a * 1000.0).round()), Some((accuracy * 10.0).round()));
     assert_eq!(report["predictions"], 60);
     let experiment = &report["experiment"];
@@ -277,13 +294,89 @@ fn quickstart_runs_what_is_built_and_labels_the_rest() {
     assert_eq!(report["model"]["version"], "v1", "{report}");
     let uri = format!("file://{}", best_model.join("model.onnx").display());
     assert_eq!(report["model"]["uri"].as_str(), Some(uri.as_str()), "the registry records the best model's file");
-    assert!(dir.path().join("registry.db").exists());
-    // a second run finds the same tenant, trains a new version and succeeds again
+    let lineage = registered_lineage(&dir.path().join("registry.db"), "v1");
+    assert_eq!(lineage["pipeline_run"], run, "{lineage}");
+    assert_eq!(lineage["experiment"], "quickstart-lr-v1", "{lineage}");
+    assert_eq!(lineage["trial"], experiment["best_trial"], "{lineage}");
+
+    // A second run finds the same tenant, takes the unchanged data from the
+    // step cache, trains a new version and succeeds again.
+    // `--dir` is the old name of `--data-dir`.
     let again = kf(&["--output", "json", "quickstart", "--dir", dir.path().to_str().expect("utf-8")]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(dir.path().join("models/v2/model.onnx").exists(), "a re-run makes a new model version");
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
     assert_eq!(again["model"]["version"], "v2", "a re-run registers a new version: {again}");
+    let second_run = again["pipeline_run"].as_str().expect("pipeline_run");
+    assert_ne!(second_run, run, "a re-run is a new pipeline run");
+    let (status, pipeline) = step(&again, "pipeline").expect("pipeline step");
+    assert_eq!(status, "done", "{pipeline}");
+    assert!(pipeline.contains("prepare cached") && pipeline.contains("train succeeded"), "{pipeline}");
+    assert!(
+        dir.path().join("pipeline/artifacts").join(second_run).join("train/model").exists(),
+        "the re-run's train task wrote its own Model artifact"
+    );
+    assert_eq!(again["train_job"], "quickstart-train-v2", "{again}");
+    let lineage = registered_lineage(&dir.path().join("registry.db"), "v2");
+    assert_eq!(lineage["pipeline_run"], second_run, "{lineage}");
+}
+
+/// The string customProperties of version `version` of the quickstart's
+/// model, read from the registry database.
+fn registered_lineage(db: &Path, version: &str) -> serde_json::Value {
+    use kf_registry::registry::FindParams;
+    use kf_registry::sqlite::SqliteStore;
+    use kf_registry::{ModelVersion, RegisteredModel, Registry};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let registry = Registry::new(SqliteStore::open(db.to_str().expect("utf-8")).await.expect("registry.db"));
+        let find = FindParams { name: Some("quickstart-logreg".into()), ..FindParams::default() };
+        let model: RegisteredModel = registry.find(&find).await.expect("the registered model");
+        let find = FindParams { name: Some(version.into()), parent_resource_id: model.id, ..FindParams::default() };
+        let version: ModelVersion = registry.find(&find).await.expect("the model version");
+        let properties = serde_json::to_value(&version).expect("JSON")["customProperties"].clone();
+        let strings = properties.as_object().expect("customProperties").iter();
+        strings.filter_map(|(k, v)| Some((k.clone(), serde_json::Value::from(v["string_value"].as_str()?)))).collect()
+    })
+}
+
+#[test]
+fn a_second_quickstart_on_the_same_data_dir_stops_at_once_naming_the_lock_and_its_holder() {
+    let home = tempfile::tempdir().expect("tempdir");
+    // No --data-dir: the default is under $XDG_DATA_HOME.
+    let dir = home.path().join("kf/quickstart");
+    std::fs::create_dir_all(&dir).expect("data dir");
+    let lock_path = dir.join("quickstart.lock");
+    let lock = std::fs::File::create(&lock_path).expect("lock file");
+    lock.try_lock().expect("the test holds the lock");
+    std::fs::write(&lock_path, format!("{}\n", std::process::id())).expect("holder pid");
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_kf"))
+        .args(["quickstart"])
+        .env("XDG_DATA_HOME", home.path())
+        .output()
+        .expect("kf runs");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&lock_path.display().to_string()), "names the lock file: {err}");
+    assert!(err.contains(&format!("pid {}", std::process::id())), "names the holder: {err}");
+    assert!(stdout(&out).is_empty(), "no report: {}", stdout(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "it does not wait for the lock");
+    assert_no_panic(&out);
+    let left: Vec<_> = std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(left, ["quickstart.lock"], "nothing else is written");
+    drop(lock);
+}
+
+#[test]
+fn quickstart_names_a_data_dir_it_cannot_create() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(&dir, "not-a-dir", "");
+    let out = kf(&["quickstart", "--data-dir", &format!("{file}/data")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("cannot create the data directory {file}/data")), "{err}");
+    assert_no_panic(&out);
 }
 
 #[test]

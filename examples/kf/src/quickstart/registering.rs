@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use kf_registry::record::Kind;
 use kf_registry::registry::{FindParams, ListParams, Scope};
 use kf_registry::sqlite::SqliteStore;
@@ -28,12 +29,14 @@ pub struct Registered {
     pub path: PathBuf,
 }
 
-pub async fn registry_step(dir: &Path, tuned: &Tuned, train_job: &str, run: u32) -> (Step, Option<Registered>) {
-    match register(dir, tuned, train_job, run).await {
+/// Registers `tuned`'s best model as version `v<run>`; `pipeline_run` is
+/// the pipeline run whose dataset the experiment tuned on.
+pub async fn registry_step(dir: &Path, tuned: &Tuned, pipeline_run: &str, run: u32) -> (Step, Option<Registered>) {
+    match register(dir, tuned, pipeline_run, run).await {
         Ok(r) => {
             let detail = format!(
-                "RegisteredModel {MODEL_NAME:?} version {:?} in {} with val_loss, lr and lineage (experiment, trial, \
-                 TrainJob) as customProperties; artifact {}",
+                "RegisteredModel {MODEL_NAME:?} version {:?} in {} with val_loss, lr and lineage (pipeline run, \
+                 experiment, trial, TrainJob) as customProperties; artifact {}",
                 r.version,
                 dir.join("registry.db").display(),
                 r.uri
@@ -44,10 +47,11 @@ pub async fn registry_step(dir: &Path, tuned: &Tuned, train_job: &str, run: u32)
     }
 }
 
-async fn register(dir: &Path, tuned: &Tuned, train_job: &str, run: u32) -> anyhow::Result<Registered> {
+async fn register(dir: &Path, tuned: &Tuned, pipeline_run: &str, run: u32) -> anyhow::Result<Registered> {
     let db = dir.join("registry.db");
     let db = db.to_str().ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", db.display()))?;
-    let registry = Registry::new(SqliteStore::open(db).await?);
+    let store = SqliteStore::open(db).await.with_context(|| format!("the registry database {db}"))?;
+    let registry = Registry::new(store);
     let find = FindParams { name: Some(MODEL_NAME.into()), ..FindParams::default() };
     let model: RegisteredModel = match registry.find(&find).await {
         Ok(model) => model,
@@ -66,9 +70,11 @@ async fn register(dir: &Path, tuned: &Tuned, train_job: &str, run: u32) -> anyho
     for (name, value) in &tuned.best_params {
         properties.insert(name.clone(), string(value));
     }
+    properties.insert("pipeline_run".into(), string(pipeline_run));
     properties.insert("experiment".into(), string(&tuned.experiment));
     properties.insert("trial".into(), string(&tuned.best_trial));
-    properties.insert("train_job".into(), string(train_job));
+    // The trial's TrainJob wrote the model (Katib names it after the trial).
+    properties.insert("train_job".into(), string(&tuned.best_trial));
     let version_name = format!("v{run}");
     let version: ModelVersion = registry
         .create(

@@ -1,5 +1,5 @@
 //! Steps 6–7: serve with kf-serve over the Open Inference Protocol v2 on
-//! 127.0.0.1 — the tuned model as a canary beside the first trained version
+//! 127.0.0.1 — the tuned model as a canary beside the pipeline's model
 //! (KServe's `canaryTrafficPercent`) — and send the held-out rows as live
 //! HTTP requests. Each answer is matched against both revisions run
 //! in-process, so the report says which revision served it.
@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Step;
-use super::training::{CLASSES, TrainedModel};
+use super::dataset::CLASSES;
+use super::pipeline::PipelineRun;
 
 /// Share of requests the canary (the tuned model) gets.
 const CANARY_PERCENT: u8 = 30;
@@ -40,17 +41,17 @@ pub struct Canary<'a> {
     pub path: &'a std::path::Path,
 }
 
-pub async fn serving_step(model: &TrainedModel, tuned: Option<Canary<'_>>) -> (Step, Option<Served>) {
+pub async fn serving_step(model: &PipelineRun, tuned: Option<Canary<'_>>) -> (Step, Option<Served>) {
     match serve_and_predict(model, tuned).await {
         Ok((detail, served)) => (Step { name: SERVING, status: "done", detail }, Some(served)),
         Err(err) => (Step { name: SERVING, status: "failed", detail: format!("{err:#}") }, None),
     }
 }
 
-async fn serve_and_predict(model: &TrainedModel, tuned: Option<Canary<'_>>) -> anyhow::Result<(String, Served)> {
+async fn serve_and_predict(model: &PipelineRun, tuned: Option<Canary<'_>>) -> anyhow::Result<(String, Served)> {
     let repo = Arc::new(ModelRepository::new());
     let version = model.version.to_string();
-    let stable: Arc<dyn Model> = Arc::new(OnnxModel::load(MODEL, &model.path)?);
+    let stable: Arc<dyn Model> = Arc::new(OnnxModel::load(MODEL, &model.model)?);
     let canary: Option<Arc<dyn Model>> = match &tuned {
         Some(t) => Some(Arc::new(OnnxModel::load(MODEL, t.path)?)),
         None => None,
@@ -74,7 +75,7 @@ async fn serve_and_predict(model: &TrainedModel, tuned: Option<Canary<'_>>) -> a
     let mut correct = 0;
     let mut served_by_canary = 0;
     let mut shown = Vec::new();
-    for (i, (x, class)) in model.test.iter().enumerate() {
+    for (i, (x, class)) in model.dataset.test.iter().enumerate() {
         let request = json!({"id": format!("row-{i}"), "inputs": [
             {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": x}]});
         let response = post_json(addr, &path, &request).await?;
@@ -94,14 +95,13 @@ async fn serve_and_predict(model: &TrainedModel, tuned: Option<Canary<'_>>) -> a
     }
     let _ = stop.send(());
     server.await??;
-    let n = model.test.len();
+    let n = model.dataset.test.len();
     let revisions = match &tuned {
         Some(t) => format!(
-            "the first trained model (stable, {}) and {} (canary, {CANARY_PERCENT} %: served {served_by_canary} of {n})",
-            model.path.display(),
-            t.label
+            "the pipeline's model (stable, run {}) and {} (canary, {CANARY_PERCENT} %: served {served_by_canary} of {n})",
+            model.run, t.label
         ),
-        None => format!("the first trained model ({}; no registered model, so no canary)", model.path.display()),
+        None => format!("the pipeline's model (run {}; no registered model, so no canary)", model.run),
     };
     let accuracy = correct as f64 / n.max(1) as f64;
     let detail = format!(

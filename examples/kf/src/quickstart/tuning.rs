@@ -1,8 +1,8 @@
 //! Step 4: a Katib Experiment whose trial template is the training step's
 //! TrainJob — TPE over the learning rate, 20 trials, 3 at a time, with the
 //! median stopping rule reading the trainer's `val_loss` as it prints it.
-//! kf-tune runs the experiment; each trial is a kf-train local TrainJob, and
-//! an early stop cancels that TrainJob.
+//! kf-tune runs the experiment; each trial is a kf-train local TrainJob on
+//! the pipeline's dataset, and an early stop cancels that TrainJob.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use kf_tune::runner::{Journal, MetricsSink, TrialRun, TrialRunner};
 use serde_json::{Value, json};
 
 use super::Step;
+use super::dataset::Dataset;
 use super::training::Trainer;
 
 const NAME: &str = "tuning: a 20-trial TPE experiment with early stopping";
@@ -40,9 +41,9 @@ pub struct Tuned {
     pub model: PathBuf,
 }
 
-pub async fn tuning_step(dir: &Path, trainer: Arc<Trainer>, version: u32) -> (Step, Option<Tuned>) {
+pub async fn tuning_step(dir: &Path, trainer: Arc<Trainer>, dataset: &Dataset, version: u32) -> (Step, Option<Tuned>) {
     let started = Instant::now();
-    match tune(dir, trainer, version).await {
+    match tune(dir, trainer, dataset, version).await {
         Ok(t) => {
             let params: Vec<String> = t.best_params.iter().map(|(n, v)| format!("{n}={v}")).collect();
             let detail = format!(
@@ -62,12 +63,15 @@ pub async fn tuning_step(dir: &Path, trainer: Arc<Trainer>, version: u32) -> (St
     }
 }
 
-async fn tune(dir: &Path, trainer: Arc<Trainer>, version: u32) -> anyhow::Result<Tuned> {
+async fn tune(dir: &Path, trainer: Arc<Trainer>, dataset: &Dataset, version: u32) -> anyhow::Result<Tuned> {
     let name = format!("quickstart-lr-v{version}");
     let root = std::path::absolute(dir.join("tune").join(&name))?;
     std::fs::create_dir_all(&root)?;
+    let data = root.join("data");
+    dataset.write_for_trainer(&data)?;
     let trial_spec = trainer.manifest(
         "${trialParameters.trialName}",
+        &data,
         "${trialParameters.learningRate}",
         &root.join("${trialParameters.trialName}").join("model.onnx"),
     );
