@@ -103,8 +103,10 @@ impl ProxyTrust {
         if !peer.is_some_and(|p| self.trusts(p)) {
             return None;
         }
-        let raw = headers.get(&self.user_header)?.to_str().ok()?.trim();
-        let user = raw.strip_prefix(self.user_prefix.as_str()).unwrap_or(raw).trim();
+        // `to_str` admits only visible ASCII, space and tab, so ASCII trimming
+        // is all trimming there is, without decoding chars.
+        let raw = headers.get(&self.user_header)?.to_str().ok()?.trim_ascii();
+        let user = raw.strip_prefix(self.user_prefix.as_str()).unwrap_or(raw).trim_ascii();
         if user.is_empty() {
             return None;
         }
@@ -113,7 +115,7 @@ impl ProxyTrust {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .map(str::trim)
+            .map(str::trim_ascii)
             .filter(|g| !g.is_empty())
             .map(str::to_string)
             .collect();

@@ -62,11 +62,19 @@ impl Subject {
         }
     }
 
-    /// Whether `identity` is this subject or a member of it.
+    /// Whether `identity` is this subject or a member of it. Runs on every
+    /// owner check the layer makes, so it compares in place instead of
+    /// building [`Subject::user_name`].
     pub fn matches(&self, identity: &Identity) -> bool {
         match self {
+            Subject::User(name) => *name == identity.user,
             Subject::Group(group) => identity.groups.iter().any(|g| g == group),
-            other => other.user_name().is_some_and(|u| u == identity.user),
+            Subject::ServiceAccount { namespace, name } => identity
+                .user
+                .strip_prefix("system:serviceaccount:")
+                .and_then(|rest| rest.strip_prefix(namespace.as_str()))
+                .and_then(|rest| rest.strip_prefix(':'))
+                .is_some_and(|rest| rest == name),
         }
     }
 }
@@ -77,6 +85,39 @@ impl fmt::Display for Subject {
             Subject::User(name) => write!(f, "user {name}"),
             Subject::Group(name) => write!(f, "group {name}"),
             Subject::ServiceAccount { namespace, name } => write!(f, "service account {namespace}/{name}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn part() -> impl Strategy<Value = String> {
+        // colons included: service account parts must not be split ambiguously
+        prop::sample::select(vec!["a", "b", "a:b", ":", "", "system", "serviceaccount"]).prop_map(str::to_string)
+    }
+
+    fn subject() -> impl Strategy<Value = Subject> {
+        prop_oneof![
+            part().prop_map(Subject::User),
+            part().prop_map(Subject::Group),
+            (part(), part()).prop_map(|(namespace, name)| Subject::ServiceAccount { namespace, name }),
+        ]
+    }
+
+    proptest! {
+        /// Matching in place agrees with matching on the built user name.
+        #[test]
+        fn matches_agrees_with_user_name(subject in subject(), user in part(), sa in (part(), part()), as_sa in any::<bool>(), groups in prop::collection::vec(part(), 0..3)) {
+            let user = if as_sa { format!("system:serviceaccount:{}:{}", sa.0, sa.1) } else { user };
+            let identity = Identity { user, groups };
+            let expected = match &subject {
+                Subject::Group(group) => identity.groups.contains(group),
+                other => other.user_name().is_some_and(|u| u == identity.user),
+            };
+            prop_assert_eq!(subject.matches(&identity), expected);
         }
     }
 }
