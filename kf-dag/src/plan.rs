@@ -658,6 +658,20 @@ fn check_dag(pipeline: &Pipeline, path: &str, owner: &Component, dag: &Dag) -> R
                     {
                         return Err(mismatch(format!("{} (output {:?} of task {:?})", out.ty, r.output, r.task)));
                     }
+                    // A task that runs after its upstream failed would find no value here:
+                    // unreachable unless the input can do without (kfp's own rule).
+                    if task.trigger.strategy == TriggerStrategy::AllUpstreamCompleted
+                        && declared.is_some_and(|d| d.default.is_none() && !d.optional)
+                    {
+                        return Err(Error::invalid(
+                            format!("{ipath}.taskOutputParameter"),
+                            format!(
+                                "the task also runs when {:?} fails (ALL_UPSTREAM_TASKS_COMPLETED), and then this \
+                                 input has no value: give input {input:?} a default value",
+                                r.task
+                            ),
+                        ));
+                    }
                 }
                 ParameterSource::TaskFinalStatus(producer) => {
                     sibling(&format!("{ipath}.taskFinalStatus.producerTask"), name, producer)?;

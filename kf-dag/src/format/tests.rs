@@ -54,7 +54,7 @@ fn everything() -> Pipeline {
     let train = p.add_component(train);
     let mut f = p.function_component("report", "report");
     let status = f.input::<FinalStatus>("status");
-    let all = f.input::<List>("all");
+    let all = f.input_with_default::<List>("all", Vec::new());
     let report = p.add_component(f);
     let (imp, imported) = p.importer::<Dataset>("import", "s3://bucket/data");
 

@@ -524,7 +524,19 @@ fn exit_handlers_must_run_whatever_the_outcome() {
     root(&mut p).tasks.insert("exit".into(), t);
     rejected_at(p.clone(), "root.dag.tasks.exit.triggerPolicy.strategy");
     root(&mut p).tasks.get_mut("exit").unwrap().trigger.strategy = TriggerStrategy::AllUpstreamCompleted;
-    assert_eq!(Plan::new(p).unwrap().root().upstream("exit"), ["b"]);
+    assert_eq!(Plan::new(p.clone()).unwrap().root().upstream("exit"), ["b"]);
+
+    // A handler reading an output of the task it outlives could never run
+    // after a failure, unless the input has a default.
+    let notify = p.components.get_mut("notify").unwrap();
+    notify.inputs.parameters.insert("echo".into(), ParameterSpec::new(ParameterType::String));
+    let exit = root(&mut p).tasks.get_mut("exit").unwrap();
+    exit.parameters.insert("echo".into(), ParameterSource::TaskOutput(OutputRef::new("b", "echo")));
+    let err = rejected_at(p.clone(), "root.dag.tasks.exit.inputs.parameters.echo.taskOutputParameter");
+    assert!(err.to_string().contains("default"), "{err}");
+    let notify = p.components.get_mut("notify").unwrap();
+    notify.inputs.parameters.insert("echo".into(), ParameterSpec::new(ParameterType::String).with_default(json!("")));
+    Plan::new(p).expect("with a default the handler can always run");
 }
 
 #[test]
