@@ -41,7 +41,14 @@ impl ArtifactStore {
         Self::new(Arc::new(object_store::memory::InMemory::new()), Path::default(), "memory://")
     }
 
-    /// A store from a URL such as `file:///var/kf/artifacts` or `memory:///`.
+    /// A store from a URL such as `file:///var/kf/artifacts`, `memory:///`
+    /// or (feature `s3`) `s3://bucket/prefix`.
+    ///
+    /// An `s3://` store is configured from the environment as the AWS tools
+    /// are: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+    /// `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`) for an S3-compatible server,
+    /// `AWS_ALLOW_HTTP=true` for one without TLS; any `AWS_*` variable
+    /// object_store knows is passed on.
     ///
     /// ```
     /// let store = kf_dag::artifact::ArtifactStore::from_url("memory:///artifacts")?;
@@ -49,13 +56,29 @@ impl ArtifactStore {
     /// # Ok::<(), kf_dag::Error>(())
     /// ```
     pub fn from_url(url: &str) -> Result<Self> {
+        Self::from_url_with(url, aws_environment())
+    }
+
+    /// [`ArtifactStore::from_url`] with explicit object_store options (e.g.
+    /// `("aws_endpoint", "http://127.0.0.1:9000")`) instead of the environment.
+    pub fn from_url_with(url: &str, options: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
         let bad = |message: String| Error::Artifact { location: url.to_owned(), message };
         let parsed = url::Url::parse(url).map_err(|e| bad(format!("not a URL: {e}")))?;
-        if parsed.scheme() == "file" {
+        match parsed.scheme() {
             // object_store's LocalFileSystem refuses prefixes that do not exist yet.
-            std::fs::create_dir_all(parsed.path()).map_err(|e| bad(format!("cannot create the directory: {e}")))?;
+            "file" => {
+                std::fs::create_dir_all(parsed.path()).map_err(|e| bad(format!("cannot create the directory: {e}")))?
+            }
+            "s3" | "s3a" if !cfg!(feature = "s3") => {
+                return Err(bad("s3:// needs kf-dag's `s3` feature (this build does not have it)".into()));
+            }
+            _ => {}
         }
-        let (store, prefix) = object_store::parse_url(&parsed).map_err(|e| bad(e.to_string()))?;
+        let options: Vec<(String, String)> = match parsed.scheme() {
+            "s3" | "s3a" => options.into_iter().collect(),
+            _ => Vec::new(),
+        };
+        let (store, prefix) = object_store::parse_url_opts(&parsed, options).map_err(|e| bad(e.to_string()))?;
         let url_root = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap_or(""));
         Ok(Self::new(Arc::from(store), prefix, url_root))
     }
@@ -149,6 +172,18 @@ impl ArtifactStore {
             Path::parse(rest).map_err(|e| Error::Artifact { location: uri.to_owned(), message: e.to_string() })?;
         if path.prefix_matches(&self.prefix) { Ok(path) } else { Err(outside()) }
     }
+}
+
+/// The `AWS_*` environment variables as object_store options
+/// (`AWS_ENDPOINT_URL` → `aws_endpoint`, the rest lower-cased).
+fn aws_environment() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| {
+            let key = if k == "AWS_ENDPOINT_URL" { "aws_endpoint".to_owned() } else { k.to_ascii_lowercase() };
+            (key, v)
+        })
+        .collect()
 }
 
 /// `sha256:` + the hex SHA-256 of `bytes`: an artifact's content digest.

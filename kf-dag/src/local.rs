@@ -34,6 +34,8 @@ pub struct LocalRuns {
     root: PathBuf,
     runs: Arc<FileRunStore>,
     artifacts: ArtifactStore,
+    /// Where cache entries live: an object store and the prefix in it.
+    cache: ArtifactStore,
 }
 
 /// The pipeline a run ran, in the form it was given.
@@ -92,8 +94,44 @@ impl LocalRuns {
             .canonicalize()
             .map_err(|e| Error::Store { message: format!("{}: cannot resolve: {e}", path.display()) })?;
         let runs = Arc::new(FileRunStore::open(root.join("runs"))?);
-        let artifacts = ArtifactStore::from_url(&format!("file://{}", root.join("artifacts").display()))?;
-        Ok(LocalRuns { root, runs, artifacts })
+        let objects = format!("file://{}", root.display());
+        let artifacts = ArtifactStore::from_url(&format!("{objects}/artifacts"))?;
+        let cache = ArtifactStore::from_url(&format!("{objects}/cache"))?;
+        Ok(LocalRuns { root, runs, artifacts, cache })
+    }
+
+    /// Keeps artifacts and the step cache in the object store at `url`
+    /// (`<url>/artifacts/…`, `<url>/cache/…`; e.g. `s3://bucket/kf` with
+    /// feature `s3`, configured from `AWS_*` variables as
+    /// [`ArtifactStore::from_url`] says) instead of under the root; journals
+    /// and work directories stay local.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let runs = kf_dag::local::LocalRuns::open(&dir.path().display().to_string())?
+    ///     .with_objects("memory:///kf")?;
+    /// assert_eq!(runs.artifacts().root_uri(), "memory:///kf/artifacts");
+    /// # Ok::<(), kf_dag::Error>(())
+    /// ```
+    pub fn with_objects(self, url: &str) -> Result<Self> {
+        let url = url.trim_end_matches('/');
+        let artifacts = ArtifactStore::from_url(&format!("{url}/artifacts"))?;
+        let cache = ArtifactStore::from_url(&format!("{url}/cache"))?;
+        Ok(self.with_object_stores(artifacts, cache))
+    }
+
+    /// Keeps artifacts in `artifacts` and cache entries in `cache` (each
+    /// under its prefix), e.g. stores built with
+    /// [`ArtifactStore::from_url_with`] and explicit options.
+    pub fn with_object_stores(mut self, artifacts: ArtifactStore, cache: ArtifactStore) -> Self {
+        self.artifacts = artifacts;
+        self.cache = cache;
+        self
+    }
+
+    /// Where artifacts are kept.
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.artifacts
     }
 
     /// The root directory.
@@ -130,9 +168,8 @@ impl LocalRuns {
         let runner = ByExecutorKind::new().containers(containers).functions(functions);
         let mut executor = Executor::new(runner).store(self.runs.clone()).artifacts(self.artifacts.clone());
         if cache {
-            let cache_store = object_store::local::LocalFileSystem::new_with_prefix(&self.root)
-                .map_err(|e| Error::Store { message: format!("{}: {e}", self.root.display()) })?;
-            executor = executor.cache(Arc::new(ObjectStoreCache::new(Arc::new(cache_store), "cache".into())));
+            let store = self.cache.object_store().clone();
+            executor = executor.cache(Arc::new(ObjectStoreCache::new(store, self.cache.prefix().clone())));
         }
         Ok(executor)
     }

@@ -104,6 +104,20 @@ struct StoreArg {
     /// Where runs keep journals, artifacts and the cache: a directory or file:// URL.
     #[arg(long = "store", env = "KF_PIPELINE_STORE", default_value = ".kf")]
     url: String,
+    /// Keep artifacts and the step cache in this object store instead
+    /// (`s3://bucket/prefix`, configured from AWS_* variables; `file://…`).
+    #[arg(long = "objects", env = "KF_PIPELINE_OBJECTS")]
+    objects: Option<String>,
+}
+
+impl StoreArg {
+    fn open(&self) -> Result<LocalRuns, String> {
+        let runs = LocalRuns::open(&self.url).map_err(|e| e.to_string())?;
+        match &self.objects {
+            Some(url) => runs.with_objects(url).map_err(|e| e.to_string()),
+            None => Ok(runs),
+        }
+    }
 }
 
 #[derive(Debug, ClapArgs)]
@@ -154,7 +168,7 @@ fn dispatch(args: Args, output: OutputFormat) -> Result<ExitCode, String> {
             let (plan, saved) = load(&file)?;
             let plan = Arc::new(plan);
             let parameters = parse_params(&plan, &params)?;
-            let runs = LocalRuns::open(&store.url).map_err(|e| e.to_string())?;
+            let runs = store.open()?;
             let mut executor = configure(executor(&runs, &saved, &python, !no_cache), parallelism)?;
             if let Some(max_age) = cache_max_age {
                 executor = executor.cache_max_age(max_age);
@@ -171,7 +185,7 @@ fn dispatch(args: Args, output: OutputFormat) -> Result<ExitCode, String> {
             Ok(report(&outcome, output))
         }
         PipelineCommand::Resume { run_id, parallelism, store, python } => {
-            let runs = LocalRuns::open(&store.url).map_err(|e| e.to_string())?;
+            let runs = store.open()?;
             let saved = runs.load_pipeline(&run_id).map_err(|e| e.to_string())?;
             let plan = Arc::new(Plan::new(saved.to_pipeline().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?);
             let executor = configure(executor(&runs, &saved, &python, true), parallelism)?;

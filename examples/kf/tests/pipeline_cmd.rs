@@ -148,3 +148,20 @@ fn bench_prints_the_measurement_as_json() {
     }
     assert!(v.get("peak_rss_mb").is_some());
 }
+
+#[test]
+fn objects_elsewhere_keep_artifacts_and_the_cache_there() {
+    let store = tempfile::tempdir().unwrap();
+    let objects = tempfile::tempdir().unwrap();
+    let (s, o) = (store.path().display().to_string(), format!("file://{}", objects.path().display()));
+    let hello = example("hello.yaml");
+    for (run, cached) in [("one", false), ("two", true)] {
+        let out = kf(&["--output", "json", "pipeline", "run", &hello, "--store", &s, "--objects", &o, "--run-id", run]);
+        let v = json(&out);
+        assert_eq!(v["state"], "succeeded", "{v}");
+        assert!(v["tasks"].as_array().unwrap().iter().all(|t| t["cached"] == cached), "{v}");
+    }
+    assert!(objects.path().join("artifacts/one").is_dir(), "artifacts under --objects");
+    assert!(objects.path().join("cache").read_dir().unwrap().next().is_some(), "cache entries under --objects");
+    assert!(!store.path().join("artifacts/one").exists(), "nothing under --store's artifacts");
+}
