@@ -142,7 +142,8 @@ pub fn to_svg(plan: &Plan) -> String {
     const CHAR_W: f64 = 7.0;
     let mut body = String::new();
     let mut y = MARGIN + 40.0;
-    let mut width: f64 = 520.0;
+    // Wide enough for the legend line at the bottom.
+    let mut width: f64 = 640.0;
     for (title, dag_plan, dag) in dags(plan) {
         let _ = writeln!(body, r#"<text x="{MARGIN}" y="{y}" class="section">{}</text>"#, xml_escape(&title));
         y += 14.0;
