@@ -254,6 +254,11 @@ fn quickstart_runs_the_lifecycle_and_a_rerun_reuses_the_cached_data() {
     assert_eq!(report["built"], steps.len(), "{report}");
     assert_eq!(report["profile"], "kf-quickstart", "{report}");
     assert!(dir.path().join("tenancy.db").exists(), "the tenant lives in the durable store");
+    // The HTTP steps went through the TenancyLayer as the tenant, and each saw a tokenless call refused.
+    for through_layer in ["registry", "serving"] {
+        let (_, detail) = step(&report, through_layer).expect("step");
+        assert!(detail.contains("TenancyLayer") && detail.contains("401"), "{through_layer}: {detail}");
+    }
     assert!(dir.path().join("models/v1/model.onnx").exists(), "the model is trained in this run");
 
     // The pipeline ran all three tasks and left its artifacts in the store.

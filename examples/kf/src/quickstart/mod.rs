@@ -9,24 +9,22 @@ mod dataset;
 mod pipeline;
 mod registering;
 mod serving;
+mod tenant;
 mod training;
 mod tuning;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
-use kf_tenancy::{Identity, Request, RoleTable, SqlitePolicyStore, Tenancy, Verb};
+use kf_tenancy::Verb;
 use serde_json::json;
 
 use self::pipeline::pipeline_step;
 use self::registering::{MODEL_NAME, registry_step};
 use self::serving::{Canary, SERVING, serving_step};
+use self::tenant::{PROFILE, Tenant};
 use self::tuning::tuning_step;
 use crate::output::OutputFormat;
-
-/// The Profile (and namespace) the quickstart runs in.
-const PROFILE: &str = "kf-quickstart";
 
 /// `kf quickstart` flags.
 #[derive(Debug, clap::Args)]
@@ -67,7 +65,7 @@ struct Step {
 }
 
 pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
-    let started = std::time::Instant::now();
+    let started = Some(std::time::Instant::now());
     let dir = match data_dir(args.data_dir) {
         Ok(dir) => dir,
         Err(err) => {
@@ -91,29 +89,37 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let tenant = runtime.block_on(tenant_step(&dir));
-    let profile = (tenant.status == "done").then_some(PROFILE);
-    let mut steps = vec![tenant];
-    let (pipeline_steps, pipeline) = runtime.block_on(pipeline_step(&dir));
+    let (tenant_step, tenant) = runtime.block_on(tenant_step(&dir));
+    let profile = tenant.as_ref().map(|_| PROFILE);
+    let mut steps = vec![tenant_step];
+    let Some(tenant) = tenant else {
+        return report(output, &Summary { steps, dir, started, ..Summary::default() });
+    };
+    // Local steps ask the same authorizer the HTTP APIs wear, as the tenant.
+    let (pipeline_steps, pipeline) = match tenant.authorize(Verb::Create, "runs") {
+        Ok(_) => runtime.block_on(pipeline_step(&dir)),
+        Err(err) => (vec![Step { name: "pipeline", status: "failed", detail: format!("{err:#}") }], None),
+    };
     steps.extend(pipeline_steps);
-    let tuned = match &pipeline {
-        Some(p) => {
+    let tuned = match (&pipeline, tenant.authorize(Verb::Create, "experiments")) {
+        (Some(p), Ok(_)) => {
             let (step, tuned) = runtime.block_on(tuning_step(&dir, p.trainer.clone(), &p.dataset, p.version));
             steps.push(step);
             tuned
         }
-        None => {
+        (_, denied) => {
+            let detail = denied.err().map_or("no dataset: the pipeline failed".into(), |e| format!("{e:#}"));
             steps.push(Step {
                 name: "tuning: a 20-trial TPE experiment with early stopping",
                 status: "failed",
-                detail: "no dataset: the pipeline failed".into(),
+                detail,
             });
             None
         }
     };
     let registered = match (&tuned, &pipeline) {
         (Some(t), Some(p)) => {
-            let (step, registered) = runtime.block_on(registry_step(&dir, t, &p.run, p.version));
+            let (step, registered) = runtime.block_on(registry_step(&dir, &tenant, t, &p.run, p.version));
             steps.push(step);
             registered
         }
@@ -129,7 +135,7 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
                 label: format!("{MODEL_NAME} {} (trial {}, {})", r.version, t.best_trial, r.uri),
                 path: &r.path,
             });
-            runtime.block_on(serving_step(model, canary))
+            runtime.block_on(serving_step(&tenant, model, canary))
         }
         None => {
             let detail = "no model: the pipeline failed".into();
@@ -137,18 +143,36 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
         }
     };
     steps.push(serving);
-    let failed = steps.iter().any(|s| s.status == "failed");
-    let done = steps.iter().filter(|s| s.status == "done").count();
+    report(output, &Summary { steps, dir, started, profile, pipeline, tuned, registered, served })
+}
+
+/// What the run did, for the report.
+#[derive(Default)]
+struct Summary {
+    steps: Vec<Step>,
+    dir: PathBuf,
+    started: Option<std::time::Instant>,
+    profile: Option<&'static str>,
+    pipeline: Option<pipeline::PipelineRun>,
+    tuned: Option<tuning::Tuned>,
+    registered: Option<registering::Registered>,
+    served: Option<serving::Served>,
+}
+
+fn report(output: OutputFormat, s: &Summary) -> ExitCode {
+    let failed = s.steps.iter().any(|s| s.status == "failed");
+    let done = s.steps.iter().filter(|s| s.status == "done").count();
+    let wall_s = s.started.map(|t| t.elapsed().as_secs_f64());
     match output {
         OutputFormat::Text => {
-            outln!("kf quickstart — {done} of {} lifecycle steps done", steps.len());
-            outln!("  data directory: {}", dir.display());
-            for (i, step) in steps.iter().enumerate() {
+            outln!("kf quickstart — {done} of {} lifecycle steps done", s.steps.len());
+            outln!("  data directory: {}", s.dir.display());
+            for (i, step) in s.steps.iter().enumerate() {
                 outln!("  {}. [{}] {}\n     {}", i + 1, step.status, step.name, step.detail);
             }
         }
         OutputFormat::Json => {
-            let experiment = tuned.as_ref().map(|t| {
+            let experiment = s.tuned.as_ref().map(|t| {
                 let params: serde_json::Map<String, serde_json::Value> =
                     t.best_params.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
                 json!({"name": t.experiment, "trials": t.trials, "early_stopped": t.early_stopped,
@@ -157,15 +181,15 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
             outln!(
                 "{}",
                 json!({
-                    "steps": steps, "built": done, "total": steps.len(), "dir": dir,
-                    "profile": profile,
-                    "pipeline_run": pipeline.as_ref().map(|p| &p.run),
-                    "train_job": pipeline.as_ref().map(|p| &p.train_job),
+                    "steps": s.steps, "built": done, "total": s.steps.len(), "dir": s.dir,
+                    "profile": s.profile,
+                    "pipeline_run": s.pipeline.as_ref().map(|p| &p.run),
+                    "train_job": s.pipeline.as_ref().map(|p| &p.train_job),
                     "experiment": experiment,
-                    "model": registered.as_ref().map(|r| json!({"name": MODEL_NAME, "version": r.version, "uri": r.uri})),
-                    "predictions": served.as_ref().map(|s| s.predictions),
-                    "accuracy": served.as_ref().map(|s| s.accuracy),
-                    "wall_s": started.elapsed().as_secs_f64(),
+                    "model": s.registered.as_ref().map(|r| json!({"name": MODEL_NAME, "version": r.version, "uri": r.uri})),
+                    "predictions": s.served.as_ref().map(|s| s.predictions),
+                    "accuracy": s.served.as_ref().map(|s| s.accuracy),
+                    "wall_s": wall_s,
                 })
             );
         }
@@ -210,37 +234,16 @@ fn lock(dir: &Path) -> anyhow::Result<std::fs::File> {
 }
 
 /// Step 1: the tenant every later step acts as: a Profile in the durable
-/// policy store, and a check that its owner may run pipelines in it.
-async fn tenant_step(dir: &Path) -> Step {
-    let owner = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "kf-user".to_string());
+/// policy store owned by the user running kf, and that user's API token.
+async fn tenant_step(dir: &Path) -> (Step, Option<Tenant>) {
     let name = "tenant: a Profile that owns namespace kf-quickstart";
-    let result = async {
-        let db = dir.join("tenancy.db");
-        let db = db.to_str().ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", db.display()))?;
-        let store = SqlitePolicyStore::open(db).await.with_context(|| format!("the policy database {db}"))?;
-        let tenancy = Tenancy::load(store, RoleTable::default(), &[]).await?;
-        let profile = kf_tenancy::Profile::from_value(json!({
-            "apiVersion": "kubeflow.org/v1",
-            "kind": "Profile",
-            "metadata": {"name": "kf-quickstart"},
-            "spec": {"owner": {"kind": "User", "name": owner}},
-        }))?;
-        tenancy.create_profile(&profile).await?;
-        let me = Identity::user(owner.clone());
-        let decision =
-            tenancy.check(&Request { identity: &me, namespace: "kf-quickstart", verb: Verb::Create, resource: "runs" });
-        anyhow::ensure!(decision.allowed, "the owner may not create runs: {}", decision.reason);
-        anyhow::Ok(decision.reason.to_string())
+    let created = async {
+        let (tenant, detail) = Tenant::create(dir).await?;
+        let reason = tenant.authorize(Verb::Create, "runs")?;
+        anyhow::Ok((tenant, format!("{detail}; every later step acts as this user (creating runs: {reason})")))
     };
-    match result.await {
-        Ok(reason) => Step {
-            name,
-            status: "done",
-            detail: format!(
-                "Profile kf-quickstart owned by User {owner:?} in {}/tenancy.db; creating runs: allowed ({reason})",
-                dir.display()
-            ),
-        },
-        Err(err) => Step { name, status: "failed", detail: format!("{err:#}") },
+    match created.await {
+        Ok((tenant, detail)) => (Step { name, status: "done", detail }, Some(tenant)),
+        Err(err) => (Step { name, status: "failed", detail: format!("{err:#}") }, None),
     }
 }

@@ -1,19 +1,26 @@
-//! Step 5: register the tuned model in kf-registry (SQLite) — a
+//! Step 5: register the tuned model in kf-registry (SQLite) as the tenant:
+//! the registry's REST API (the one the official Model Registry client
+//! speaks) is served on 127.0.0.1 behind the `TenancyLayer`, and the
+//! quickstart makes the client's calls with the user's token — a
 //! RegisteredModel, a new ModelVersion per run with its metrics and lineage
-//! as customProperties, and a ModelArtifact with the file's URI — then read
-//! the URI back, which is what the serving step loads.
+//! as customProperties, a ModelArtifact with the file's URI — then reads the
+//! URI back, which is what the serving step loads. A call without a token is
+//! refused, which the step checks.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
-use kf_registry::record::Kind;
-use kf_registry::registry::{FindParams, ListParams, Scope};
+use kf_registry::Registry;
 use kf_registry::sqlite::SqliteStore;
-use kf_registry::{Artifact, ModelVersion, RegisteredModel, Registry};
 use serde_json::{Value, json};
 
 use super::Step;
+use super::tenant::{Tenant, http, serve};
 use super::tuning::Tuned;
+
+/// The API prefix the official client uses.
+const API: &str = "/api/model_registry/v1alpha3";
 
 const NAME: &str = "registry: register the best model with its lineage";
 /// The registered model every quickstart run adds a version to.
@@ -31,12 +38,20 @@ pub struct Registered {
 
 /// Registers `tuned`'s best model as version `v<run>`; `pipeline_run` is
 /// the pipeline run whose dataset the experiment tuned on.
-pub async fn registry_step(dir: &Path, tuned: &Tuned, pipeline_run: &str, run: u32) -> (Step, Option<Registered>) {
-    match register(dir, tuned, pipeline_run, run).await {
-        Ok(r) => {
+pub async fn registry_step(
+    dir: &Path,
+    tenant: &Tenant,
+    tuned: &Tuned,
+    pipeline_run: &str,
+    run: u32,
+) -> (Step, Option<Registered>) {
+    match register(dir, tenant, tuned, pipeline_run, run).await {
+        Ok((r, addr)) => {
             let detail = format!(
-                "RegisteredModel {MODEL_NAME:?} version {:?} in {} with val_loss, lr and lineage (pipeline run, \
+                "as {} through the TenancyLayer on http://{addr}{API} (a call without a token got 401): \
+                 RegisteredModel {MODEL_NAME:?} version {:?} in {} with val_loss, lr and lineage (pipeline run, \
                  experiment, trial, TrainJob) as customProperties; artifact {}",
+                tenant.user(),
                 r.version,
                 dir.join("registry.db").display(),
                 r.uri
@@ -47,22 +62,52 @@ pub async fn registry_step(dir: &Path, tuned: &Tuned, pipeline_run: &str, run: u
     }
 }
 
-async fn register(dir: &Path, tuned: &Tuned, pipeline_run: &str, run: u32) -> anyhow::Result<Registered> {
+async fn register(
+    dir: &Path,
+    tenant: &Tenant,
+    tuned: &Tuned,
+    pipeline_run: &str,
+    run: u32,
+) -> anyhow::Result<(Registered, std::net::SocketAddr)> {
     let db = dir.join("registry.db");
     let db = db.to_str().ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", db.display()))?;
     let store = SqliteStore::open(db).await.with_context(|| format!("the registry database {db}"))?;
-    let registry = Registry::new(store);
-    let find = FindParams { name: Some(MODEL_NAME.into()), ..FindParams::default() };
-    let model: RegisteredModel = match registry.find(&find).await {
-        Ok(model) => model,
-        Err(kf_registry::Error::NotFound { .. }) => {
-            let doc = json!({"name": MODEL_NAME, "description": "kf quickstart: softmax regression on iris-like data",
-                             "owner": "kf-quickstart"});
-            registry.create(doc, None).await?
-        }
-        Err(e) => return Err(e.into()),
+    let app = tenant.guard(kf_registry::server::router(Arc::new(Registry::new(store))), "registeredmodels");
+    let (addr, server) = serve(app).await?;
+    let result = calls(addr, tenant, tuned, pipeline_run, run).await;
+    server.stop().await?;
+    Ok((result?, addr))
+}
+
+/// The official client's call sequence, as the tenant.
+async fn calls(
+    addr: std::net::SocketAddr,
+    tenant: &Tenant,
+    tuned: &Tuned,
+    pipeline_run: &str,
+    run: u32,
+) -> anyhow::Result<Registered> {
+    let (status, _) = http(addr, "GET", &format!("{API}/registered_models"), None, None).await?;
+    anyhow::ensure!(status == 401, "the registry answered {status} to a call without a token; expected 401");
+    let call = |method: &'static str, path: String, body: Option<Value>| async move {
+        let (status, value) = tenant.call(addr, method, &path, body.as_ref()).await?;
+        anyhow::Ok((status, value))
     };
-    let model_id = model.id.clone().ok_or_else(|| anyhow::anyhow!("the registry returned a model without an id"))?;
+    let ok = |what: &str, (status, value): (u16, Value)| -> anyhow::Result<Value> {
+        anyhow::ensure!((200..300).contains(&status), "{what}: HTTP {status}: {value}");
+        Ok(value)
+    };
+
+    let found = call("GET", format!("{API}/registered_model?name={MODEL_NAME}"), None).await?;
+    let model = match found.0 {
+        404 => {
+            let doc = json!({"name": MODEL_NAME, "description": "kf quickstart: softmax regression on iris-like data",
+                             "owner": tenant.user()});
+            ok("create the registered model", call("POST", format!("{API}/registered_models"), Some(doc)).await?)?
+        }
+        _ => ok("find the registered model", found)?,
+    };
+    let model_id = model["id"].as_str().ok_or_else(|| anyhow::anyhow!("the registered model has no id: {model}"))?;
     let string = |s: &str| json!({"metadataType": "MetadataStringValue", "string_value": s});
     let mut properties = serde_json::Map::new();
     properties
@@ -76,35 +121,24 @@ async fn register(dir: &Path, tuned: &Tuned, pipeline_run: &str, run: u32) -> an
     // The trial's TrainJob wrote the model (Katib names it after the trial).
     properties.insert("train_job".into(), string(&tuned.best_trial));
     let version_name = format!("v{run}");
-    let version: ModelVersion = registry
-        .create(
-            json!({"name": version_name, "registeredModelId": model_id, "author": "kf-quickstart",
-                   "customProperties": Value::Object(properties)}),
-            None,
-        )
-        .await?;
-    let version_id =
-        version.id.clone().ok_or_else(|| anyhow::anyhow!("the registry returned a version without an id"))?;
+    let doc = json!({"name": version_name, "registeredModelId": model_id, "author": tenant.user(),
+                     "customProperties": Value::Object(properties)});
+    let version = ok("create the model version", call("POST", format!("{API}/model_versions"), Some(doc)).await?)?;
+    let version_id = version["id"].as_str().ok_or_else(|| anyhow::anyhow!("the version has no id: {version}"))?;
     let path = std::path::absolute(&tuned.model)?;
-    let uri = format!("file://{}", path.display());
-    registry
-        .upsert_artifact(
-            Kind::ModelVersion,
-            &version_id,
-            json!({"artifactType": "model-artifact", "name": "model.onnx", "uri": uri,
-                   "modelFormatName": "onnx", "modelFormatVersion": "13"}),
-        )
-        .await?;
+    let artifact = json!({"artifactType": "model-artifact", "name": "model.onnx", "uri": format!("file://{}", path.display()),
+                          "modelFormatName": "onnx", "modelFormatVersion": "13"});
+    let artifacts = format!("{API}/model_versions/{version_id}/artifacts");
+    ok("attach the model artifact", call("POST", artifacts.clone(), Some(artifact)).await?)?;
 
     // What serving loads is what the registry says, not what we just wrote.
-    let scope = Scope { artifact_type: Some("model-artifact".into()), ..Scope::default() };
-    let artifacts =
-        registry.list_children::<Artifact>(Kind::ModelVersion, &version_id, &ListParams::default(), scope).await?;
-    let stored =
-        artifacts.items.first().ok_or_else(|| anyhow::anyhow!("version {version_name} has no model artifact"))?;
-    let uri = serde_json::to_value(stored)?["uri"]
+    let listed = ok(
+        "list the version's artifacts",
+        call("GET", format!("{artifacts}?artifactType=model-artifact"), None).await?,
+    )?;
+    let uri = listed["items"][0]["uri"]
         .as_str()
-        .ok_or_else(|| anyhow::anyhow!("the model artifact has no uri"))?
+        .ok_or_else(|| anyhow::anyhow!("version {version_name} has no model artifact: {listed}"))?
         .to_string();
     let path = PathBuf::from(
         uri.strip_prefix("file://").ok_or_else(|| anyhow::anyhow!("serving reads file:// artifacts, found {uri}"))?,

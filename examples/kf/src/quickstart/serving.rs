@@ -1,8 +1,9 @@
 //! Steps 6–7: serve with kf-serve over the Open Inference Protocol v2 on
-//! 127.0.0.1 — the tuned model as a canary beside the pipeline's model
-//! (KServe's `canaryTrafficPercent`) — and send the held-out rows as live
-//! HTTP requests. Each answer is matched against both revisions run
-//! in-process, so the report says which revision served it.
+//! 127.0.0.1, behind the `TenancyLayer` — the tuned model as a canary
+//! beside the pipeline's model (KServe's `canaryTrafficPercent`) — and send
+//! the held-out rows as live HTTP requests with the tenant's token. Each
+//! answer is matched against both revisions run in-process, so the report
+//! says which revision served it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,14 +11,15 @@ use std::sync::Arc;
 use kf_serve::metrics::Metrics;
 use kf_serve::protocol::{BinaryOutputs, InferenceRequest};
 use kf_serve::router::{CanaryModel, TrafficSplit};
-use kf_serve::server::{ServerOptions, router, serve};
+use kf_serve::server::{ServerOptions, router};
 use kf_serve::{Model, ModelRepository, OnnxModel};
+use kf_tenancy::Verb;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Step;
 use super::dataset::CLASSES;
 use super::pipeline::PipelineRun;
+use super::tenant::{Tenant, http, serve};
 
 /// Share of requests the canary (the tuned model) gets.
 const CANARY_PERCENT: u8 = 30;
@@ -41,14 +43,19 @@ pub struct Canary<'a> {
     pub path: &'a std::path::Path,
 }
 
-pub async fn serving_step(model: &PipelineRun, tuned: Option<Canary<'_>>) -> (Step, Option<Served>) {
-    match serve_and_predict(model, tuned).await {
+pub async fn serving_step(tenant: &Tenant, model: &PipelineRun, tuned: Option<Canary<'_>>) -> (Step, Option<Served>) {
+    match serve_and_predict(tenant, model, tuned).await {
         Ok((detail, served)) => (Step { name: SERVING, status: "done", detail }, Some(served)),
         Err(err) => (Step { name: SERVING, status: "failed", detail: format!("{err:#}") }, None),
     }
 }
 
-async fn serve_and_predict(model: &PipelineRun, tuned: Option<Canary<'_>>) -> anyhow::Result<(String, Served)> {
+async fn serve_and_predict(
+    tenant: &Tenant,
+    model: &PipelineRun,
+    tuned: Option<Canary<'_>>,
+) -> anyhow::Result<(String, Served)> {
+    tenant.authorize(Verb::Create, "inferenceservices")?;
     let repo = Arc::new(ModelRepository::new());
     let version = model.version.to_string();
     let stable: Arc<dyn Model> = Arc::new(OnnxModel::load(MODEL, &model.model)?);
@@ -63,24 +70,54 @@ async fn serve_and_predict(model: &PipelineRun, tuned: Option<Canary<'_>>) -> an
         }
         None => repo.insert(MODEL, &version, stable.clone()),
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = router(repo, Arc::new(Metrics::default()), ServerOptions::default());
-    let server = tokio::spawn(serve(listener, app, async {
-        let _ = stopped.await;
-    }));
+    let (addr, server) = serve(tenant.guard(app, "inferenceservices")).await?;
+    let result = predict(tenant, addr, model, &version, &stable, canary.as_ref()).await;
+    server.stop().await?;
+    let (path, correct, served_by_canary, shown) = result?;
 
+    let n = model.dataset.test.len();
+    let revisions = match &tuned {
+        Some(t) => format!(
+            "the pipeline's model (stable, run {}) and {} (canary, {CANARY_PERCENT} %: served {served_by_canary} of {n})",
+            model.run, t.label
+        ),
+        None => format!("the pipeline's model (run {}; no registered model, so no canary)", model.run),
+    };
+    let accuracy = correct as f64 / n.max(1) as f64;
+    let detail = format!(
+        "served {MODEL} v{version} at http://{addr}{path} behind the TenancyLayer (as {}; no token: 401): \
+         {revisions}; {n} live predictions over HTTP, accuracy {:.1} % ({correct}/{n}) on rows no model saw; e.g. {}",
+        tenant.user(),
+        100.0 * accuracy,
+        shown.join("; ")
+    );
+    Ok((detail, Served { predictions: n, accuracy }))
+}
+
+/// The held-out rows as live requests, as the tenant; also checks that a
+/// request without the token is refused.
+async fn predict(
+    tenant: &Tenant,
+    addr: SocketAddr,
+    model: &PipelineRun,
+    version: &str,
+    stable: &Arc<dyn Model>,
+    canary: Option<&Arc<dyn Model>>,
+) -> anyhow::Result<(String, usize, usize, Vec<String>)> {
     let path = format!("/v2/models/{MODEL}/versions/{version}/infer");
+    let (status, _) = http(addr, "POST", &path, None, Some(&json!({"inputs": []}))).await?;
+    anyhow::ensure!(status == 401, "an inference request without a token got {status}; expected 401");
     let mut correct = 0;
     let mut served_by_canary = 0;
     let mut shown = Vec::new();
     for (i, (x, class)) in model.dataset.test.iter().enumerate() {
         let request = json!({"id": format!("row-{i}"), "inputs": [
             {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": x}]});
-        let response = post_json(addr, &path, &request).await?;
-        if let Some(canary) = &canary {
-            served_by_canary += usize::from(which_revision(&request, &response, &stable, canary)? == "canary");
+        let (status, response) = tenant.call(addr, "POST", &path, Some(&request)).await?;
+        anyhow::ensure!(status == 200, "POST {path}: HTTP {status}: {response}");
+        if let Some(canary) = canary {
+            served_by_canary += usize::from(which_revision(&request, &response, stable, canary)? == "canary");
         }
         let label = output(&response, "label").and_then(|d| d.first()?.as_i64());
         let probabilities = output(&response, "probabilities").cloned().unwrap_or_default();
@@ -93,24 +130,7 @@ async fn serve_and_predict(model: &PipelineRun, tuned: Option<Canary<'_>>) -> an
             shown.push(format!("[{}] → {} (p={p:.2}; truth {})", features.join(", "), name(label), name(*class)));
         }
     }
-    let _ = stop.send(());
-    server.await??;
-    let n = model.dataset.test.len();
-    let revisions = match &tuned {
-        Some(t) => format!(
-            "the pipeline's model (stable, run {}) and {} (canary, {CANARY_PERCENT} %: served {served_by_canary} of {n})",
-            model.run, t.label
-        ),
-        None => format!("the pipeline's model (run {}; no registered model, so no canary)", model.run),
-    };
-    let accuracy = correct as f64 / n.max(1) as f64;
-    let detail = format!(
-        "served {MODEL} v{version} at http://{addr}{path}: {revisions}; {n} live predictions over HTTP, accuracy \
-         {:.1} % ({correct}/{n}) on rows no model saw; e.g. {}",
-        100.0 * accuracy,
-        shown.join("; ")
-    );
-    Ok((detail, Served { predictions: n, accuracy }))
+    Ok((path, correct, served_by_canary, shown))
 }
 
 /// Which revision gave `response`: the one whose in-process answer to the
@@ -141,25 +161,4 @@ fn which_revision(
 
 fn output<'a>(response: &'a Value, name: &str) -> Option<&'a Vec<Value>> {
     response["outputs"].as_array()?.iter().find(|o| o["name"] == name)?["data"].as_array()
-}
-
-/// One HTTP/1.1 POST of a JSON body on a fresh connection; the reply's JSON
-/// body, or an error with the status line.
-async fn post_json(addr: SocketAddr, path: &str, body: &Value) -> anyhow::Result<Value> {
-    let body = serde_json::to_vec(body)?;
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(&body).await?;
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).await?;
-    let text = String::from_utf8_lossy(&reply);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.lines().next().unwrap_or_default();
-    anyhow::ensure!(status.contains(" 200 "), "POST {path}: {status}: {body}");
-    Ok(serde_json::from_str(body)?)
 }
