@@ -400,3 +400,56 @@ fn a_closed_stdout_ends_kf_quietly() {
     assert_no_panic(&out);
     assert!(matches!(out.status.code(), Some(0) | Some(141)), "{:?}", out.status);
 }
+
+#[test]
+fn quickstart_keep_running_leaves_the_servers_up_behind_the_tenancy_layer_until_ctrl_c() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kf"))
+        .args(["quickstart", "--keep-running", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kf runs");
+    // The report ends with the servers it left up, their URLs and the token.
+    let mut registry = None;
+    // Read stdout to its end on a thread, so kf never writes to a closed pipe.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    for line in rx.iter() {
+        if line.trim_start().starts_with("OIP v2 inference server") {
+            break;
+        }
+        if line.trim_start().starts_with("model registry REST API") {
+            registry = Some(line);
+        }
+    }
+    let registry = registry.expect("the registry is listed as running");
+    let url = registry.split_whitespace().find(|w| w.starts_with("http://")).expect("a URL").to_owned();
+    let token = registry.rsplit("Bearer ").next().expect("a token").trim_end_matches(')').to_owned();
+    let (host, path) = url.trim_start_matches("http://").split_once('/').expect("host/path");
+    let get = |auth: Option<&str>| {
+        let mut stream = std::net::TcpStream::connect(host).expect("the registry is still up");
+        let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        write!(stream, "GET /{path}/registered_models HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n")
+            .expect("send");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).expect("reply");
+        reply
+    };
+    let listed = get(Some(&token));
+    assert!(listed.starts_with("HTTP/1.1 200") && listed.contains("quickstart-logreg"), "{listed}");
+    assert!(get(None).starts_with("HTTP/1.1 401"), "no token, no access");
+    // Ctrl-C stops it cleanly.
+    let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(interrupted.success());
+    let status = child.wait().expect("kf exits");
+    assert!(status.success(), "{status:?}");
+    assert!(std::net::TcpStream::connect(host).is_err(), "the registry stopped with kf");
+}

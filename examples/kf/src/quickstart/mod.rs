@@ -22,7 +22,7 @@ use serde_json::json;
 use self::pipeline::pipeline_step;
 use self::registering::{MODEL_NAME, registry_step};
 use self::serving::{Canary, SERVING, serving_step};
-use self::tenant::{PROFILE, Tenant};
+use self::tenant::{PROFILE, Running, Tenant};
 use self::tuning::tuning_step;
 use crate::output::OutputFormat;
 
@@ -34,6 +34,10 @@ pub struct QuickstartArgs {
     /// ~/.local/share/kf/quickstart]
     #[arg(long = "data-dir", alias = "dir", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Leave the registry and inference servers up (behind the tenancy
+    /// layer) after the run, until Ctrl-C.
+    #[arg(long)]
+    keep_running: bool,
 }
 
 /// `--data-dir`, or the XDG default under the user's data directory.
@@ -89,21 +93,24 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (tenant_step, tenant) = runtime.block_on(tenant_step(&dir));
+    let progress = Progress::new(5);
+    let (tenant_step, tenant) = progress.step("tenant", || runtime.block_on(tenant_step(&dir)));
     let profile = tenant.as_ref().map(|_| PROFILE);
     let mut steps = vec![tenant_step];
     let Some(tenant) = tenant else {
         return report(output, &Summary { steps, dir, started, ..Summary::default() });
     };
+    let mut running: Vec<Running> = Vec::new();
     // Local steps ask the same authorizer the HTTP APIs wear, as the tenant.
     let (pipeline_steps, pipeline) = match tenant.authorize(Verb::Create, "runs") {
-        Ok(_) => runtime.block_on(pipeline_step(&dir)),
+        Ok(_) => progress.step("pipeline and training", || runtime.block_on(pipeline_step(&dir))),
         Err(err) => (vec![Step { name: "pipeline", status: "failed", detail: format!("{err:#}") }], None),
     };
     steps.extend(pipeline_steps);
     let tuned = match (&pipeline, tenant.authorize(Verb::Create, "experiments")) {
         (Some(p), Ok(_)) => {
-            let (step, tuned) = runtime.block_on(tuning_step(&dir, p.trainer.clone(), &p.dataset, p.version));
+            let (step, tuned) = progress
+                .step("tuning", || runtime.block_on(tuning_step(&dir, p.trainer.clone(), &p.dataset, p.version)));
             steps.push(step);
             tuned
         }
@@ -119,7 +126,9 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
     };
     let registered = match (&tuned, &pipeline) {
         (Some(t), Some(p)) => {
-            let (step, registered) = runtime.block_on(registry_step(&dir, &tenant, t, &p.run, p.version));
+            let keep = args.keep_running.then_some(&mut running);
+            let (step, registered) = progress
+                .step("registry", || runtime.block_on(registry_step(&dir, &tenant, t, &p.run, p.version, keep)));
             steps.push(step);
             registered
         }
@@ -135,7 +144,8 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
                 label: format!("{MODEL_NAME} {} (trial {}, {})", r.version, t.best_trial, r.uri),
                 path: &r.path,
             });
-            runtime.block_on(serving_step(&tenant, model, canary))
+            let keep = args.keep_running.then_some(&mut running);
+            progress.step("serving", || runtime.block_on(serving_step(&tenant, model, canary, keep)))
         }
         None => {
             let detail = "no model: the pipeline failed".into();
@@ -143,7 +153,66 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
         }
     };
     steps.push(serving);
-    report(output, &Summary { steps, dir, started, profile, pipeline, tuned, registered, served })
+    let code =
+        report(output, &Summary { steps, dir: dir.clone(), started, profile, pipeline, tuned, registered, served });
+    if matches!(output, OutputFormat::Text) {
+        where_to_look(&dir, &running, &tenant);
+    }
+    if !running.is_empty() {
+        eprintln!("kf quickstart: serving until Ctrl-C (the token above identifies {}).", tenant.user());
+        runtime.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+            for r in running {
+                let _ = r.server.stop().await;
+            }
+        });
+    }
+    code
+}
+
+/// One line per step on stderr as it starts and ends, so a person sees the
+/// run move (stdout keeps the report, and `--output json` stays parseable).
+struct Progress {
+    total: usize,
+    done: std::cell::Cell<usize>,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        Progress { total, done: std::cell::Cell::new(0) }
+    }
+
+    fn step<T>(&self, name: &str, f: impl FnOnce() -> T) -> T {
+        let n = self.done.get() + 1;
+        eprintln!("[{n}/{}] {name} …", self.total);
+        let started = std::time::Instant::now();
+        let out = f();
+        eprintln!("[{n}/{}] {name} finished in {:.1} s", self.total, started.elapsed().as_secs_f64());
+        self.done.set(n);
+        out
+    }
+}
+
+/// Where the run left things and the `kf` commands that do each step alone.
+fn where_to_look(dir: &Path, running: &[Running], tenant: &Tenant) {
+    let d = dir.display();
+    outln!("\nwhere to look");
+    outln!("  data directory   {d}");
+    outln!("  dashboard        not built yet (issue #15: kf server and the dashboard)");
+    for r in running {
+        outln!("  {:<16} {} (Authorization: Bearer {})", r.what, r.url, tenant.token());
+    }
+    outln!("\nthe same steps with kf");
+    outln!("  tenant     kf tenancy --db {d}/tenancy.db profile list");
+    outln!(
+        "             kf tenancy --db {d}/tenancy.db check --user {} --namespace {PROFILE} --verb create --resource runs",
+        tenant.user()
+    );
+    outln!("  pipeline   kf pipeline list --store {d}/pipeline");
+    outln!("  training   kf train run {d}/manifests/trainjob.yaml --runtime {d}/manifests/runtime.yaml");
+    outln!("  tuning     the experiment's journal: {d}/tune/ (one folder per experiment, journal.jsonl)");
+    outln!("  registry   kf registry serve --db sqlite://{d}/registry.db --addr 127.0.0.1:8080");
+    outln!("  serving    kf serve --model-repository <dir with <model>/<version>/model.onnx> --addr 127.0.0.1:8000");
 }
 
 /// What the run did, for the report.

@@ -16,7 +16,7 @@ use kf_registry::sqlite::SqliteStore;
 use serde_json::{Value, json};
 
 use super::Step;
-use super::tenant::{Tenant, http, serve};
+use super::tenant::{Running, Tenant, http, keep_or_stop, serve};
 use super::tuning::Tuned;
 
 /// The API prefix the official client uses.
@@ -44,8 +44,9 @@ pub async fn registry_step(
     tuned: &Tuned,
     pipeline_run: &str,
     run: u32,
+    keep: Option<&mut Vec<Running>>,
 ) -> (Step, Option<Registered>) {
-    match register(dir, tenant, tuned, pipeline_run, run).await {
+    match register(dir, tenant, tuned, pipeline_run, run, keep).await {
         Ok((r, addr)) => {
             let detail = format!(
                 "as {} through the TenancyLayer on http://{addr}{API} (a call without a token got 401): \
@@ -68,6 +69,7 @@ async fn register(
     tuned: &Tuned,
     pipeline_run: &str,
     run: u32,
+    keep: Option<&mut Vec<Running>>,
 ) -> anyhow::Result<(Registered, std::net::SocketAddr)> {
     let db = dir.join("registry.db");
     let db = db.to_str().ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", db.display()))?;
@@ -75,7 +77,7 @@ async fn register(
     let app = tenant.guard(kf_registry::server::router(Arc::new(Registry::new(store))), "registeredmodels");
     let (addr, server) = serve(app).await?;
     let result = calls(addr, tenant, tuned, pipeline_run, run).await;
-    server.stop().await?;
+    keep_or_stop(keep, "model registry REST API", format!("http://{addr}{API}"), server).await?;
     Ok((result?, addr))
 }
 

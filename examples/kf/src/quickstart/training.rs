@@ -78,6 +78,20 @@ impl Trainer {
         })
     }
 
+    /// Writes `manifest` and the runtime to `<dir>/manifests/` so `kf train
+    /// run` can run the same job alone.
+    pub fn write_manifests(&self, dir: &Path, manifest: &serde_json::Value) -> anyhow::Result<()> {
+        let manifests = dir.join("manifests");
+        std::fs::create_dir_all(&manifests)?;
+        let runtime = serde_json::to_value(&self.runtime)?;
+        for (file, value) in [("trainjob.yaml", manifest), ("runtime.yaml", &runtime)] {
+            let path = manifests.join(file);
+            std::fs::write(&path, serde_saphyr::to_string(value)?)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// Runs `job` in `workspace` on the local backend until it ends or
     /// `cancel` completes; `on_line` sees every output line of rank 0.
     pub async fn run(
@@ -111,7 +125,9 @@ pub async fn train(trainer: &Trainer, dir: &Path, version: u32, dataset: &Datase
     dataset.write_for_trainer(&data)?;
     let workspace = std::path::absolute(dir.join("train").join(version.to_string()))?;
     let model_path = std::path::absolute(dir.join("models").join(format!("v{version}")).join("model.onnx"))?;
-    let job = TrainJob::from_value(trainer.manifest(&name, &data, "0.5", &model_path))?;
+    let manifest = trainer.manifest(&name, &data, "0.5", &model_path);
+    trainer.write_manifests(dir, &manifest)?;
+    let job = TrainJob::from_value(manifest)?;
     let run = trainer.run(&job, &workspace, |line| eprintln!("  [train] {line}"), std::future::pending()).await?;
     anyhow::ensure!(
         run.outcome.succeeded(),
