@@ -453,3 +453,21 @@ fn quickstart_keep_running_leaves_the_servers_up_behind_the_tenancy_layer_until_
     assert!(status.success(), "{status:?}");
     assert!(std::net::TcpStream::connect(host).is_err(), "the registry stopped with kf");
 }
+
+#[test]
+fn a_corrupt_store_stops_the_quickstart_before_any_step_naming_the_file() {
+    for file in ["registry.db", "tenancy.db"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(file), b"this is not a SQLite database, it is a text file").expect("write");
+        let out = Command::new(env!("CARGO_BIN_EXE_kf"))
+            .args(["quickstart", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .expect("kf runs");
+        assert!(!out.status.success(), "{file}: a corrupt store must fail the run");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert!(text.contains(file), "{file} is named: {text}");
+        assert!(!dir.path().join("pipeline").exists(), "{file}: no pipeline ran");
+        assert!(!dir.path().join("models").exists(), "{file}: nothing was trained");
+    }
+}

@@ -93,6 +93,12 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Every store the run writes to opens before any step runs, so a corrupt
+    // one stops the quickstart with its name and nothing half-written.
+    if let Err(err) = runtime.block_on(registering::open_registry(&dir)) {
+        eprintln!("kf quickstart: {err:#}");
+        return ExitCode::FAILURE;
+    }
     let progress = Progress::new(5);
     let (tenant_step, tenant) = progress.step("tenant", || runtime.block_on(tenant_step(&dir)));
     let profile = tenant.as_ref().map(|_| PROFILE);

@@ -71,14 +71,19 @@ async fn register(
     run: u32,
     keep: Option<&mut Vec<Running>>,
 ) -> anyhow::Result<(Registered, std::net::SocketAddr)> {
-    let db = dir.join("registry.db");
-    let db = db.to_str().ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", db.display()))?;
-    let store = SqliteStore::open(db).await.with_context(|| format!("the registry database {db}"))?;
+    let store = open_registry(dir).await?;
     let app = tenant.guard(kf_registry::server::router(Arc::new(Registry::new(store))), "registeredmodels");
     let (addr, server) = serve(app).await?;
     let result = calls(addr, tenant, tuned, pipeline_run, run).await;
     keep_or_stop(keep, "model registry REST API", format!("http://{addr}{API}"), server).await?;
     Ok((result?, addr))
+}
+
+/// Opens (creating, migrating) `<dir>/registry.db`; the error names the file.
+pub async fn open_registry(dir: &Path) -> anyhow::Result<SqliteStore> {
+    let db = dir.join("registry.db");
+    let db = db.to_str().ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", db.display()))?;
+    SqliteStore::open(db).await.with_context(|| format!("the registry database {db}"))
 }
 
 /// The official client's call sequence, as the tenant.
