@@ -31,15 +31,20 @@
 //! - `server` (feature `server`): the OIP v2 REST server on axum, with
 //!   `/metrics`, body limits and graceful shutdown; [`metrics`] is its
 //!   IO-free Prometheus registry.
+//! - [`autoscale`]: the Knative Pod Autoscaler as a pure function of metric
+//!   windows ([`autoscale::Kpa`], [`autoscale::MetricWindow`]); the server
+//!   exposes its recommendation per model on `/metrics`.
 //! - [`Error`]: one error type; [`Error::class`] gives the protocol status
 //!   class (400, 404, 503, 500) without any HTTP here.
 //! - [`is_quantity`]: Kubernetes quantity syntax.
 //!
 //! Status: manifests, protocol codec, `Model` trait, ONNX runtime, model
-//! repository, REST server, canary split and dynamic batching. The remote
-//! model, inference graphs and autoscaler land with the rest of the kf-serve issue.
+//! repository, REST server, canary split, dynamic batching and the KPA
+//! autoscaler. The remote model and inference graphs land with the rest of
+//! the kf-serve issue.
 #![deny(missing_docs)]
 
+pub mod autoscale;
 mod error;
 pub mod kserve;
 pub mod metrics;

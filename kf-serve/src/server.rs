@@ -23,7 +23,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, HttpBody};
@@ -33,6 +33,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::autoscale::KpaConfig;
 use crate::metrics::Metrics;
 use crate::protocol::{HEADER_LENGTH, InferenceRequest, ServerMetadata, parse_header_length};
 use crate::{Error, ModelRepository, Result};
@@ -53,11 +54,17 @@ pub struct ServerOptions {
     pub name: String,
     /// The largest request body accepted, in bytes (larger: 413).
     pub body_limit: usize,
+    /// The KPA behind `kf_serve_autoscaler_*` on `/metrics` ([`run`] only;
+    /// embedders pass it to [`Metrics::with_autoscaler`]).
+    pub autoscale: KpaConfig,
 }
+
+/// How often [`run`] asks the autoscaler for a recommendation (Knative's tick).
+pub const AUTOSCALE_PERIOD: Duration = Duration::from_secs(2);
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { name: "kf-serve".into(), body_limit: DEFAULT_BODY_LIMIT }
+        ServerOptions { name: "kf-serve".into(), body_limit: DEFAULT_BODY_LIMIT, autoscale: KpaConfig::default() }
     }
 }
 
@@ -243,6 +250,9 @@ fn answer(
 async fn run_infer(s: Shared, model: String, version: Option<String>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let _in_flight = s.metrics.start();
+    // Only names the repository knows get autoscaler windows (and labels).
+    let _model_in_flight =
+        s.repo.state(&model, version.as_deref()).is_ok().then(|| s.metrics.start_model(&model, started));
     let result = async {
         // A JSON body is one without the header, whatever its Content-Type says
         // (tritonclient sends none): only the header announces binary data.
@@ -328,8 +338,22 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Runs the autoscaler of `metrics` every `period` (the first tick after one
+/// period), for as long as the task lives: what [`run`] spawns, and what an
+/// embedder serving [`router`] itself spawns to get the
+/// `kf_serve_autoscaler_*` gauges.
+pub async fn autoscale_ticker(metrics: Arc<Metrics>, period: Duration) {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        metrics.autoscale(Instant::now());
+    }
+}
+
 /// Serves `repo` on `addr` on a runtime of its own until Ctrl-C or SIGTERM,
-/// draining requests in flight: the whole of `kf serve`. `on_listening` is
+/// draining requests in flight: the whole of `kf serve`, including the
+/// autoscaler ticking every [`AUTOSCALE_PERIOD`]. `on_listening` is
 /// called with the bound address (useful with port 0).
 pub fn run(
     addr: SocketAddr,
@@ -346,8 +370,12 @@ pub fn run(
             .await
             .map_err(|e| Error::Internal { message: format!("cannot listen on {addr}: {e}") })?;
         let bound = listener.local_addr().map_err(|e| Error::Internal { message: format!("{e}") })?;
+        let metrics = Arc::new(Metrics::with_autoscaler(options.autoscale.clone())?);
+        let ticker = tokio::spawn(autoscale_ticker(Arc::clone(&metrics), AUTOSCALE_PERIOD));
         on_listening(bound);
-        serve(listener, router(repo, Arc::new(Metrics::default()), options), shutdown_signal()).await
+        let served = serve(listener, router(repo, metrics, options), shutdown_signal()).await;
+        ticker.abort();
+        served
     })
 }
 

@@ -247,6 +247,42 @@ async fn metrics_count_requests_per_model_and_status() {
     assert!(text.contains("kf_serve_requests_in_flight 0"));
 }
 
+#[tokio::test]
+async fn metrics_expose_the_autoscaler_recommendation_per_known_model() {
+    use crate::autoscale::{KpaConfig, ScaleMetric};
+    let repo = Arc::new(ModelRepository::new());
+    repo.insert("doubler", "1", doubler());
+    // One request per second per replica at 70 %: three quick requests need 3+ replicas.
+    let config = KpaConfig { metric: ScaleMetric::Rps, target: 1.0, ..KpaConfig::default() };
+    let metrics = Arc::new(Metrics::with_autoscaler(config).expect("valid"));
+    let app = router(repo, Arc::clone(&metrics), ServerOptions::default());
+    for _ in 0..3 {
+        call(app.clone(), post_json("/v2/models/doubler/infer", json!({"inputs": x_input()}))).await;
+    }
+    call(app.clone(), post_json("/v2/models/random-name/infer", json!({"inputs": []}))).await;
+    let decisions = metrics.autoscale(Instant::now() + Duration::from_secs(1));
+    assert_eq!(decisions.len(), 1, "only known models: {decisions:?}");
+    assert_eq!(decisions[0].0, "doubler");
+    assert!(decisions[0].1 >= 3, "{decisions:?}");
+    let (_, _, body) = call(app, get_req("/metrics")).await;
+    let text = String::from_utf8(body).expect("utf8");
+    let line = format!("kf_serve_autoscaler_desired_replicas{{model=\"doubler\"}} {}", decisions[0].1);
+    assert!(text.contains(&line), "{text}");
+    assert!(text.contains(r#"kf_serve_autoscaler_panic_mode{model="doubler"} 1"#), "{text}");
+    assert!(!text.contains("random-name"));
+}
+
+#[tokio::test]
+async fn the_ticker_runs_the_autoscaler_on_its_period() {
+    let metrics = Arc::new(Metrics::default());
+    metrics.start_model("m", Instant::now()).finish(Instant::now());
+    let ticker = tokio::spawn(autoscale_ticker(Arc::clone(&metrics), Duration::from_millis(50)));
+    assert!(!metrics.render().contains("kf_serve_autoscaler_desired_replicas{"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(metrics.render().contains(r#"kf_serve_autoscaler_desired_replicas{model="m"} 1"#));
+    ticker.abort();
+}
+
 #[test]
 fn end_to_end_on_a_real_socket_with_graceful_shutdown() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
