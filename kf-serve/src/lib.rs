@@ -27,7 +27,8 @@
 //! - [`router`]: the canary [`router::TrafficSplit`] (a pure function of a
 //!   ticket or sticky key) and [`router::CanaryModel`] applying it;
 //!   [`router::batch`]: dynamic batching (pure concat/split of v2 requests and
-//!   [`router::batch::BatchingModel`]).
+//!   [`router::batch::BatchingModel`]); [`router::GraphPlan`]: KServe
+//!   InferenceGraphs compiled and executed over a [`router::StepCaller`].
 //! - `server` (feature `server`): the OIP v2 REST server on axum, with
 //!   `/metrics`, body limits and graceful shutdown; [`metrics`] is its
 //!   IO-free Prometheus registry.
@@ -39,9 +40,9 @@
 //! - [`is_quantity`]: Kubernetes quantity syntax.
 //!
 //! Status: manifests, protocol codec, `Model` trait, ONNX runtime, model
-//! repository, REST server, canary split, dynamic batching and the KPA
-//! autoscaler. The remote model and inference graphs land with the rest of
-//! the kf-serve issue.
+//! repository, REST server, canary split, dynamic batching, inference graphs
+//! and the KPA autoscaler. The remote model lands with the rest of the
+//! kf-serve issue.
 #![deny(missing_docs)]
 
 pub mod autoscale;
