@@ -20,7 +20,8 @@
 //!   tensor codec.
 //! - [`Model`]: the trait every runtime implements (metadata, readiness,
 //!   infer over the protocol types); [`FnModel`] wraps a closure;
-//!   `OnnxModel` (feature `onnx`) runs ONNX files natively with tract.
+//!   `OnnxModel` (feature `onnx`) runs ONNX files natively with tract;
+//!   `RemoteModel` (feature `remote`) forwards to another v2 server.
 //! - [`ModelRepository`]: models by name and version with their load state;
 //!   checks requests against metadata, picks the newest ready version, loads
 //!   the `<repo>/<model>/<version>/model.onnx` layout.
@@ -40,9 +41,8 @@
 //! - [`is_quantity`]: Kubernetes quantity syntax.
 //!
 //! Status: manifests, protocol codec, `Model` trait, ONNX runtime, model
-//! repository, REST server, canary split, dynamic batching, inference graphs
-//! and the KPA autoscaler. The remote model lands with the rest of the
-//! kf-serve issue.
+//! repository, REST server, remote models, canary split, dynamic batching,
+//! inference graphs and the KPA autoscaler.
 #![deny(missing_docs)]
 
 pub mod autoscale;
@@ -61,5 +61,7 @@ pub use error::{Error, ErrorClass, Result};
 #[cfg(feature = "onnx")]
 pub use model::OnnxModel;
 pub use model::{FnModel, Model};
+#[cfg(feature = "remote")]
+pub use model::{RemoteModel, RemoteOptions};
 pub use quantity::is_quantity;
 pub use repository::{IndexEntry, MODEL_FILE, ModelRepository, ModelState};
