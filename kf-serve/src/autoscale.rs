@@ -24,6 +24,9 @@
 //!   scale-to-zero grace period (and the stable window, whose average must
 //!   itself have reached zero, has seen no traffic);
 //! - finally `min_replicas` / `max_replicas` bound the answer.
+//!
+//! [`KpaConfig::for_predictor`] reads the settings an InferenceService asks
+//! for (component fields and `autoscaling.knative.dev/*` annotations).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -430,5 +433,6 @@ impl ConcurrencyMeter {
     }
 }
 
+mod annotations;
 #[cfg(test)]
 mod tests;

@@ -55,6 +55,8 @@ pub struct Metrics {
     /// The autoscaler's clock starts here; windows see time since `origin`.
     origin: Instant,
     loads: RwLock<BTreeMap<String, Arc<Mutex<ModelLoad>>>>,
+    /// Per-model configurations replacing `autoscale`.
+    configs: RwLock<BTreeMap<String, KpaConfig>>,
 }
 
 impl Default for Metrics {
@@ -105,7 +107,27 @@ impl Metrics {
             autoscale: config,
             origin: Instant::now(),
             loads: RwLock::default(),
+            configs: RwLock::default(),
         }
+    }
+
+    /// Scales `model` with `config` instead of the server-wide one (e.g.
+    /// [`KpaConfig::for_predictor`] of its InferenceService). Restarts the
+    /// model's KPA state; its load windows are kept.
+    pub fn configure_model(&self, model: &str, config: KpaConfig) -> crate::Result<()> {
+        let kpa = Kpa::new(config.clone())?;
+        self.configs.write().unwrap_or_else(PoisonError::into_inner).insert(model.to_string(), config);
+        if let Some(load) = self.loads.read().unwrap_or_else(PoisonError::into_inner).get(model) {
+            let mut l = lock(load);
+            l.kpa = kpa;
+            l.last = None;
+        }
+        Ok(())
+    }
+
+    fn config_of(&self, model: &str) -> KpaConfig {
+        let configs = self.configs.read().unwrap_or_else(PoisonError::into_inner);
+        configs.get(model).cloned().unwrap_or_else(|| self.autoscale.clone())
     }
 
     fn since_origin(&self, at: Instant) -> Duration {
@@ -116,10 +138,12 @@ impl Metrics {
         if let Some(l) = self.loads.read().unwrap_or_else(PoisonError::into_inner).get(model) {
             return Some(Arc::clone(l));
         }
-        // Validated at construction, so this cannot fail; if it did, the
-        // model simply gets no recommendation.
-        let kpa = Kpa::new(self.autoscale.clone()).ok()?;
-        let keep = self.autoscale.stable_window;
+        // Validated when set, so this cannot fail; if it did, the model
+        // simply gets no recommendation.
+        let config = self.config_of(model);
+        let kpa = Kpa::new(config.clone()).ok()?;
+        // Keep enough history for any configuration the model may get later.
+        let keep = config.stable_window.max(Duration::from_secs(3600));
         let mut loads = self.loads.write().unwrap_or_else(PoisonError::into_inner);
         let entry = loads.entry(model.to_string()).or_insert_with(|| {
             Arc::new(Mutex::new(ModelLoad {
@@ -161,12 +185,13 @@ impl Metrics {
             .iter()
             .map(|(k, v)| (k.clone(), Arc::clone(v)))
             .collect();
-        let (stable_window, panic_window) = (self.autoscale.stable_window, self.autoscale.panic_window);
         loads
             .into_iter()
             .map(|(model, load)| {
                 let mut l = lock(&load);
-                let (stable, panic) = match self.autoscale.metric {
+                let config = l.kpa.config().clone();
+                let (stable_window, panic_window) = (config.stable_window, config.panic_window);
+                let (stable, panic) = match config.metric {
                     ScaleMetric::Concurrency => {
                         (l.concurrency.average(now, stable_window), l.concurrency.average(now, panic_window))
                     }
@@ -266,27 +291,31 @@ impl Metrics {
 
     fn render_autoscaler(&self, out: &mut String) {
         let loads = self.loads.read().unwrap_or_else(PoisonError::into_inner);
-        let decided: Vec<(String, Observation, Decision)> =
-            loads.iter().filter_map(|(m, l)| lock(l).last.map(|(o, d)| (escape(m), o, d))).collect();
+        let decided: Vec<(String, Observation, Decision)> = loads
+            .iter()
+            .filter_map(|(m, l)| {
+                let l = lock(l);
+                let unit = match l.kpa.config().metric {
+                    ScaleMetric::Concurrency => "concurrency",
+                    ScaleMetric::Rps => "rps",
+                };
+                l.last.map(|(o, d)| (format!("model=\"{}\",metric=\"{unit}\"", escape(m)), o, d))
+            })
+            .collect();
         drop(loads);
-        let unit = match self.autoscale.metric {
-            ScaleMetric::Concurrency => "concurrency",
-            ScaleMetric::Rps => "requests_per_second",
-        };
         let gauges: [(&str, &str, Gauge); 4] = [
-            ("desired_replicas", "Replicas the KPA recommends for the traffic this server saw, by model.", |_, d| {
+            ("desired_replicas", "Replicas the KPA recommends for the traffic this server saw.", |_, d| {
                 f64::from(d.desired)
             }),
             ("panic_mode", "1 while the KPA is in panic mode for the model.", |_, d| f64::from(u8::from(d.panicking))),
-            ("stable_", "The scale metric averaged over the stable window, by model.", |o, _| o.stable),
-            ("panic_", "The scale metric averaged over the panic window, by model.", |o, _| o.panic),
+            ("stable_value", "The scale metric (concurrency or rps) over the stable window.", |o, _| o.stable),
+            ("panic_value", "The scale metric (concurrency or rps) over the panic window.", |o, _| o.panic),
         ];
         for (name, help, value) in gauges {
-            let name = if name.ends_with('_') { format!("{name}{unit}") } else { name.to_string() };
             let _ = writeln!(out, "# HELP kf_serve_autoscaler_{name} {help}");
             let _ = writeln!(out, "# TYPE kf_serve_autoscaler_{name} gauge");
-            for (m, o, d) in &decided {
-                let _ = writeln!(out, "kf_serve_autoscaler_{name}{{model=\"{m}\"}} {}", value(o, d));
+            for (labels, o, d) in &decided {
+                let _ = writeln!(out, "kf_serve_autoscaler_{name}{{{labels}}} {}", value(o, d));
             }
         }
     }
@@ -365,15 +394,18 @@ mod tests {
         }
         assert_eq!(m.autoscale(at(10_000)), vec![("iris".to_string(), 5)]);
         let text = m.render();
-        assert!(text.contains("kf_serve_autoscaler_desired_replicas{model=\"iris\"} 5"), "{text}");
-        assert!(text.contains("kf_serve_autoscaler_panic_mode{model=\"iris\"} 1"), "{text}");
-        assert!(text.contains("kf_serve_autoscaler_stable_concurrency{model=\"iris\"} 3"), "{text}");
+        assert!(
+            text.contains(r#"kf_serve_autoscaler_desired_replicas{model="iris",metric="concurrency"} 5"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"kf_serve_autoscaler_panic_mode{model="iris",metric="concurrency"} 1"#), "{text}");
+        assert!(text.contains(r#"kf_serve_autoscaler_stable_value{model="iris",metric="concurrency"} 3"#), "{text}");
         // Idle: panic holds 5 for a stable window; then the average is zero
         // after another window and the grace period.
         assert_eq!(m.autoscale(at(60_000)), vec![("iris".to_string(), 5)]);
         assert_eq!(m.autoscale(at(140_000)), vec![("iris".to_string(), 1)], "grace period");
         assert_eq!(m.autoscale(at(172_000)), vec![("iris".to_string(), 0)]);
-        assert!(m.render().contains("kf_serve_autoscaler_panic_mode{model=\"iris\"} 0"));
+        assert!(m.render().contains(r#"kf_serve_autoscaler_panic_mode{model="iris",metric="concurrency"} 0"#));
 
         let rps =
             Metrics::with_autoscaler(KpaConfig { metric: ScaleMetric::Rps, target: 10.0, ..KpaConfig::default() })
@@ -384,7 +416,12 @@ mod tests {
             rps.start_model("m", t0 + Duration::from_millis(i * 50)).finish(t0 + Duration::from_millis(i * 50 + 1));
         }
         assert_eq!(rps.autoscale(t0 + Duration::from_secs(30)), vec![("m".to_string(), 3)], "20 rps ÷ 7");
-        assert!(rps.render().contains("kf_serve_autoscaler_stable_requests_per_second{model=\"m\"} 20"));
+        assert!(rps.render().contains(r#"kf_serve_autoscaler_stable_value{model="m",metric="rps"} 20"#));
+        // One model scaled on its own terms: RPS target 5 → 20 ÷ 3.5 = 6 replicas.
+        let own = KpaConfig { metric: ScaleMetric::Rps, target: 5.0, ..KpaConfig::default() };
+        rps.configure_model("m", own).expect("valid");
+        assert_eq!(rps.autoscale(t0 + Duration::from_secs(30)), vec![("m".to_string(), 6)]);
+        assert!(rps.configure_model("m", KpaConfig { target: 0.0, ..KpaConfig::default() }).is_err());
         assert!(Metrics::with_autoscaler(KpaConfig { target: -1.0, ..KpaConfig::default() }).is_err());
     }
 

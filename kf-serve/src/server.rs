@@ -57,6 +57,9 @@ pub struct ServerOptions {
     /// The KPA behind `kf_serve_autoscaler_*` on `/metrics` ([`run`] only;
     /// embedders pass it to [`Metrics::with_autoscaler`]).
     pub autoscale: KpaConfig,
+    /// Per-model KPA configurations replacing `autoscale` for those models
+    /// (e.g. [`KpaConfig::for_predictor`] of each InferenceService).
+    pub model_autoscale: std::collections::BTreeMap<String, KpaConfig>,
 }
 
 /// How often [`run`] asks the autoscaler for a recommendation (Knative's tick).
@@ -64,7 +67,12 @@ pub const AUTOSCALE_PERIOD: Duration = Duration::from_secs(2);
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { name: "kf-serve".into(), body_limit: DEFAULT_BODY_LIMIT, autoscale: KpaConfig::default() }
+        ServerOptions {
+            name: "kf-serve".into(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            autoscale: KpaConfig::default(),
+            model_autoscale: std::collections::BTreeMap::new(),
+        }
     }
 }
 
@@ -371,6 +379,9 @@ pub fn run(
             .map_err(|e| Error::Internal { message: format!("cannot listen on {addr}: {e}") })?;
         let bound = listener.local_addr().map_err(|e| Error::Internal { message: format!("{e}") })?;
         let metrics = Arc::new(Metrics::with_autoscaler(options.autoscale.clone())?);
+        for (model, config) in &options.model_autoscale {
+            metrics.configure_model(model, config.clone())?;
+        }
         let ticker = tokio::spawn(autoscale_ticker(Arc::clone(&metrics), AUTOSCALE_PERIOD));
         on_listening(bound);
         let served = serve(listener, router(repo, metrics, options), shutdown_signal()).await;

@@ -266,9 +266,9 @@ async fn metrics_expose_the_autoscaler_recommendation_per_known_model() {
     assert!(decisions[0].1 >= 3, "{decisions:?}");
     let (_, _, body) = call(app, get_req("/metrics")).await;
     let text = String::from_utf8(body).expect("utf8");
-    let line = format!("kf_serve_autoscaler_desired_replicas{{model=\"doubler\"}} {}", decisions[0].1);
+    let line = format!("kf_serve_autoscaler_desired_replicas{{model=\"doubler\",metric=\"rps\"}} {}", decisions[0].1);
     assert!(text.contains(&line), "{text}");
-    assert!(text.contains(r#"kf_serve_autoscaler_panic_mode{model="doubler"} 1"#), "{text}");
+    assert!(text.contains(r#"kf_serve_autoscaler_panic_mode{model="doubler",metric="rps"} 1"#), "{text}");
     assert!(!text.contains("random-name"));
 }
 
@@ -279,7 +279,7 @@ async fn the_ticker_runs_the_autoscaler_on_its_period() {
     let ticker = tokio::spawn(autoscale_ticker(Arc::clone(&metrics), Duration::from_millis(50)));
     assert!(!metrics.render().contains("kf_serve_autoscaler_desired_replicas{"));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(metrics.render().contains(r#"kf_serve_autoscaler_desired_replicas{model="m"} 1"#));
+    assert!(metrics.render().contains(r#"kf_serve_autoscaler_desired_replicas{model="m",metric="concurrency"} 1"#));
     ticker.abort();
 }
 
