@@ -17,7 +17,7 @@ pub use onnx::OnnxModel;
 mod remote;
 
 #[cfg(feature = "remote")]
-pub use remote::{RemoteModel, RemoteOptions};
+pub use remote::{HttpCaller, RemoteModel, RemoteOptions};
 
 use crate::Result;
 use crate::protocol::{InferenceRequest, InferenceResponse, ModelMetadata};

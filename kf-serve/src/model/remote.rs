@@ -25,7 +25,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::protocol::{HEADER_LENGTH, InferenceRequest, InferenceResponse, ModelMetadata, parse_header_length};
+use crate::router::{StepCaller, Target};
 use crate::{Error, Model, Result};
+use serde_json::Value;
 
 /// How a [`RemoteModel`] talks to its server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,11 +118,8 @@ pub struct RemoteModel {
     name: String,
     version: Option<String>,
     metadata: ModelMetadata,
-    options: RemoteOptions,
     health: Arc<Health>,
-    client: HttpClient,
-    /// `None` only while dropping.
-    runtime: Option<tokio::runtime::Runtime>,
+    http: BlockingClient,
 }
 
 impl std::fmt::Debug for RemoteModel {
@@ -129,7 +128,7 @@ impl std::fmt::Debug for RemoteModel {
             .field("base", &self.base)
             .field("name", &self.name)
             .field("version", &self.version)
-            .field("options", &self.options)
+            .field("options", &self.http.options)
             .finish_non_exhaustive()
     }
 }
@@ -222,26 +221,23 @@ async fn exchange_with_retries(
     }
 }
 
-impl RemoteModel {
-    fn start(base_url: &str, model: &str, version: Option<&str>, options: RemoteOptions) -> Result<Self> {
-        let load_error = |message: String| Error::ModelLoad { model: model.to_string(), message };
-        let uri: Uri = base_url.parse().map_err(|e| load_error(format!("{base_url:?} is not a URL: {e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => {
-                return Err(load_error(format!("{base_url:?}: only http:// is supported (found {other}://)")));
-            }
-            None => return Err(load_error(format!("{base_url:?}: expected http://host:port"))),
-        }
-        if uri.authority().is_none() {
-            return Err(load_error(format!("{base_url:?}: expected http://host:port")));
-        }
+/// The pooled HTTP/1.1 client on a small runtime of its own, waited on
+/// from synchronous code: what [`RemoteModel`] and [`HttpCaller`] share.
+struct BlockingClient {
+    client: HttpClient,
+    options: RemoteOptions,
+    /// `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl BlockingClient {
+    fn new(options: RemoteOptions) -> std::result::Result<Self, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name("kf-remote-model")
+            .thread_name("kf-remote-client")
             .enable_all()
             .build()
-            .map_err(|e| load_error(format!("cannot start the client runtime: {e}")))?;
+            .map_err(|e| format!("cannot start the client runtime: {e}"))?;
         let client = {
             // The pool's idle timer needs the runtime's context.
             let _entered = runtime.enter();
@@ -250,9 +246,112 @@ impl RemoteModel {
                 .pool_idle_timeout(Duration::from_secs(90))
                 .build_http()
         };
-        let base = base_url.trim_end_matches('/').to_string();
+        Ok(BlockingClient { client, options, runtime: Some(runtime) })
+    }
+
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
+        self.runtime.as_ref().ok_or_else(|| Error::Internal { message: "the client is stopping".into() })
+    }
+
+    /// Runs `work` on the client runtime and waits for it on this thread
+    /// (any thread: no runtime is entered here, so none can be nested).
+    fn block_on<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.runtime()?.spawn(async move {
+            let _ = tx.send(work.await);
+        });
+        rx.recv().map_err(|_| Error::Internal { message: "the client runtime stopped".into() })
+    }
+
+    /// One call with retries: the last outcome and the attempts made.
+    fn send(
+        &self,
+        method: Method,
+        uri: Uri,
+        body: Bytes,
+        header_length: Option<usize>,
+    ) -> Result<(std::result::Result<Answer, Failure>, u32)> {
+        self.block_on(exchange_with_retries(
+            self.client.clone(),
+            method,
+            uri,
+            body,
+            header_length,
+            self.options.clone(),
+        ))
+    }
+}
+
+impl Drop for BlockingClient {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics on an async worker (the
+        // last Arc may go in a handler): let its threads wind down alone.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// `url` if it is `http://host[:port][/path]`.
+fn http_uri(url: &str) -> std::result::Result<Uri, String> {
+    let uri: Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") if uri.authority().is_some() => Ok(uri),
+        Some("http") | None => Err(format!("{url:?}: expected http://host:port")),
+        Some(other) => Err(format!("{url:?}: only http:// is supported (found {other}://)")),
+    }
+}
+
+/// Maps the last outcome of a call to `server` for `model` onto this
+/// crate's errors: remote 400 → 400, 404 → 404, 503 / unreachable / timed
+/// out → 503, anything else → 500, each with the remote's own message.
+fn check_answer(
+    outcome: std::result::Result<Answer, Failure>,
+    attempts: u32,
+    server: &str,
+    model: &str,
+    version: Option<&str>,
+    timeout: Duration,
+) -> Result<Answer> {
+    let model = model.to_string();
+    let answer = match outcome {
+        Ok(answer) => answer,
+        Err(Failure::Connect(e)) => {
+            return Err(Error::ModelNotReady {
+                model,
+                reason: format!("cannot reach {server} after {attempts} attempts: {e}"),
+            });
+        }
+        Err(Failure::Timeout) => {
+            return Err(Error::ModelNotReady { model, reason: format!("{server} gave no answer within {timeout:?}") });
+        }
+        Err(Failure::Other(e)) => {
+            return Err(Error::Inference { model, message: format!("exchange with {server} failed: {e}") });
+        }
+    };
+    let message = || remote_message(&answer.body);
+    match answer.status {
+        s if s.is_success() => Ok(answer),
+        StatusCode::BAD_REQUEST => Err(Error::BadRequest { path: format!("remote {model}"), message: message() }),
+        StatusCode::NOT_FOUND => Err(Error::ModelNotFound { model, version: version.map(str::to_string) }),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            Err(Error::ModelNotReady { model, reason: format!("{} after {attempts} attempts", message()) })
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => Err(Error::BadRequest {
+            path: format!("remote {model}"),
+            message: format!("the remote server refuses a body this large: {}", message()),
+        }),
+        status => Err(Error::Inference { model, message: format!("the remote answered {status}: {}", message()) }),
+    }
+}
+
+impl RemoteModel {
+    fn start(base_url: &str, model: &str, version: Option<&str>, options: RemoteOptions) -> Result<Self> {
+        let load_error = |message: String| Error::ModelLoad { model: model.to_string(), message };
+        http_uri(base_url).map_err(load_error)?;
+        let http = BlockingClient::new(options).map_err(load_error)?;
         Ok(RemoteModel {
-            base,
+            base: base_url.trim_end_matches('/').to_string(),
             name: model.to_string(),
             version: version.map(str::to_string),
             metadata: ModelMetadata {
@@ -262,15 +361,13 @@ impl RemoteModel {
                 inputs: Vec::new(),
                 outputs: Vec::new(),
             },
-            options,
             health: Arc::new(Health {
                 ready: AtomicBool::new(true),
                 probing: AtomicBool::new(false),
                 last_probe: AtomicU64::new(0),
                 origin: Instant::now(),
             }),
-            client,
-            runtime: Some(runtime),
+            http,
         })
     }
 
@@ -318,76 +415,40 @@ impl RemoteModel {
         url.parse().map_err(|e| Error::Internal { message: format!("cannot form a URL from {url:?}: {e}") })
     }
 
-    /// Runs `work` on the client runtime and waits for it on this thread.
-    fn block_on<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> Result<T> {
-        let runtime =
-            self.runtime.as_ref().ok_or_else(|| Error::Internal { message: "the client is stopping".into() })?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        runtime.spawn(async move {
-            let _ = tx.send(work.await);
-        });
-        rx.recv().map_err(|_| Error::Internal { message: "the client runtime stopped".into() })
-    }
-
     /// One call with retries, mapped to this crate's errors; keeps the
     /// health flag in step with what happened.
     fn call(&self, method: Method, uri: Uri, body: Bytes, header_length: Option<usize>) -> Result<Answer> {
-        let work = exchange_with_retries(self.client.clone(), method, uri, body, header_length, self.options.clone());
-        let (outcome, attempts) = self.block_on(work)?;
-        let model = self.name.clone();
-        let down = |reason: String| {
+        let (outcome, attempts) = self.http.send(method, uri, body, header_length)?;
+        let unreachable = match &outcome {
+            Err(Failure::Connect(_)) => true,
+            Ok(answer) => answer.status == StatusCode::SERVICE_UNAVAILABLE,
+            Err(_) => false,
+        };
+        let checked =
+            check_answer(outcome, attempts, &self.base, &self.name, self.version.as_deref(), self.http.options.timeout);
+        if unreachable {
             self.health.ready.store(false, Ordering::Relaxed);
-            Error::ModelNotReady { model: model.clone(), reason }
-        };
-        let answer = match outcome {
-            Ok(answer) => answer,
-            Err(Failure::Connect(e)) => {
-                return Err(down(format!("cannot reach {} after {attempts} attempts: {e}", self.base)));
-            }
-            Err(Failure::Timeout) => {
-                return Err(Error::ModelNotReady {
-                    model,
-                    reason: format!("{} gave no answer within {:?}", self.base, self.options.timeout),
-                });
-            }
-            Err(Failure::Other(e)) => {
-                return Err(Error::Inference { model, message: format!("exchange with {} failed: {e}", self.base) });
-            }
-        };
-        let message = || remote_message(&answer.body);
-        match answer.status {
-            s if s.is_success() => {
-                self.health.ready.store(true, Ordering::Relaxed);
-                Ok(answer)
-            }
-            StatusCode::BAD_REQUEST => {
-                Err(Error::BadRequest { path: format!("remote {}", self.name), message: message() })
-            }
-            StatusCode::NOT_FOUND => Err(Error::ModelNotFound { model, version: self.version.clone() }),
-            StatusCode::SERVICE_UNAVAILABLE => Err(down(format!("{} after {attempts} attempts", message()))),
-            StatusCode::PAYLOAD_TOO_LARGE => Err(Error::BadRequest {
-                path: format!("remote {}", self.name),
-                message: format!("the remote server refuses a body this large: {}", message()),
-            }),
-            status => Err(Error::Inference { model, message: format!("the remote answered {status}: {}", message()) }),
+        } else if checked.is_ok() {
+            self.health.ready.store(true, Ordering::Relaxed);
         }
+        checked
     }
 
     /// Starts a background readiness probe unless one ran lately.
     fn probe(&self) {
         let health = &self.health;
         let now = health.since_origin();
-        let interval = u64::try_from(self.options.probe_interval.as_millis()).unwrap_or(u64::MAX);
+        let interval = u64::try_from(self.http.options.probe_interval.as_millis()).unwrap_or(u64::MAX);
         if now.saturating_sub(health.last_probe.load(Ordering::Relaxed)) < interval
             || health.probing.swap(true, Ordering::AcqRel)
         {
             return;
         }
-        let (Ok(uri), Some(runtime)) = (self.uri("/ready"), self.runtime.as_ref()) else {
+        let (Ok(uri), Ok(runtime)) = (self.uri("/ready"), self.http.runtime()) else {
             health.probing.store(false, Ordering::Release);
             return;
         };
-        let (client, health, timeout) = (self.client.clone(), Arc::clone(&self.health), self.options.timeout);
+        let (client, health, timeout) = (self.http.client.clone(), Arc::clone(&self.health), self.http.options.timeout);
         runtime.spawn(async move {
             let answer = exchange(client, Method::GET, uri, Bytes::new(), None, timeout).await;
             if answer.is_ok_and(|a| a.status.is_success()) {
@@ -434,13 +495,67 @@ impl Model for RemoteModel {
     }
 }
 
-impl Drop for RemoteModel {
-    fn drop(&mut self) {
-        // Dropping a runtime blocks, which panics on an async worker (the
-        // last Arc may go in a handler): let its threads wind down alone.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
+/// A [`StepCaller`] for inference graphs that can reach `serviceUrl`
+/// targets: JSON is POSTed to the URL over the same pooled, timed,
+/// retrying client as [`RemoteModel`], with the same error mapping;
+/// `serviceName` targets go to `services` (a model repository, say).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use kf_serve::{ModelRepository, RemoteOptions};
+/// use kf_serve::router::{GraphRouter, HttpCaller};
+/// # fn plan() -> kf_serve::router::GraphPlan { unimplemented!() }
+///
+/// let repo = Arc::new(ModelRepository::new());
+/// let caller = HttpCaller::new(RemoteOptions::default())?.with_services(repo);
+/// let router = GraphRouter::new(plan(), Arc::new(caller));
+/// # Ok::<(), kf_serve::Error>(())
+/// ```
+pub struct HttpCaller {
+    http: BlockingClient,
+    services: Option<Arc<dyn StepCaller>>,
+}
+
+impl std::fmt::Debug for HttpCaller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpCaller").field("options", &self.http.options).finish_non_exhaustive()
+    }
+}
+
+impl HttpCaller {
+    /// A caller for URL targets only.
+    pub fn new(options: RemoteOptions) -> Result<Self> {
+        let http = BlockingClient::new(options).map_err(|message| Error::Internal { message })?;
+        Ok(HttpCaller { http, services: None })
+    }
+
+    /// Also answers `serviceName` targets, through `services`.
+    pub fn with_services(mut self, services: Arc<dyn StepCaller>) -> Self {
+        self.services = Some(services);
+        self
+    }
+}
+
+impl StepCaller for HttpCaller {
+    fn call(&self, target: Target<'_>, body: &Value) -> Result<Value> {
+        let url = match target {
+            Target::Url(url) => url,
+            Target::Service(name) => {
+                return match &self.services {
+                    Some(services) => services.call(target, body),
+                    None => Err(Error::ModelNotFound { model: name.to_string(), version: None }),
+                };
+            }
+        };
+        // A bad URL is the graph's fault, not the client's: 500.
+        let uri = http_uri(url).map_err(|message| Error::Internal { message: format!("serviceUrl {message}") })?;
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::Internal { message: e.to_string() })?;
+        let (outcome, attempts) = self.http.send(Method::POST, uri, Bytes::from(bytes), None)?;
+        let answer = check_answer(outcome, attempts, url, url, None, self.http.options.timeout)?;
+        serde_json::from_slice(&answer.body).map_err(|e| Error::Inference {
+            model: url.to_string(),
+            message: format!("answered with a body that is not JSON: {e}"),
+        })
     }
 }
 

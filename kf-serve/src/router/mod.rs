@@ -14,6 +14,8 @@ mod condition;
 mod graph;
 mod split;
 
+#[cfg(feature = "remote")]
+pub use crate::model::HttpCaller;
 pub use condition::Condition;
 pub use graph::{GraphPlan, GraphRouter, RandomSource, SplitMix64, StepCaller, Target};
 pub use split::{CanaryModel, Revision, STICKY_PARAMETER, TrafficSplit};

@@ -242,3 +242,49 @@ fn requests_share_pooled_connections() {
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "21 sequential requests over one kept-alive connection");
     runtime.shutdown_background();
 }
+
+/// FP32 `x` → `x × factor`, so v2 responses chain into the next model.
+fn scaler(name: &str, factor: f32) -> Arc<dyn Model> {
+    let mut meta = vector_meta(name);
+    meta.outputs[0].name = "x".into();
+    Arc::new(FnModel::new(meta, move |r: &InferenceRequest| {
+        let x: Vec<f32> = r.inputs[0].data().as_f32().unwrap_or_default().iter().map(|v| v * factor).collect();
+        Ok(InferenceResponse { outputs: vec![Tensor::new("x", vec![x.len()], x)?], ..Default::default() })
+    }))
+}
+
+#[test]
+fn graphs_reach_service_urls_over_http_and_services_locally() {
+    use crate::kserve::InferenceGraph;
+    use crate::router::{GraphPlan, GraphRouter};
+    use serde_json::json;
+
+    let (backend, _repo) = backend_with("triple", scaler("triple", 3.0));
+    let local = Arc::new(ModelRepository::new());
+    local.insert("double", "1", scaler("double", 2.0));
+    let caller = HttpCaller::new(fast_options()).expect("client").with_services(local);
+    let graph = |url: String| {
+        let doc = json!({"apiVersion": "serving.kserve.io/v1alpha1", "kind": "InferenceGraph",
+            "metadata": {"name": "chain"}, "spec": {"nodes": {"root": {"routerType": "Sequence", "steps": [
+                {"serviceName": "double"}, {"serviceUrl": url, "data": "$response"}]}}}});
+        GraphPlan::build(&InferenceGraph::from_value(doc).expect("parses")).expect("builds")
+    };
+    let router = GraphRouter::new(graph(format!("{}/v2/models/triple/infer", backend.url())), Arc::new(caller));
+    let request = json!({"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1.0, -2.0]}]});
+    let answer = router.route(&request).expect("runs");
+    assert_eq!(answer["model_name"], "triple", "answered by the remote server");
+    assert_eq!(answer["outputs"][0]["data"], json!([6.0, -12.0]));
+
+    let caller = Arc::new(HttpCaller::new(fast_options()).expect("client"));
+    let missing = GraphRouter::new(graph(format!("{}/v2/models/nope/infer", backend.url())), caller.clone());
+    let err = missing.route(&request).expect_err("no service named double without a repository");
+    assert_eq!(err.class().http_status(), 404, "{err}");
+    let err = caller.call(Target::Url(&format!("{}/v2/models/nope/infer", backend.url())), &request).expect_err("404");
+    assert_eq!(err.class().http_status(), 404, "{err}");
+    let err = caller.call(Target::Url("https://127.0.0.1:1/x"), &request).expect_err("no TLS");
+    assert_eq!(err.class().http_status(), 500, "{err}");
+    let addr = backend.addr;
+    backend.kill();
+    let err = caller.call(Target::Url(&format!("http://{addr}/v2/models/triple/infer")), &request).expect_err("gone");
+    assert_eq!(err.class().http_status(), 503, "{err}");
+}
