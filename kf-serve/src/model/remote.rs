@@ -68,6 +68,10 @@ enum Failure {
     Connect(String),
     /// No answer in time: the remote may have run the request.
     Timeout,
+    /// The connection closed or reset before an answer (a backend that
+    /// died): the remote may have run the request, so no retry, but the
+    /// backend is as good as gone.
+    Broken(String),
     /// Anything else after sending (connection reset mid-answer, bad HTTP).
     Other(String),
 }
@@ -106,10 +110,10 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 ///   503s are retried with exponential backoff (the request was not run,
 ///   or the remote said to come back); nothing else is.
 /// - Remote errors map to this crate's: 400 → [`Error::BadRequest`], 404 →
-///   [`Error::ModelNotFound`], 503, unreachable or timed out →
-///   [`Error::ModelNotReady`], anything else → [`Error::Inference`], each
-///   with the remote's own message.
-/// - After an unreachable or 503 answer, [`Model::is_ready`] is false and
+///   [`Error::ModelNotFound`], 503, unreachable, connection lost or timed
+///   out → [`Error::ModelNotReady`], anything else → [`Error::Inference`],
+///   each with the remote's own message.
+/// - After an unreachable, lost or 503 answer, [`Model::is_ready`] is false and
 ///   probes `…/ready` in the background every
 ///   [`RemoteOptions::probe_interval`], so a crashed backend that comes back
 ///   is used again without anyone reloading it.
@@ -173,7 +177,13 @@ async fn exchange(
         let response = client.request(request).await.map_err(|e| {
             use std::error::Error as _;
             let detail = e.source().map(|s| format!("{e}: {s}")).unwrap_or_else(|| e.to_string());
-            if e.is_connect() { Failure::Connect(detail) } else { Failure::Other(detail) }
+            if e.is_connect() {
+                Failure::Connect(detail)
+            } else if connection_lost(&e) {
+                Failure::Broken(detail)
+            } else {
+                Failure::Other(detail)
+            }
         })?;
         let status = response.status();
         let header_length = response
@@ -190,6 +200,32 @@ async fn exchange(
         Ok(Answer { status, header_length, body })
     };
     tokio::time::timeout(timeout, work).await.unwrap_or(Err(Failure::Timeout))
+}
+
+/// Whether `e` says the connection went away under the request: closed
+/// before a complete answer, reset, or a broken pipe.
+fn connection_lost(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// [`exchange`], retried with backoff while the failure is safe to retry.
@@ -325,6 +361,14 @@ fn check_answer(
         Err(Failure::Timeout) => {
             return Err(Error::ModelNotReady { model, reason: format!("{server} gave no answer within {timeout:?}") });
         }
+        Err(Failure::Broken(e)) => {
+            return Err(Error::ModelNotReady {
+                model,
+                reason: format!(
+                    "the connection to {server} closed before an answer (not retried: it may have run): {e}"
+                ),
+            });
+        }
         Err(Failure::Other(e)) => {
             return Err(Error::Inference { model, message: format!("exchange with {server} failed: {e}") });
         }
@@ -420,7 +464,7 @@ impl RemoteModel {
     fn call(&self, method: Method, uri: Uri, body: Bytes, header_length: Option<usize>) -> Result<Answer> {
         let (outcome, attempts) = self.http.send(method, uri, body, header_length)?;
         let unreachable = match &outcome {
-            Err(Failure::Connect(_)) => true,
+            Err(Failure::Connect(_) | Failure::Broken(_)) => true,
             Ok(answer) => answer.status == StatusCode::SERVICE_UNAVAILABLE,
             Err(_) => false,
         };

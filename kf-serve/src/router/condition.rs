@@ -21,6 +21,8 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
+use crate::{Error, Result};
+
 /// A compiled condition.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
@@ -63,7 +65,7 @@ enum Op {
 const SPECIAL: &[char] = &['|', '#', '@', '*', '?', '{', '}', '[', ']', '(', ')', '=', '!', '<', '>', '%', ',', '"'];
 
 impl Path {
-    fn parse(text: &str) -> Result<Path, String> {
+    fn parse(text: &str) -> std::result::Result<Path, String> {
         let text = text.trim();
         if text == "@this" {
             return Ok(Path(Vec::new()));
@@ -135,7 +137,7 @@ fn split_outside_quotes<'a>(text: &'a str, sep: &str) -> Vec<&'a str> {
 }
 
 impl Clause {
-    fn parse(text: &str) -> Result<Clause, String> {
+    fn parse(text: &str) -> std::result::Result<Clause, String> {
         // The first operator outside a string; two-character ones first.
         const OPS: [(&str, Op); 8] = [
             ("==", Op::Eq),
@@ -216,7 +218,9 @@ fn like(s: &str, pattern: &str) -> bool {
 }
 
 impl Condition {
-    /// Compiles `text`, or says which part this subset does not support.
+    /// Compiles `text`, or says which part this subset does not support
+    /// (an [`Error::Invalid`] at `condition`; a graph re-points it at the
+    /// step's field).
     ///
     /// ```
     /// use kf_serve::router::Condition;
@@ -226,9 +230,13 @@ impl Condition {
     /// assert!(c.matches(&json!({"instances": [{"data": 0.7}]})));
     /// assert!(!c.matches(&json!({"instances": [{"data": 0.95}]})));
     /// assert!(Condition::parse(r#"{.target == "blue"}"#).is_err());
-    /// # Ok::<(), String>(())
+    /// # Ok::<(), kf_serve::Error>(())
     /// ```
-    pub fn parse(text: &str) -> Result<Condition, String> {
+    pub fn parse(text: &str) -> Result<Condition> {
+        Condition::compile(text).map_err(|message| Error::Invalid { path: "condition".into(), message })
+    }
+
+    fn compile(text: &str) -> std::result::Result<Condition, String> {
         let text = text.trim();
         if text.starts_with('{') || (text.starts_with('[') && !text.starts_with("[@this]")) {
             return Err(format!("{text:?} is a GJSON multipath, which this subset does not support"));
@@ -252,7 +260,7 @@ impl Condition {
         let any_of = split_outside_quotes(body, "||")
             .into_iter()
             .map(|group| split_outside_quotes(group, "&&").into_iter().map(Clause::parse).collect())
-            .collect::<Result<Vec<Vec<Clause>>, String>>()?;
+            .collect::<std::result::Result<Vec<Vec<Clause>>, String>>()?;
         Ok(Condition::Query { at, any_of })
     }
 
@@ -326,8 +334,8 @@ mod tests {
             ("", "empty"),
             ("a..b", "empty segment"),
         ] {
-            let err = Condition::parse(condition).expect_err(condition);
-            assert!(err.contains(says), "{condition}: {err}");
+            let err = Condition::parse(condition).expect_err(condition).to_string();
+            assert!(err.starts_with("condition: ") && err.contains(says), "{condition}: {err}");
         }
     }
 

@@ -215,9 +215,10 @@ impl GraphPlan {
                             format!("only Sequence and Switch steps have conditions, this is a {router:?} node"),
                         ));
                     }
-                    Some(text) => Some(
-                        Condition::parse(text).map_err(|message| invalid(format!("{step_path}.condition"), message))?,
-                    ),
+                    Some(text) => Some(Condition::parse(text).map_err(|e| match e {
+                        Error::Invalid { message, .. } => invalid(format!("{step_path}.condition"), message),
+                        other => other,
+                    })?),
                 };
                 let map_predictions = match step.extra.get("mapPredictionsToInstances") {
                     None => false,

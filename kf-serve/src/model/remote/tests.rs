@@ -285,6 +285,44 @@ fn graphs_reach_service_urls_over_http_and_services_locally() {
     assert_eq!(err.class().http_status(), 500, "{err}");
     let addr = backend.addr;
     backend.kill();
+    // Whether the pool notices the dead connection first (connect refused)
+    // or sends on it (closed before an answer), the backend is unavailable.
     let err = caller.call(Target::Url(&format!("http://{addr}/v2/models/triple/infer")), &request).expect_err("gone");
     assert_eq!(err.class().http_status(), 503, "{err}");
+}
+
+#[test]
+fn a_connection_lost_mid_request_is_unavailable_and_not_retried() {
+    use std::io::Read;
+    // A "server" that reads each request and hangs up without answering.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    let hangups = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_millis(1200);
+        while Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+                    let _ = stream.read(&mut [0u8; 4096]);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    let remote =
+        RemoteModel::with_metadata(&format!("http://{addr}"), "doubler", None, vector_meta("doubler"), fast_options())
+            .expect("client");
+    let err = remote.infer(&request(&[1.0])).expect_err("no answer");
+    assert_eq!(err.class().http_status(), 503, "{err}");
+    assert!(err.to_string().contains("closed before an answer"), "{err}");
+    assert!(!remote.is_ready(), "the backend counts as gone until a probe succeeds");
+    hangups.join().expect("joins");
+    // One connection for the request; probes may add one more, never a resend storm.
+    let n = accepted.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&n), "{n} connections");
 }
