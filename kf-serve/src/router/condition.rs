@@ -11,11 +11,13 @@
 //! - QUERY is `path OP value` clauses (or a bare `path`: it exists) joined by
 //!   `&&` and `||` (`&&` binds tighter; no parentheses), with OP one of `==`,
 //!   `!=`, `<`, `<=`, `>`, `>=`, `%` (like, `*` and `?` wildcards), `!%`, and
-//!   value a JSON string, number, `true`, `false` or `null`.
+//!   value a quoted JSON string or one plain word (`ODD`, `0.5`, `true`),
+//!   compared as GJSON does: by the type of the value found (strings as
+//!   text, numbers numerically, booleans by `==`/`!=`).
 //!
 //! Not supported: modifiers other than `@this`, multipaths (`{...}`,
 //! `[...]` other than `[@this]`), pipes, wildcards in paths, nested queries,
-//! `#` counts, unquoted words as values.
+//! `#` counts, `~` truthiness, unquoted values with spaces or brackets.
 
 use std::cmp::Ordering;
 
@@ -46,7 +48,17 @@ pub struct Path(Vec<String>);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clause {
     path: Path,
-    test: Option<(Op, Value)>,
+    test: Option<(Op, Operand)>,
+}
+
+/// The right-hand side of a comparison, as GJSON keeps it: the text as
+/// written, compared according to the type of the value it meets.
+#[derive(Debug, Clone, PartialEq)]
+struct Operand {
+    /// As written, quotes included (what numbers and booleans compare with).
+    raw: String,
+    /// Unquoted when written as a JSON string (what strings compare with).
+    text: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,39 +169,56 @@ impl Clause {
         };
         let path = Path::parse(&text[..at])?;
         let raw = text[at + len..].trim();
-        let value: Value = serde_json::from_str(raw).map_err(|_| {
-            format!("value {raw:?} is not a JSON string, number, true, false or null (quote strings: \"{raw}\")")
-        })?;
-        if value.is_array() || value.is_object() {
-            return Err(format!("value {raw:?} must be a string, number, true, false or null"));
-        }
-        if matches!(op, Op::Like | Op::NotLike) && !value.is_string() {
-            return Err(format!("the pattern of % and !% must be a string, found {raw}"));
-        }
-        Ok(Clause { path, test: Some((op, value)) })
+        let text = if raw.starts_with('"') {
+            serde_json::from_str::<String>(raw).map_err(|_| format!("value {raw} is not a complete JSON string"))?
+        } else if raw.is_empty() {
+            return Err("a comparison needs a value after its operator".into());
+        } else if raw.starts_with('~') {
+            return Err(format!("value {raw:?}: GJSON's ~ truthiness is not supported"));
+        } else if let Some(c) = raw.chars().find(|c| c.is_whitespace() || matches!(c, '"' | '(' | ')' | '#')) {
+            return Err(format!("value {raw:?} has {c:?}: quote values that are not one plain word"));
+        } else {
+            raw.to_string()
+        };
+        Ok(Clause { path, test: Some((op, Operand { raw: raw.to_string(), text })) })
     }
 
+    /// GJSON's rules: the value found decides how the operand is read —
+    /// a string compares with the operand's text (unquoted), a number with
+    /// the operand as a number (0 when it is not one), a boolean with
+    /// `true`/`false` for `==` and `!=`; nulls, objects and arrays match
+    /// nothing but existence.
     fn holds(&self, item: &Value) -> bool {
         let Some(found) = self.path.get(item) else { return false };
-        let Some((op, want)) = &self.test else { return true };
-        let order = match (found, want) {
-            (Value::Number(a), Value::Number(b)) => a.as_f64().zip(b.as_f64()).and_then(|(a, b)| a.partial_cmp(&b)),
-            (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
-            (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
-            (Value::Null, Value::Null) => Some(Ordering::Equal),
+        let Some((op, operand)) = &self.test else { return true };
+        let order = match found {
+            Value::String(s) => {
+                if let Op::Like | Op::NotLike = op {
+                    return like(s, &operand.text) == (*op == Op::Like);
+                }
+                Some(s.as_str().cmp(operand.text.as_str()))
+            }
+            Value::Number(n) => {
+                let want = operand.raw.parse::<f64>().unwrap_or(0.0);
+                n.as_f64().and_then(|n| n.partial_cmp(&want))
+            }
+            Value::Bool(b) => {
+                return match op {
+                    Op::Eq => operand.raw == b.to_string(),
+                    Op::Ne => operand.raw != b.to_string(),
+                    _ => false,
+                };
+            }
             _ => None,
         };
-        match op {
-            Op::Eq => order == Some(Ordering::Equal),
-            Op::Ne => order != Some(Ordering::Equal),
-            Op::Lt => order == Some(Ordering::Less),
-            Op::Le => matches!(order, Some(Ordering::Less | Ordering::Equal)),
-            Op::Gt => order == Some(Ordering::Greater),
-            Op::Ge => matches!(order, Some(Ordering::Greater | Ordering::Equal)),
-            Op::Like | Op::NotLike => {
-                let (Value::String(s), Value::String(p)) = (found, want) else { return false };
-                like(s, p) == (*op == Op::Like)
-            }
+        match (op, order) {
+            (_, None) | (Op::Like | Op::NotLike, _) => false,
+            (Op::Eq, Some(o)) => o == Ordering::Equal,
+            (Op::Ne, Some(o)) => o != Ordering::Equal,
+            (Op::Lt, Some(o)) => o == Ordering::Less,
+            (Op::Le, Some(o)) => o != Ordering::Greater,
+            (Op::Gt, Some(o)) => o == Ordering::Greater,
+            (Op::Ge, Some(o)) => o != Ordering::Less,
         }
     }
 }
@@ -314,7 +343,17 @@ mod tests {
         assert!(check(r"a\.b.0", json!({"a.b": [1]})));
         assert!(check("[@this].#(outputs.0.data.0==1)", json!({"outputs": [{"data": [1]}]})));
         assert!(check("[@this].#(ok==true && n!=null)", json!({"ok": true, "n": 3})));
-        assert!(!check("[@this].#(n>1)", json!({"n": "2"})), "a string is not more than a number");
+        // KServe's own e2e graphs compare with a bare word.
+        assert!(check("[@this].#(decision_picker==ODD)", json!({"decision_picker": "ODD"})));
+        assert!(!check("[@this].#(decision_picker==ODD)", json!({"decision_picker": "EVEN"})));
+        // As in GJSON, the value found decides: "2" is a string, compared as text.
+        assert!(check("[@this].#(n>1)", json!({"n": "2"})));
+        assert!(check("[@this].#(n>10)", json!({"n": "2"})), "\"2\" sorts after \"10\" as text");
+        assert!(!check("[@this].#(n>10)", json!({"n": 2})), "but not after 10 as a number");
+        assert!(check("[@this].#(n<10)", json!({"n": 2})));
+        assert!(!check("[@this].#(n==x)", json!({"n": 0.5})), "a word is 0 against a number");
+        assert!(!check("[@this].#(n==null)", json!({"n": null})), "null matches only by existence");
+        assert!(check("[@this].#(n)", json!({"n": null})));
     }
 
     #[test]
@@ -327,10 +366,12 @@ mod tests {
             ("a.*", "'*'"),
             ("@reverse", "'@'"),
             ("target == blue", "' '"),
-            ("[@this].#(target==blue)", "not a JSON string"),
+            ("[@this].#(target==\"blue)", "not a complete JSON string"),
+            ("[@this].#(ok==~true)", "truthiness"),
+            ("[@this].#(a==two words)", "plain word"),
+            ("[@this].#(a==)", "needs a value"),
             ("[@this].#(a==1) junk", "must end"),
             ("a.#(b.#(c==1))", "nests"),
-            ("[@this].#(x%1)", "pattern"),
             ("", "empty"),
             ("a..b", "empty segment"),
         ] {
@@ -345,7 +386,7 @@ mod tests {
             let doc = json!({"x": a});
             let cases = [("==", a == b), ("!=", a != b), ("<", a < b), ("<=", a <= b), (">", a > b), (">=", a >= b)];
             for (op, want) in cases {
-                let c = Condition::parse(&format!("[@this].#(x{op}{b})")).expect("supported");
+                let c = Condition::parse(&format!("[@this].#(x{op}{b:?})")).expect("supported");
                 prop_assert_eq!(c.matches(&doc), want, "{} {} {}", a, op, b);
             }
         }
