@@ -60,9 +60,11 @@ pub struct ServerOptions {
     /// Per-model KPA configurations replacing `autoscale` for those models
     /// (e.g. [`KpaConfig::for_predictor`] of each InferenceService).
     pub model_autoscale: std::collections::BTreeMap<String, KpaConfig>,
+    /// How often [`run`] asks the autoscaler (default [`AUTOSCALE_PERIOD`]).
+    pub autoscale_period: Duration,
 }
 
-/// How often [`run`] asks the autoscaler for a recommendation (Knative's tick).
+/// How often [`run`] asks the autoscaler for a recommendation by default (Knative's tick).
 pub const AUTOSCALE_PERIOD: Duration = Duration::from_secs(2);
 
 impl Default for ServerOptions {
@@ -72,6 +74,7 @@ impl Default for ServerOptions {
             body_limit: DEFAULT_BODY_LIMIT,
             autoscale: KpaConfig::default(),
             model_autoscale: std::collections::BTreeMap::new(),
+            autoscale_period: AUTOSCALE_PERIOD,
         }
     }
 }
@@ -361,13 +364,24 @@ pub async fn autoscale_ticker(metrics: Arc<Metrics>, period: Duration) {
 
 /// Serves `repo` on `addr` on a runtime of its own until Ctrl-C or SIGTERM,
 /// draining requests in flight: the whole of `kf serve`, including the
-/// autoscaler ticking every [`AUTOSCALE_PERIOD`]. `on_listening` is
-/// called with the bound address (useful with port 0).
+/// autoscaler ticking every [`ServerOptions::autoscale_period`].
+/// `on_listening` is called with the bound address (useful with port 0).
 pub fn run(
     addr: SocketAddr,
     repo: Arc<ModelRepository>,
     options: ServerOptions,
     on_listening: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    run_until(addr, repo, options, on_listening, shutdown_signal())
+}
+
+/// [`run`], stopping when `shutdown` completes instead of on a signal.
+pub fn run_until(
+    addr: SocketAddr,
+    repo: Arc<ModelRepository>,
+    options: ServerOptions,
+    on_listening: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -382,9 +396,10 @@ pub fn run(
         for (model, config) in &options.model_autoscale {
             metrics.configure_model(model, config.clone())?;
         }
-        let ticker = tokio::spawn(autoscale_ticker(Arc::clone(&metrics), AUTOSCALE_PERIOD));
+        let period = options.autoscale_period.max(Duration::from_millis(10));
+        let ticker = tokio::spawn(autoscale_ticker(Arc::clone(&metrics), period));
         on_listening(bound);
-        let served = serve(listener, router(repo, metrics, options), shutdown_signal()).await;
+        let served = serve(listener, router(repo, metrics, options), shutdown).await;
         ticker.abort();
         served
     })

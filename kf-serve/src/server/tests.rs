@@ -316,3 +316,43 @@ async fn http_exchange(addr: std::net::SocketAddr, head: Vec<u8>, body: Vec<u8>)
     stream.read_to_end(&mut reply).await.expect("read");
     String::from_utf8_lossy(&reply).into_owned()
 }
+
+/// What `kf serve` runs: `run_until` with its own metrics and ticker; the
+/// gauge appears on /metrics after a tick, for known models only.
+#[test]
+fn run_exposes_the_autoscaler_gauges_on_metrics() {
+    use crate::autoscale::{KpaConfig, ScaleMetric};
+    let repo = Arc::new(ModelRepository::new());
+    repo.insert("doubler", "1", doubler());
+    let mut options = ServerOptions { autoscale_period: Duration::from_millis(100), ..ServerOptions::default() };
+    options.model_autoscale.insert("doubler".into(), KpaConfig { metric: ScaleMetric::Rps, ..KpaConfig::default() });
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        run_until("127.0.0.1:0".parse().expect("addr"), repo, options, |a| addr_tx.send(a).expect("send"), async {
+            let _ = stopped.await;
+        })
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("listening");
+    let client = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let metrics = client.block_on(async {
+        let body = serde_json::to_vec(&json!({"inputs": x_input()})).expect("json");
+        let head = format!(
+            "POST /v2/models/doubler/infer HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        assert!(http_exchange(addr, head.into_bytes(), body).await.starts_with("HTTP/1.1 200"));
+        let get = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        for _ in 0..50 {
+            let text = http_exchange(addr, get.clone().into_bytes(), Vec::new()).await;
+            if text.contains("kf_serve_autoscaler_desired_replicas{") {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no autoscaler gauge after 2.5 s");
+    });
+    let _ = stop.send(());
+    server.join().expect("joins").expect("served");
+    assert!(metrics.contains(r#"kf_serve_autoscaler_desired_replicas{model="doubler",metric="rps"} 1"#), "{metrics}");
+}
