@@ -19,6 +19,7 @@
 //! | `POST /v2/repository/index` | every model version with its state |
 //! | `POST /v2/repository/models/{m}/unload` | stops serving every version of `m` |
 //! | `GET /metrics` | Prometheus text |
+//! | `POST /graphs/{g}` | runs InferenceGraph `g` on a JSON body ([`graph_routes`], merged in by the embedder) |
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -309,6 +310,29 @@ async fn metrics_text(State(s): State<Shared>) -> Response {
     let mut response = s.metrics.render().into_response();
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
+}
+
+/// Routes serving InferenceGraphs by name: `POST /graphs/{name}` runs the
+/// JSON body through the graph (on the blocking pool: steps may wait on
+/// remote models) and answers its JSON, or `{"error": ...}` with the status
+/// of the failing step's class; unknown names are 404. Merge it into
+/// [`router`]: `router(repo, metrics, options).merge(graph_routes(graphs))`.
+pub fn graph_routes(graphs: std::collections::BTreeMap<String, Arc<crate::router::GraphRouter>>) -> Router {
+    Router::new().route("/graphs/{graph}", post(run_graph)).with_state(Arc::new(graphs))
+}
+
+type Graphs = Arc<std::collections::BTreeMap<String, Arc<crate::router::GraphRouter>>>;
+
+async fn run_graph(State(graphs): State<Graphs>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Answer {
+    let graph =
+        graphs.get(&name).cloned().ok_or_else(|| Error::ModelNotFound { model: name.clone(), version: None })?;
+    let bytes = read_body(&headers, body, DEFAULT_BODY_LIMIT).await?;
+    let request: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::BadRequest { path: "body".into(), message: format!("expected JSON: {e}") })?;
+    let answer = tokio::task::spawn_blocking(move || graph.route(&request))
+        .await
+        .map_err(|e| Error::Internal { message: format!("graph task failed: {e}") })??;
+    Ok(json(answer))
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops

@@ -356,3 +356,29 @@ fn run_exposes_the_autoscaler_gauges_on_metrics() {
     server.join().expect("joins").expect("served");
     assert!(metrics.contains(r#"kf_serve_autoscaler_desired_replicas{model="doubler",metric="rps"} 1"#), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphs_are_served_by_name() {
+    use crate::kserve::InferenceGraph;
+    use crate::router::{GraphPlan, GraphRouter};
+    let (app, repo) = app_with(ServerOptions::default());
+    let doc = json!({"apiVersion": "serving.kserve.io/v1alpha1", "kind": "InferenceGraph", "metadata": {"name": "both"},
+        "spec": {"nodes": {"root": {"routerType": "Ensemble", "steps": [
+            {"name": "a", "serviceName": "doubler"}, {"name": "b", "serviceName": "doubler", "dependency": "Soft"},
+            {"name": "c", "serviceName": "missing", "dependency": "Soft"}]}}}});
+    let plan = GraphPlan::build(&InferenceGraph::from_value(doc).expect("parses")).expect("builds");
+    let graphs = std::collections::BTreeMap::from([("both".to_string(), Arc::new(GraphRouter::new(plan, repo)))]);
+    let app = app.merge(graph_routes(graphs));
+    let (status, _, body) = call(app.clone(), post_json("/graphs/both", json!({"inputs": x_input()}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let answer: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(answer["a"]["outputs"][0]["data"], json!([2.0, 4.0, 6.0, 8.0]));
+    assert_eq!(answer["a"], answer["b"]);
+    assert!(answer.get("c").is_none(), "the soft step that failed is left out");
+    let (status, message) = error_of(app.clone(), post_json("/graphs/both", json!({"inputs": []}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
+    assert!(message.contains("step a"), "{message}");
+    assert_eq!(error_of(app.clone(), post_json("/graphs/nope", json!({}))).await.0, StatusCode::NOT_FOUND);
+    let not_json = Request::post("/graphs/both").body(Body::from("{")).expect("request");
+    assert_eq!(error_of(app, not_json).await.0, StatusCode::BAD_REQUEST);
+}
