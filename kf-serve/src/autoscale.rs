@@ -15,8 +15,8 @@
 //! - stable and panic recommendations = ⌈window average ÷ target⌉, each
 //!   clamped to the rate limits `[⌊ready ÷ max_scale_down_rate⌋,
 //!   ⌈ready × max_scale_up_rate⌉]` (`ready` counts at least 1);
-//! - panic starts when the panic recommendation reaches `panic_threshold` ×
-//!   the ready replicas (200 %), is extended by every tick still over it,
+//! - panic starts when the panic recommendation (rounded up, before the
+//!   rate limits) reaches `panic_threshold` × the ready replicas (200 %), is extended by every tick still over it,
 //!   and ends only once a whole stable window has passed without one;
 //! - while panicking the larger of the two recommendations is used and the
 //!   count never goes down;
@@ -247,8 +247,10 @@ impl Kpa {
         let stable_desired = replicas(stable / target).clamp(max_down, max_up);
         let panic_desired = replicas(panic / target).clamp(max_down, max_up);
 
-        // Knative compares the unrounded panic recommendation with the ready count.
-        let over_threshold = (panic / target) / ready >= c.panic_threshold;
+        // Knative compares the rounded-up, not yet rate-limited panic
+        // recommendation with the ready count: one replica needing a second
+        // is already 200 %.
+        let over_threshold = (panic / target).ceil() / ready >= c.panic_threshold;
         match self.panic_since {
             _ if over_threshold => self.panic_since = Some(now),
             Some(since) if now.saturating_sub(since) > c.stable_window => {

@@ -170,6 +170,18 @@ fn requests_per_second_scale_the_same_way() {
 }
 
 #[test]
+fn one_replica_needing_a_second_is_already_a_panic() {
+    // 7.5 concurrent requests at 7 per replica: ⌈1.07⌉ = 2 = 200 % of one.
+    let mut kpa = Kpa::new(config()).expect("valid");
+    let d = kpa.decide(&Observation { now: secs(2), ready_replicas: 1, stable: 7.5, panic: 7.5 });
+    assert_eq!((d.desired, d.panicking), (2, true));
+    // The same load on two replicas is calm.
+    let mut kpa = Kpa::new(config()).expect("valid");
+    let d = kpa.decide(&Observation { now: secs(2), ready_replicas: 2, stable: 7.5, panic: 7.5 });
+    assert_eq!((d.desired, d.panicking), (2, false));
+}
+
+#[test]
 fn resume_starts_in_panic_and_holds_the_replicas_it_found() {
     let mut kpa = Kpa::resume(config(), 8, secs(0)).expect("valid");
     assert!(kpa.is_panicking());
