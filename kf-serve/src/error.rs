@@ -80,6 +80,16 @@ pub enum Error {
         /// The size sent (or the part read before giving up).
         found: usize,
     },
+    /// A step of an inference graph failed; the class is the step's own.
+    #[error("inference graph node {node:?} step {step}: {source}")]
+    GraphStep {
+        /// The node whose step failed.
+        node: String,
+        /// The step's name, or its index when it has none.
+        step: String,
+        /// What the step's target answered.
+        source: Box<Error>,
+    },
     /// The server produced something it cannot encode (e.g. non-UTF-8 `BYTES`
     /// for a JSON output). The client did nothing wrong.
     #[error("internal error: {message}")]
@@ -142,6 +152,7 @@ impl Error {
             Error::ModelNotReady { .. } => ErrorClass::Unavailable,
             Error::PayloadTooLarge { .. } => ErrorClass::PayloadTooLarge,
             Error::ModelLoad { .. } | Error::Inference { .. } | Error::Internal { .. } => ErrorClass::Internal,
+            Error::GraphStep { source, .. } => source.class(),
         }
     }
 

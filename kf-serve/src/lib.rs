@@ -20,26 +20,32 @@
 //!   tensor codec.
 //! - [`Model`]: the trait every runtime implements (metadata, readiness,
 //!   infer over the protocol types); [`FnModel`] wraps a closure;
-//!   `OnnxModel` (feature `onnx`) runs ONNX files natively with tract.
+//!   `OnnxModel` (feature `onnx`) runs ONNX files natively with tract;
+//!   `RemoteModel` (feature `remote`) forwards to another v2 server.
 //! - [`ModelRepository`]: models by name and version with their load state;
 //!   checks requests against metadata, picks the newest ready version, loads
 //!   the `<repo>/<model>/<version>/model.onnx` layout.
 //! - [`router`]: the canary [`router::TrafficSplit`] (a pure function of a
 //!   ticket or sticky key) and [`router::CanaryModel`] applying it;
 //!   [`router::batch`]: dynamic batching (pure concat/split of v2 requests and
-//!   [`router::batch::BatchingModel`]).
+//!   [`router::batch::BatchingModel`]); [`router::GraphPlan`]: KServe
+//!   InferenceGraphs compiled and executed over a [`router::StepCaller`].
 //! - `server` (feature `server`): the OIP v2 REST server on axum, with
 //!   `/metrics`, body limits and graceful shutdown; [`metrics`] is its
 //!   IO-free Prometheus registry.
+//! - [`autoscale`]: the Knative Pod Autoscaler as a pure function of metric
+//!   windows ([`autoscale::Kpa`], [`autoscale::MetricWindow`]); the server
+//!   exposes its recommendation per model on `/metrics`.
 //! - [`Error`]: one error type; [`Error::class`] gives the protocol status
 //!   class (400, 404, 503, 500) without any HTTP here.
 //! - [`is_quantity`]: Kubernetes quantity syntax.
 //!
 //! Status: manifests, protocol codec, `Model` trait, ONNX runtime, model
-//! repository, REST server, canary split and dynamic batching. The remote
-//! model, inference graphs and autoscaler land with the rest of the kf-serve issue.
+//! repository, REST server, remote models, canary split, dynamic batching,
+//! inference graphs and the KPA autoscaler.
 #![deny(missing_docs)]
 
+pub mod autoscale;
 mod error;
 pub mod kserve;
 pub mod metrics;
@@ -55,5 +61,7 @@ pub use error::{Error, ErrorClass, Result};
 #[cfg(feature = "onnx")]
 pub use model::OnnxModel;
 pub use model::{FnModel, Model};
+#[cfg(feature = "remote")]
+pub use model::{RemoteModel, RemoteOptions};
 pub use quantity::is_quantity;
 pub use repository::{IndexEntry, MODEL_FILE, ModelRepository, ModelState};

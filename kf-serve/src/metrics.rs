@@ -1,15 +1,21 @@
 //! Request metrics in the Prometheus text format: request counts by model
-//! and status, a latency histogram per model, and requests in flight.
+//! and status, a latency histogram per model, requests in flight, and the
+//! KPA autoscaler's recommendation per model.
 //!
 //! IO-free and lock-light: recording is a map lookup under a shared lock
-//! plus a few relaxed atomic adds; [`Metrics::render`] writes the text
-//! exposition format. Serving `/metrics` is the server's job.
+//! plus a few relaxed atomic adds (and, for models the server knows, one
+//! short per-model lock feeding the autoscaler's windows);
+//! [`Metrics::render`] writes the text exposition format. Time comes from
+//! the caller as [`Instant`]s; serving `/metrics` and ticking the autoscaler
+//! are the server's job.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::autoscale::{ConcurrencyMeter, Decision, Kpa, KpaConfig, MetricWindow, Observation, ScaleMetric};
 
 /// Upper bounds of the latency histogram's buckets, in seconds: from 50 µs
 /// (a small ONNX model answers in tens of microseconds) to 10 s.
@@ -41,10 +47,44 @@ struct ModelStats {
 /// assert!(text.contains(r#"kf_serve_request_duration_seconds_bucket{model="iris",le="0.0001"} 2"#));
 /// assert!(text.contains(r#"kf_serve_request_duration_seconds_count{model="iris"} 2"#));
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     models: RwLock<BTreeMap<String, Arc<ModelStats>>>,
     in_flight: AtomicI64,
+    autoscale: KpaConfig,
+    /// The autoscaler's clock starts here; windows see time since `origin`.
+    origin: Instant,
+    loads: RwLock<BTreeMap<String, Arc<Mutex<ModelLoad>>>>,
+    /// Per-model configurations replacing `autoscale`.
+    configs: RwLock<BTreeMap<String, KpaConfig>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        // The default configuration is valid.
+        Metrics::unchecked(KpaConfig::default())
+    }
+}
+
+/// What the autoscaler keeps per model: its load windows, its KPA state and
+/// its last decision.
+#[derive(Debug)]
+struct ModelLoad {
+    concurrency: ConcurrencyMeter,
+    requests: MetricWindow,
+    kpa: Kpa,
+    last: Option<(Observation, Decision)>,
+}
+
+/// The replicas this server stands for when the autoscaler asks how many
+/// are ready: itself. The recommendation therefore reads "replicas of this
+/// model needed for the traffic this server saw".
+const SERVER_REPLICAS: u32 = 1;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every update of a ModelLoad is a few field writes; a panic cannot leave
+    // it in a state worse than a slightly stale window.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Escapes a label value for the text format (backslash, quote, newline).
@@ -53,6 +93,122 @@ fn escape(value: &str) -> String {
 }
 
 impl Metrics {
+    /// Metrics whose autoscaler recommendations follow `config` (KPA over
+    /// concurrency or RPS), with its clock starting now.
+    pub fn with_autoscaler(config: KpaConfig) -> crate::Result<Self> {
+        config.validate()?;
+        Ok(Metrics::unchecked(config))
+    }
+
+    fn unchecked(config: KpaConfig) -> Self {
+        Metrics {
+            models: RwLock::default(),
+            in_flight: AtomicI64::default(),
+            autoscale: config,
+            origin: Instant::now(),
+            loads: RwLock::default(),
+            configs: RwLock::default(),
+        }
+    }
+
+    /// Scales `model` with `config` instead of the server-wide one (e.g.
+    /// [`KpaConfig::for_predictor`] of its InferenceService). Restarts the
+    /// model's KPA state; its load windows are kept.
+    pub fn configure_model(&self, model: &str, config: KpaConfig) -> crate::Result<()> {
+        let kpa = Kpa::new(config.clone())?;
+        self.configs.write().unwrap_or_else(PoisonError::into_inner).insert(model.to_string(), config);
+        if let Some(load) = self.loads.read().unwrap_or_else(PoisonError::into_inner).get(model) {
+            let mut l = lock(load);
+            l.kpa = kpa;
+            l.last = None;
+        }
+        Ok(())
+    }
+
+    fn config_of(&self, model: &str) -> KpaConfig {
+        let configs = self.configs.read().unwrap_or_else(PoisonError::into_inner);
+        configs.get(model).cloned().unwrap_or_else(|| self.autoscale.clone())
+    }
+
+    fn since_origin(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.origin)
+    }
+
+    fn load(&self, model: &str) -> Option<Arc<Mutex<ModelLoad>>> {
+        if let Some(l) = self.loads.read().unwrap_or_else(PoisonError::into_inner).get(model) {
+            return Some(Arc::clone(l));
+        }
+        // Validated when set, so this cannot fail; if it did, the model
+        // simply gets no recommendation.
+        let config = self.config_of(model);
+        let kpa = Kpa::new(config.clone()).ok()?;
+        // Keep enough history for any configuration the model may get later.
+        let keep = config.stable_window.max(Duration::from_secs(3600));
+        let mut loads = self.loads.write().unwrap_or_else(PoisonError::into_inner);
+        let entry = loads.entry(model.to_string()).or_insert_with(|| {
+            Arc::new(Mutex::new(ModelLoad {
+                concurrency: ConcurrencyMeter::new(keep),
+                requests: MetricWindow::new(keep),
+                kpa,
+                last: None,
+            }))
+        });
+        Some(Arc::clone(entry))
+    }
+
+    /// A request for `model`, a model the server serves, started at `at`:
+    /// feeds the autoscaler's concurrency and request-rate windows. The
+    /// returned guard ends the request (at the time it is dropped) so the
+    /// concurrency stays right on every exit path. Only call this for known
+    /// models: every name becomes a label.
+    pub fn start_model(&self, model: &str, at: Instant) -> ModelInFlight<'_> {
+        let load = self.load(model);
+        if let Some(load) = &load {
+            let now = self.since_origin(at);
+            let mut l = lock(load);
+            l.concurrency.start(now);
+            l.requests.record(now, 1.0);
+        }
+        ModelInFlight { metrics: self, load }
+    }
+
+    /// Runs the autoscaler for every model at `at` (call it on a fixed
+    /// period, Knative uses 2 s) and keeps the decisions for
+    /// [`Metrics::render`]. Returns `(model, desired replicas)`.
+    /// O(models × window).
+    pub fn autoscale(&self, at: Instant) -> Vec<(String, u32)> {
+        let now = self.since_origin(at);
+        let loads: Vec<(String, Arc<Mutex<ModelLoad>>)> = self
+            .loads
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        loads
+            .into_iter()
+            .map(|(model, load)| {
+                let mut l = lock(&load);
+                let config = l.kpa.config().clone();
+                let (stable_window, panic_window) = (config.stable_window, config.panic_window);
+                let (stable, panic) = match config.metric {
+                    ScaleMetric::Concurrency => {
+                        (l.concurrency.average(now, stable_window), l.concurrency.average(now, panic_window))
+                    }
+                    // Whole seconds only: the current one is still filling.
+                    ScaleMetric::Rps => {
+                        let end = now.saturating_sub(Duration::from_secs(1));
+                        (l.requests.average(end, stable_window), l.requests.average(end, panic_window))
+                    }
+                };
+                let observation = Observation { now, ready_replicas: SERVER_REPLICAS, stable, panic };
+                let decision = l.kpa.decide(&observation);
+                l.last = Some((observation, decision));
+                (model, decision.desired)
+            })
+            .collect()
+    }
+
     fn stats(&self, model: &str) -> Arc<ModelStats> {
         if let Some(s) = self.models.read().unwrap_or_else(PoisonError::into_inner).get(model) {
             return Arc::clone(s);
@@ -128,7 +284,68 @@ impl Metrics {
         let _ = writeln!(out, "# HELP kf_serve_requests_in_flight Inference requests being processed.");
         let _ = writeln!(out, "# TYPE kf_serve_requests_in_flight gauge");
         let _ = writeln!(out, "kf_serve_requests_in_flight {}", self.in_flight());
+        drop(models);
+        self.render_autoscaler(&mut out);
         out
+    }
+
+    fn render_autoscaler(&self, out: &mut String) {
+        let loads = self.loads.read().unwrap_or_else(PoisonError::into_inner);
+        let decided: Vec<(String, Observation, Decision)> = loads
+            .iter()
+            .filter_map(|(m, l)| {
+                let l = lock(l);
+                let unit = match l.kpa.config().metric {
+                    ScaleMetric::Concurrency => "concurrency",
+                    ScaleMetric::Rps => "rps",
+                };
+                l.last.map(|(o, d)| (format!("model=\"{}\",metric=\"{unit}\"", escape(m)), o, d))
+            })
+            .collect();
+        drop(loads);
+        let gauges: [(&str, &str, Gauge); 4] = [
+            ("desired_replicas", "Replicas the KPA recommends for the traffic this server saw.", |_, d| {
+                f64::from(d.desired)
+            }),
+            ("panic_mode", "1 while the KPA is in panic mode for the model.", |_, d| f64::from(u8::from(d.panicking))),
+            ("stable_value", "The scale metric (concurrency or rps) over the stable window.", |o, _| o.stable),
+            ("panic_value", "The scale metric (concurrency or rps) over the panic window.", |o, _| o.panic),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP kf_serve_autoscaler_{name} {help}");
+            let _ = writeln!(out, "# TYPE kf_serve_autoscaler_{name} gauge");
+            for (labels, o, d) in &decided {
+                let _ = writeln!(out, "kf_serve_autoscaler_{name}{{{labels}}} {}", value(o, d));
+            }
+        }
+    }
+}
+
+/// How one autoscaler gauge reads its value from a decision.
+type Gauge = fn(&Observation, &Decision) -> f64;
+
+/// A request of a known model in flight; dropping it ends the request in
+/// the autoscaler's concurrency window.
+#[derive(Debug)]
+pub struct ModelInFlight<'a> {
+    metrics: &'a Metrics,
+    load: Option<Arc<Mutex<ModelLoad>>>,
+}
+
+impl ModelInFlight<'_> {
+    /// Ends the request at `at` (dropping the guard ends it now).
+    pub fn finish(mut self, at: Instant) {
+        if let Some(load) = self.load.take() {
+            lock(&load).concurrency.end(self.metrics.since_origin(at));
+        }
+    }
+}
+
+impl Drop for ModelInFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(load) = &self.load {
+            lock(load).concurrency.end(self.metrics.since_origin(Instant::now()));
+        }
     }
 }
 
@@ -161,6 +378,51 @@ mod tests {
         assert!(text.contains(r#"kf_serve_requests_total{model="a\"b",code="503"} 1"#), "{text}");
         assert!(text.contains(r#"kf_serve_request_duration_seconds_bucket{model="a\"b",le="10"} 0"#), "{text}");
         assert!(text.contains(r#"kf_serve_request_duration_seconds_bucket{model="a\"b",le="+Inf"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn the_autoscaler_gauge_follows_observed_concurrency_and_rate() {
+        let config = KpaConfig { target: 1.0, ..KpaConfig::default() };
+        let m = Metrics::with_autoscaler(config).expect("valid");
+        let t0 = m.origin;
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Three requests in flight for ten seconds: 3 ÷ 0.7 → 5 replicas, and
+        // panic, since one server is far from 5.
+        let guards: Vec<_> = (0..3).map(|_| m.start_model("iris", at(0))).collect();
+        for g in guards {
+            g.finish(at(10_000));
+        }
+        assert_eq!(m.autoscale(at(10_000)), vec![("iris".to_string(), 5)]);
+        let text = m.render();
+        assert!(
+            text.contains(r#"kf_serve_autoscaler_desired_replicas{model="iris",metric="concurrency"} 5"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"kf_serve_autoscaler_panic_mode{model="iris",metric="concurrency"} 1"#), "{text}");
+        assert!(text.contains(r#"kf_serve_autoscaler_stable_value{model="iris",metric="concurrency"} 3"#), "{text}");
+        // Idle: panic holds 5 for a stable window; then the average is zero
+        // after another window and the grace period.
+        assert_eq!(m.autoscale(at(60_000)), vec![("iris".to_string(), 5)]);
+        assert_eq!(m.autoscale(at(140_000)), vec![("iris".to_string(), 1)], "grace period");
+        assert_eq!(m.autoscale(at(172_000)), vec![("iris".to_string(), 0)]);
+        assert!(m.render().contains(r#"kf_serve_autoscaler_panic_mode{model="iris",metric="concurrency"} 0"#));
+
+        let rps =
+            Metrics::with_autoscaler(KpaConfig { metric: ScaleMetric::Rps, target: 10.0, ..KpaConfig::default() })
+                .expect("valid");
+        let t0 = rps.origin;
+        for i in 0..600u64 {
+            // 20 requests a second for 30 s, each 1 ms long.
+            rps.start_model("m", t0 + Duration::from_millis(i * 50)).finish(t0 + Duration::from_millis(i * 50 + 1));
+        }
+        assert_eq!(rps.autoscale(t0 + Duration::from_secs(30)), vec![("m".to_string(), 3)], "20 rps ÷ 7");
+        assert!(rps.render().contains(r#"kf_serve_autoscaler_stable_value{model="m",metric="rps"} 20"#));
+        // One model scaled on its own terms: RPS target 5 → 20 ÷ 3.5 = 6 replicas.
+        let own = KpaConfig { metric: ScaleMetric::Rps, target: 5.0, ..KpaConfig::default() };
+        rps.configure_model("m", own).expect("valid");
+        assert_eq!(rps.autoscale(t0 + Duration::from_secs(30)), vec![("m".to_string(), 6)]);
+        assert!(rps.configure_model("m", KpaConfig { target: 0.0, ..KpaConfig::default() }).is_err());
+        assert!(Metrics::with_autoscaler(KpaConfig { target: -1.0, ..KpaConfig::default() }).is_err());
     }
 
     proptest! {

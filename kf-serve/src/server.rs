@@ -19,11 +19,12 @@
 //! | `POST /v2/repository/index` | every model version with its state |
 //! | `POST /v2/repository/models/{m}/unload` | stops serving every version of `m` |
 //! | `GET /metrics` | Prometheus text |
+//! | `POST /graphs/{g}` | runs InferenceGraph `g` on a JSON body ([`graph_routes`], merged in by the embedder) |
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, HttpBody};
@@ -33,6 +34,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::autoscale::KpaConfig;
 use crate::metrics::Metrics;
 use crate::protocol::{HEADER_LENGTH, InferenceRequest, ServerMetadata, parse_header_length};
 use crate::{Error, ModelRepository, Result};
@@ -53,11 +55,28 @@ pub struct ServerOptions {
     pub name: String,
     /// The largest request body accepted, in bytes (larger: 413).
     pub body_limit: usize,
+    /// The KPA behind `kf_serve_autoscaler_*` on `/metrics` ([`run`] only;
+    /// embedders pass it to [`Metrics::with_autoscaler`]).
+    pub autoscale: KpaConfig,
+    /// Per-model KPA configurations replacing `autoscale` for those models
+    /// (e.g. [`KpaConfig::for_predictor`] of each InferenceService).
+    pub model_autoscale: std::collections::BTreeMap<String, KpaConfig>,
+    /// How often [`run`] asks the autoscaler (default [`AUTOSCALE_PERIOD`]).
+    pub autoscale_period: Duration,
 }
+
+/// How often [`run`] asks the autoscaler for a recommendation by default (Knative's tick).
+pub const AUTOSCALE_PERIOD: Duration = Duration::from_secs(2);
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { name: "kf-serve".into(), body_limit: DEFAULT_BODY_LIMIT }
+        ServerOptions {
+            name: "kf-serve".into(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            autoscale: KpaConfig::default(),
+            model_autoscale: std::collections::BTreeMap::new(),
+            autoscale_period: AUTOSCALE_PERIOD,
+        }
     }
 }
 
@@ -243,6 +262,9 @@ fn answer(
 async fn run_infer(s: Shared, model: String, version: Option<String>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let _in_flight = s.metrics.start();
+    // Only names the repository knows get autoscaler windows (and labels).
+    let _model_in_flight =
+        s.repo.state(&model, version.as_deref()).is_ok().then(|| s.metrics.start_model(&model, started));
     let result = async {
         // A JSON body is one without the header, whatever its Content-Type says
         // (tritonclient sends none): only the header announces binary data.
@@ -290,6 +312,29 @@ async fn metrics_text(State(s): State<Shared>) -> Response {
     response
 }
 
+/// Routes serving InferenceGraphs by name: `POST /graphs/{name}` runs the
+/// JSON body through the graph (on the blocking pool: steps may wait on
+/// remote models) and answers its JSON, or `{"error": ...}` with the status
+/// of the failing step's class; unknown names are 404. Merge it into
+/// [`router`]: `router(repo, metrics, options).merge(graph_routes(graphs))`.
+pub fn graph_routes(graphs: std::collections::BTreeMap<String, Arc<crate::router::GraphRouter>>) -> Router {
+    Router::new().route("/graphs/{graph}", post(run_graph)).with_state(Arc::new(graphs))
+}
+
+type Graphs = Arc<std::collections::BTreeMap<String, Arc<crate::router::GraphRouter>>>;
+
+async fn run_graph(State(graphs): State<Graphs>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Answer {
+    let graph =
+        graphs.get(&name).cloned().ok_or_else(|| Error::ModelNotFound { model: name.clone(), version: None })?;
+    let bytes = read_body(&headers, body, DEFAULT_BODY_LIMIT).await?;
+    let request: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::BadRequest { path: "body".into(), message: format!("expected JSON: {e}") })?;
+    let answer = tokio::task::spawn_blocking(move || graph.route(&request))
+        .await
+        .map_err(|e| Error::Internal { message: format!("graph task failed: {e}") })??;
+    Ok(json(answer))
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then stops
 /// accepting connections and waits for the requests in flight to finish.
 pub async fn serve(
@@ -328,14 +373,39 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Runs the autoscaler of `metrics` every `period` (the first tick after one
+/// period), for as long as the task lives: what [`run`] spawns, and what an
+/// embedder serving [`router`] itself spawns to get the
+/// `kf_serve_autoscaler_*` gauges.
+pub async fn autoscale_ticker(metrics: Arc<Metrics>, period: Duration) {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        metrics.autoscale(Instant::now());
+    }
+}
+
 /// Serves `repo` on `addr` on a runtime of its own until Ctrl-C or SIGTERM,
-/// draining requests in flight: the whole of `kf serve`. `on_listening` is
-/// called with the bound address (useful with port 0).
+/// draining requests in flight: the whole of `kf serve`, including the
+/// autoscaler ticking every [`ServerOptions::autoscale_period`].
+/// `on_listening` is called with the bound address (useful with port 0).
 pub fn run(
     addr: SocketAddr,
     repo: Arc<ModelRepository>,
     options: ServerOptions,
     on_listening: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    run_until(addr, repo, options, on_listening, shutdown_signal())
+}
+
+/// [`run`], stopping when `shutdown` completes instead of on a signal.
+pub fn run_until(
+    addr: SocketAddr,
+    repo: Arc<ModelRepository>,
+    options: ServerOptions,
+    on_listening: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -346,8 +416,16 @@ pub fn run(
             .await
             .map_err(|e| Error::Internal { message: format!("cannot listen on {addr}: {e}") })?;
         let bound = listener.local_addr().map_err(|e| Error::Internal { message: format!("{e}") })?;
+        let metrics = Arc::new(Metrics::with_autoscaler(options.autoscale.clone())?);
+        for (model, config) in &options.model_autoscale {
+            metrics.configure_model(model, config.clone())?;
+        }
+        let period = options.autoscale_period.max(Duration::from_millis(10));
+        let ticker = tokio::spawn(autoscale_ticker(Arc::clone(&metrics), period));
         on_listening(bound);
-        serve(listener, router(repo, Arc::new(Metrics::default()), options), shutdown_signal()).await
+        let served = serve(listener, router(repo, metrics, options), shutdown).await;
+        ticker.abort();
+        served
     })
 }
 

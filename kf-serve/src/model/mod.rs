@@ -13,6 +13,12 @@ mod onnx;
 #[cfg(feature = "onnx")]
 pub use onnx::OnnxModel;
 
+#[cfg(feature = "remote")]
+mod remote;
+
+#[cfg(feature = "remote")]
+pub use remote::{HttpCaller, RemoteModel, RemoteOptions};
+
 use crate::Result;
 use crate::protocol::{InferenceRequest, InferenceResponse, ModelMetadata};
 

@@ -247,6 +247,42 @@ async fn metrics_count_requests_per_model_and_status() {
     assert!(text.contains("kf_serve_requests_in_flight 0"));
 }
 
+#[tokio::test]
+async fn metrics_expose_the_autoscaler_recommendation_per_known_model() {
+    use crate::autoscale::{KpaConfig, ScaleMetric};
+    let repo = Arc::new(ModelRepository::new());
+    repo.insert("doubler", "1", doubler());
+    // One request per second per replica at 70 %: three quick requests need 3+ replicas.
+    let config = KpaConfig { metric: ScaleMetric::Rps, target: 1.0, ..KpaConfig::default() };
+    let metrics = Arc::new(Metrics::with_autoscaler(config).expect("valid"));
+    let app = router(repo, Arc::clone(&metrics), ServerOptions::default());
+    for _ in 0..3 {
+        call(app.clone(), post_json("/v2/models/doubler/infer", json!({"inputs": x_input()}))).await;
+    }
+    call(app.clone(), post_json("/v2/models/random-name/infer", json!({"inputs": []}))).await;
+    let decisions = metrics.autoscale(Instant::now() + Duration::from_secs(1));
+    assert_eq!(decisions.len(), 1, "only known models: {decisions:?}");
+    assert_eq!(decisions[0].0, "doubler");
+    assert!(decisions[0].1 >= 3, "{decisions:?}");
+    let (_, _, body) = call(app, get_req("/metrics")).await;
+    let text = String::from_utf8(body).expect("utf8");
+    let line = format!("kf_serve_autoscaler_desired_replicas{{model=\"doubler\",metric=\"rps\"}} {}", decisions[0].1);
+    assert!(text.contains(&line), "{text}");
+    assert!(text.contains(r#"kf_serve_autoscaler_panic_mode{model="doubler",metric="rps"} 1"#), "{text}");
+    assert!(!text.contains("random-name"));
+}
+
+#[tokio::test]
+async fn the_ticker_runs_the_autoscaler_on_its_period() {
+    let metrics = Arc::new(Metrics::default());
+    metrics.start_model("m", Instant::now()).finish(Instant::now());
+    let ticker = tokio::spawn(autoscale_ticker(Arc::clone(&metrics), Duration::from_millis(50)));
+    assert!(!metrics.render().contains("kf_serve_autoscaler_desired_replicas{"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(metrics.render().contains(r#"kf_serve_autoscaler_desired_replicas{model="m",metric="concurrency"} 1"#));
+    ticker.abort();
+}
+
 #[test]
 fn end_to_end_on_a_real_socket_with_graceful_shutdown() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
@@ -279,4 +315,70 @@ async fn http_exchange(addr: std::net::SocketAddr, head: Vec<u8>, body: Vec<u8>)
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply).await.expect("read");
     String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// What `kf serve` runs: `run_until` with its own metrics and ticker; the
+/// gauge appears on /metrics after a tick, for known models only.
+#[test]
+fn run_exposes_the_autoscaler_gauges_on_metrics() {
+    use crate::autoscale::{KpaConfig, ScaleMetric};
+    let repo = Arc::new(ModelRepository::new());
+    repo.insert("doubler", "1", doubler());
+    let mut options = ServerOptions { autoscale_period: Duration::from_millis(100), ..ServerOptions::default() };
+    options.model_autoscale.insert("doubler".into(), KpaConfig { metric: ScaleMetric::Rps, ..KpaConfig::default() });
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        run_until("127.0.0.1:0".parse().expect("addr"), repo, options, |a| addr_tx.send(a).expect("send"), async {
+            let _ = stopped.await;
+        })
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("listening");
+    let client = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let metrics = client.block_on(async {
+        let body = serde_json::to_vec(&json!({"inputs": x_input()})).expect("json");
+        let head = format!(
+            "POST /v2/models/doubler/infer HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        assert!(http_exchange(addr, head.into_bytes(), body).await.starts_with("HTTP/1.1 200"));
+        let get = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        for _ in 0..50 {
+            let text = http_exchange(addr, get.clone().into_bytes(), Vec::new()).await;
+            if text.contains("kf_serve_autoscaler_desired_replicas{") {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no autoscaler gauge after 2.5 s");
+    });
+    let _ = stop.send(());
+    server.join().expect("joins").expect("served");
+    assert!(metrics.contains(r#"kf_serve_autoscaler_desired_replicas{model="doubler",metric="rps"} 1"#), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphs_are_served_by_name() {
+    use crate::kserve::InferenceGraph;
+    use crate::router::{GraphPlan, GraphRouter};
+    let (app, repo) = app_with(ServerOptions::default());
+    let doc = json!({"apiVersion": "serving.kserve.io/v1alpha1", "kind": "InferenceGraph", "metadata": {"name": "both"},
+        "spec": {"nodes": {"root": {"routerType": "Ensemble", "steps": [
+            {"name": "a", "serviceName": "doubler"}, {"name": "b", "serviceName": "doubler", "dependency": "Soft"},
+            {"name": "c", "serviceName": "missing", "dependency": "Soft"}]}}}});
+    let plan = GraphPlan::build(&InferenceGraph::from_value(doc).expect("parses")).expect("builds");
+    let graphs = std::collections::BTreeMap::from([("both".to_string(), Arc::new(GraphRouter::new(plan, repo)))]);
+    let app = app.merge(graph_routes(graphs));
+    let (status, _, body) = call(app.clone(), post_json("/graphs/both", json!({"inputs": x_input()}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let answer: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(answer["a"]["outputs"][0]["data"], json!([2.0, 4.0, 6.0, 8.0]));
+    assert_eq!(answer["a"], answer["b"]);
+    assert!(answer.get("c").is_none(), "the soft step that failed is left out");
+    let (status, message) = error_of(app.clone(), post_json("/graphs/both", json!({"inputs": []}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
+    assert!(message.contains("step a"), "{message}");
+    assert_eq!(error_of(app.clone(), post_json("/graphs/nope", json!({}))).await.0, StatusCode::NOT_FOUND);
+    let not_json = Request::post("/graphs/both").body(Body::from("{")).expect("request");
+    assert_eq!(error_of(app, not_json).await.0, StatusCode::BAD_REQUEST);
 }
