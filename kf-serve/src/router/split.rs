@@ -21,7 +21,10 @@ pub enum Revision {
 /// Sends `canary_percent` % of requests to the canary revision.
 ///
 /// Routing is a pure function of a *ticket*: ticket `t` goes to the canary
-/// when `t mod 100 < canary_percent`. Tickets come from a counter (so any
+/// when `slot(t) < canary_percent`, where `slot(t) = 37·t mod 100` — a
+/// permutation of the residues mod 100, so canary requests are spread
+/// through every run of 100 instead of bunched at its start (37 is coprime
+/// with 100). Tickets come from a counter (so any
 /// 100 consecutive requests split exactly) or from a hash of a sticky key
 /// (so one user always sees the same revision). Raising the percentage only
 /// ever moves tickets from stable to canary, never back: a sticky user who
@@ -63,7 +66,8 @@ impl TrafficSplit {
 
     /// The revision for `ticket`.
     pub fn route(self, ticket: u64) -> Revision {
-        if ticket % 100 < u64::from(self.canary_percent) { Revision::Canary } else { Revision::Stable }
+        let slot = (ticket % 100) * 37 % 100;
+        if slot < u64::from(self.canary_percent) { Revision::Canary } else { Revision::Stable }
     }
 
     /// The revision for a sticky `key` (a user or session id): the same key
@@ -239,6 +243,14 @@ mod tests {
             let split = TrafficSplit::new(percent).expect("valid");
             let canary = (0..100u64).filter(|i| split.route(start + i) == Revision::Canary).count();
             prop_assert_eq!(canary, usize::from(percent));
+        }
+
+        #[test]
+        fn canary_tickets_are_spread_not_bunched(percent in 0u8..=100, start in 0u64..1_000_000) {
+            // Any 20 consecutive requests get their share within 2 (bunched, 20 could all go one way).
+            let split = TrafficSplit::new(percent).expect("valid");
+            let canary = (0..20u64).filter(|i| split.route(start + i) == Revision::Canary).count();
+            prop_assert!((canary as f64 - f64::from(percent) / 5.0).abs() <= 2.0, "{canary} of 20 at {percent} %");
         }
 
         #[test]
