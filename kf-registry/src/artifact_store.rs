@@ -172,6 +172,13 @@ impl ArtifactStore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_url(location: &str) -> Result<Self> {
+        Self::from_url_with(location, aws_environment())
+    }
+
+    /// [`ArtifactStore::from_url`] with explicit object_store options for
+    /// remote stores (e.g. `("aws_endpoint", "http://127.0.0.1:9000")`)
+    /// instead of the environment.
+    pub fn from_url_with(location: &str, options: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
         let bad = |message: String| Error::invalid("artifacts", format!("{location}: {message}"));
         let url = match url::Url::parse(location) {
             Ok(url) if url.scheme().len() > 1 => url,
@@ -197,10 +204,6 @@ impl ArtifactStore {
                 Ok(Self::new(Arc::from(store), prefix, url.as_str()))
             }
             _ => {
-                let options = std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| {
-                    let key = if k == "AWS_ENDPOINT_URL" { "aws_endpoint".to_owned() } else { k.to_ascii_lowercase() };
-                    (key, v)
-                });
                 let (store, prefix) = object_store::parse_url_opts(&url, options).map_err(|e| bad(e.to_string()))?;
                 Ok(Self::new(Arc::from(store), prefix, url.as_str()))
             }
@@ -357,6 +360,18 @@ impl ArtifactStore {
     }
 }
 
+/// The `AWS_*` environment variables as object_store options
+/// (`AWS_ENDPOINT_URL` → `aws_endpoint`, the rest lower-cased), as kf-dag reads them.
+fn aws_environment() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| {
+            let key = if k == "AWS_ENDPOINT_URL" { "aws_endpoint".to_owned() } else { k.to_ascii_lowercase() };
+            (key, v)
+        })
+        .collect()
+}
+
 fn storage(location: &Path, e: object_store::Error) -> Error {
     Error::Storage(format!("artifact store at {location}: {e}"))
 }
@@ -424,6 +439,43 @@ mod tests {
         let again = ArtifactStore::from_url(&root.display().to_string()).unwrap();
         assert_eq!(read(&again, &key("model.onnx")).await, b"onnx");
         assert_eq!(again.list(1, 2).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_file_of_many_parts_arrives_whole() {
+        // object_store writes 5 MiB parts: 12 MiB + 1 byte is three parts and a tail
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::from_url(&dir.path().display().to_string()).unwrap();
+        let bytes: Vec<u8> = (0..(12u32 << 20) + 1).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let chunks = futures::stream::iter(
+            bytes.chunks(1 << 20).map(|c| Ok::<_, String>(Bytes::copy_from_slice(c))).collect::<Vec<_>>(),
+        );
+        let file = store.put(&key("big.bin"), chunks).await.unwrap();
+        assert_eq!(file.size, bytes.len() as u64);
+        assert_eq!(file.sha256.unwrap(), format!("sha256:{}", hex::encode(Sha256::digest(&bytes))));
+        assert!(read(&store, &key("big.bin")).await == bytes);
+        let copy = dir.path().join("copy.bin");
+        assert_eq!(store.save(&key("big.bin"), &copy).await.unwrap(), bytes.len() as u64);
+        assert!(std::fs::read(&copy).unwrap() == bytes);
+        let listed: Vec<String> = tree_names(dir.path());
+        assert_eq!(listed, ["copy.bin", "models/1/versions/2/big.bin"], "no part files left behind");
+    }
+
+    fn tree_names(root: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    out.push(path.strip_prefix(root).unwrap().display().to_string());
+                }
+            }
+        }
+        out.sort();
+        out
     }
 
     proptest! {

@@ -48,18 +48,21 @@ impl<S: RegistryStore> Files<S> {
         })
     }
 
-    /// The key of `file` of model version `version`, once both are checked.
-    async fn key(&self, version: &str, file: &str) -> Result<FileKey> {
+    /// The key of `file` of model version `version`, once both are
+    /// checked, and the name of the version's registered model.
+    async fn key(&self, version: &str, file: &str) -> Result<(FileKey, String)> {
         let file = FileName::parse(file)?;
-        let (model, version) = self.version_ids(version).await?;
-        Ok(FileKey { model, version, file })
+        let (model, version, name) = self.version_ids(version).await?;
+        Ok((FileKey { model, version, file }, name))
     }
 
-    async fn version_ids(&self, version: &str) -> Result<(i64, i64)> {
+    /// The ids of a model version's registered model and of the version, and the model's name.
+    async fn version_ids(&self, version: &str) -> Result<(i64, i64, String)> {
         let (version, model) = self.registry.version_and_model(version).await?;
         Ok((
             parse_id("registeredModelId", &model.id.unwrap_or_default())?,
             parse_id("id", &version.id.unwrap_or_default())?,
+            model.name.unwrap_or_default(),
         ))
     }
 }
@@ -93,16 +96,13 @@ async fn upload<S: RegistryStore + 'static>(
     let result = async {
         let artifacts = files.artifacts()?;
         let q = query(params)?;
-        let key = files.key(&version, &file).await?;
+        let (key, model_name) = files.key(&version, &file).await?;
         if content_length(&headers).is_some_and(|n| n > artifacts.max_file_bytes()) {
             return Err(Error::TooLarge { what: format!("file {}", key.file), limit: artifacts.max_file_bytes() });
         }
         let stored = artifacts.put(&key, body.into_data_stream()).await?;
         let given = |name: &str| q.get(name).filter(|v| !v.is_empty()).cloned();
-        let name = match given("artifactName") {
-            Some(name) => name,
-            None => files.registry.version_and_model(&version).await?.1.name.unwrap_or_default(),
-        };
+        let name = given("artifactName").unwrap_or(model_name);
         let mut fields = Map::new();
         fields.insert("uri".into(), Value::String(stored.uri.clone()));
         fields.insert("state".into(), Value::String("LIVE".into()));
@@ -132,7 +132,7 @@ async fn download<S: RegistryStore + 'static>(
 ) -> Response {
     let result = async {
         let artifacts = files.artifacts()?;
-        let key = files.key(&version, &file).await?;
+        let (key, _) = files.key(&version, &file).await?;
         artifacts.get(&key).await
     }
     .await;
@@ -152,7 +152,7 @@ async fn download<S: RegistryStore + 'static>(
 async fn list<S: RegistryStore + 'static>(State(files): State<Shared<S>>, Path(version): Path<String>) -> Response {
     let result = async {
         let artifacts = files.artifacts()?;
-        let (model, version) = files.version_ids(&version).await?;
+        let (model, version, _) = files.version_ids(&version).await?;
         let items = artifacts.list(model, version).await?;
         Ok(json!({"size": items.len(), "items": items}))
     }
