@@ -396,34 +396,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn files_round_trip_with_size_and_digest() {
-        let store = ArtifactStore::in_memory();
-        let file = store.put(&key("m.bin"), chunks(&[b"hel", b"lo"])).await.unwrap();
-        assert_eq!(file.size, 5);
-        assert_eq!(file.uri, "memory:///models/1/versions/2/m.bin");
-        assert_eq!(file.sha256.as_deref(), Some(&format!("sha256:{}", hex::encode(Sha256::digest(b"hello")))[..]));
-        assert_eq!(read(&store, &key("m.bin")).await, b"hello");
-        let empty = store.put(&key("empty"), chunks(&[])).await.unwrap();
-        assert_eq!(empty.size, 0);
-        assert_eq!(read(&store, &key("empty")).await, b"");
-        let listed = store.list(1, 2).await.unwrap();
-        assert_eq!(listed.iter().map(|f| (f.name.as_str(), f.size)).collect::<Vec<_>>(), [("empty", 0), ("m.bin", 5)]);
-        assert!(store.list(1, 3).await.unwrap().is_empty());
-        assert!(matches!(store.get(&key("other")).await, Err(Error::NotFound { .. })));
-    }
-
-    #[tokio::test]
-    async fn too_large_or_broken_uploads_leave_nothing_behind() {
-        let store = ArtifactStore::in_memory().with_max_file_bytes(4);
-        store.put(&key("m"), chunks(&[b"old"])).await.unwrap();
-        let err = store.put(&key("m"), chunks(&[b"ab", b"cd", b"e"])).await.unwrap_err();
-        assert_eq!(err.status(), 413, "{err}");
-        assert_eq!(read(&store, &key("m")).await, b"old", "a refused upload keeps the previous file");
-        let broken = futures::stream::iter(vec![Ok(Bytes::from_static(b"a")), Err("connection reset".to_owned())]);
-        let err = store.put(&key("n"), broken).await.unwrap_err();
-        assert_eq!(err.status(), 400, "{err}");
-        assert!(err.to_string().contains("connection reset"), "{err}");
-        assert!(matches!(store.get(&key("n")).await, Err(Error::NotFound { .. })));
+    async fn a_memory_store_passes_the_suite() {
+        crate::testing::artifact_store_suite(&ArtifactStore::in_memory(), 1).await;
+        let prefixed = ArtifactStore::from_url("memory:///registry/files").unwrap();
+        assert_eq!(prefixed.root_uri(), "memory:///registry/files");
+        crate::testing::artifact_store_suite(&prefixed, 1).await;
     }
 
     #[tokio::test]
@@ -442,23 +419,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_file_of_many_parts_arrives_whole() {
-        // object_store writes 5 MiB parts: 12 MiB + 1 byte is three parts and a tail
+    async fn a_directory_store_passes_the_suite_and_leaves_no_part_files() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ArtifactStore::from_url(&dir.path().display().to_string()).unwrap();
-        let bytes: Vec<u8> = (0..(12u32 << 20) + 1).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-        let chunks = futures::stream::iter(
-            bytes.chunks(1 << 20).map(|c| Ok::<_, String>(Bytes::copy_from_slice(c))).collect::<Vec<_>>(),
-        );
-        let file = store.put(&key("big.bin"), chunks).await.unwrap();
-        assert_eq!(file.size, bytes.len() as u64);
-        assert_eq!(file.sha256.unwrap(), format!("sha256:{}", hex::encode(Sha256::digest(&bytes))));
-        assert!(read(&store, &key("big.bin")).await == bytes);
+        let store = ArtifactStore::from_url(&dir.path().join("files").display().to_string()).unwrap();
+        crate::testing::artifact_store_suite(&store, 7).await;
         let copy = dir.path().join("copy.bin");
-        assert_eq!(store.save(&key("big.bin"), &copy).await.unwrap(), bytes.len() as u64);
-        assert!(std::fs::read(&copy).unwrap() == bytes);
-        let listed: Vec<String> = tree_names(dir.path());
-        assert_eq!(listed, ["copy.bin", "models/1/versions/2/big.bin"], "no part files left behind");
+        assert_eq!(store.save(&key("x"), &copy).await.unwrap_err().status(), 404);
+        assert!(!copy.exists(), "a failed save leaves no file");
+        let big = FileKey { model: 7, version: 2, file: FileName::parse("big.bin").unwrap() };
+        assert_eq!(store.save(&big, &copy).await.unwrap(), (11 << 20) + 1);
+        assert!(std::fs::read(&copy).unwrap() == read(&store, &big).await);
+        assert_eq!(
+            tree_names(dir.path()),
+            [
+                "copy.bin",
+                "files/models/7/versions/1/empty",
+                "files/models/7/versions/1/model.onnx",
+                "files/models/7/versions/2/big.bin"
+            ],
+            "no part files left behind"
+        );
     }
 
     fn tree_names(root: &std::path::Path) -> Vec<String> {

@@ -1,7 +1,8 @@
 //! Model files in S3, against a real S3-compatible server: moto in server
 //! mode (`moto[server]`, pinned in .ci/requirements-moto.txt), started here
-//! on a free loopback port. Uploads go through the REST router, so the
-//! multipart upload, its abort on 413 and the download all hit S3.
+//! on a free loopback port: the artifact store suite, then uploads through
+//! the REST router, so the multipart upload, its abort on 413 and the
+//! download all hit S3.
 //!
 //! `KF_MOTO_PYTHON` names a Python with moto (CI builds one). Without it
 //! the test is skipped, unless `KF_REQUIRE_PEERS=1`, where it fails.
@@ -94,10 +95,11 @@ async fn model_files_round_trip_through_s3() {
         ("aws_secret_access_key", "kf-test"),
         ("aws_region", "us-east-1"),
     ];
-    let store =
-        ArtifactStore::from_url_with("s3://models/registry", options.map(|(k, v)| (k.to_owned(), v.to_owned())))
-            .expect("s3 store")
-            .with_max_file_bytes(16 << 20);
+    let open = |url: &str| {
+        ArtifactStore::from_url_with(url, options.map(|(k, v)| (k.to_owned(), v.to_owned()))).expect("s3 store")
+    };
+    kf_registry::testing::artifact_store_suite(&open("s3://models/suite"), 1).await;
+    let store = open("s3://models/registry").with_max_file_bytes(16 << 20);
     assert_eq!(store.root_uri(), "s3://models/registry");
     let app = router_with_artifacts(Arc::new(Registry::new(MemoryStore::new())), Some(store));
     let (s, rm) =
