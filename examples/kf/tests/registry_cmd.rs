@@ -276,6 +276,72 @@ fn serve_runs_on_postgres() {
 }
 
 #[test]
+fn people_commands_run_on_postgres() {
+    let server = match kf_registry::testing::TempPostgres::start() {
+        Ok(Some(server)) => server,
+        Ok(None) => {
+            let required = std::env::var("KF_REQUIRE_PEERS").is_ok_and(|v| v == "1");
+            assert!(!required, "no PostgreSQL binaries; KF_REQUIRE_PEERS=1 makes this a failure");
+            eprintln!("\n=== SKIPPED people_commands_run_on_postgres: PostgreSQL is not installed\n");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let db = server.create_database("people").expect("createdb");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model_file = dir.path().join("model.onnx");
+    std::fs::write(&model_file, b"onnx bytes").expect("model file");
+    let file_arg = model_file.display().to_string();
+    // PostgreSQL has no place for files by default: say so, register nothing
+    let out = kf(&["registry", "register", "iris", "--version", "1", "--file", &file_arg, "--db", &db]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--artifacts"), "{out:?}");
+    let models: serde_json::Value =
+        serde_json::from_str(&stdout_of(&kf(&["registry", "models", "--db", &db, "--output", "json"]))).expect("json");
+    assert_eq!(models, serde_json::json!([]), "a refused register leaves no model");
+
+    let files = dir.path().join("files").display().to_string();
+    let json: serde_json::Value = serde_json::from_str(&stdout_of(&kf(&[
+        "--output",
+        "json",
+        "registry",
+        "register",
+        "iris",
+        "--version",
+        "1",
+        "--file",
+        &file_arg,
+        "--db",
+        &db,
+        "--artifacts",
+        &files,
+    ])))
+    .expect("json");
+    assert_eq!(json["model"]["name"], "iris");
+    assert_eq!(json["version"]["name"], "1");
+    assert_eq!(json["file"]["size"], 10);
+    assert_eq!(json["artifact"]["uri"], json["file"]["uri"]);
+    assert_eq!(json["artifact"]["customProperties"]["kf.sha256"]["string_value"], json["file"]["sha256"]);
+    let table = stdout_of(&kf(&["registry", "versions", "iris", "--db", &db]));
+    assert!(table.lines().nth(1).is_some_and(|l| l.contains("/models/1/versions/2/model.onnx")), "{table}");
+    let out_dir = dir.path().join("out").display().to_string();
+    stdout_of(&kf(&[
+        "registry",
+        "get",
+        "iris",
+        "--version",
+        "1",
+        "--download",
+        &out_dir,
+        "--db",
+        &db,
+        "--artifacts",
+        &files,
+    ]));
+    assert_eq!(std::fs::read(dir.path().join("out/model.onnx")).expect("downloaded"), b"onnx bytes");
+}
+
+#[test]
 fn every_acknowledged_write_survives_kill_9() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = format!("sqlite://{}", dir.path().join("registry.db").display());
