@@ -114,7 +114,7 @@ enum RegistryCommand {
 }
 
 /// Where the registry and its files are, for the commands for people.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 struct StoreArgs {
     /// Database: `sqlite://PATH`, a file path, or `postgres://USER@HOST/DB`.
     #[arg(long, env = "KF_REGISTRY_DB")]
@@ -123,7 +123,7 @@ struct StoreArgs {
     files: FileArgs,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 struct FileArgs {
     /// Artifact store for model files: a directory, `file:///DIR`, `memory:///`
     /// or `s3://BUCKET/PREFIX`. Default: the directory `<db file>-artifacts`
@@ -279,15 +279,18 @@ fn people(command: RegistryCommand, output: OutputFormat) -> anyhow::Result<()> 
         // Opening would create an empty registry: a typo should not do that.
         bail!("--db {}: no such file (`kf registry serve --db {path}` creates one)", store.db);
     }
-    let artifacts = store.files.open(&store.db)?;
-    let db = store.db.clone();
+    // Only these touch files; the others must not create an artifact directory.
+    let needs_files = matches!(command, RegistryCommand::Register { file: Some(_), .. } | RegistryCommand::Get { .. });
+    let StoreArgs { db, files } = store.clone();
+    // The database opens first, as for serve: a bad --db leaves no directory behind.
+    let artifacts = || if needs_files { files.open(&db) } else { Ok(None) };
     runtime()?.block_on(async {
         if is_postgres(&db) {
             let store = PostgresStore::open(&db).await.with_context(|| db.clone())?;
-            execute(&Registry::new(store), artifacts.as_ref(), command, output).await
+            execute(&Registry::new(store), artifacts()?.as_ref(), command, output).await
         } else {
             let store = SqliteStore::open(&db).await.with_context(|| db.clone())?;
-            execute(&Registry::new(store), artifacts.as_ref(), command, output).await
+            execute(&Registry::new(store), artifacts()?.as_ref(), command, output).await
         }
     })
 }

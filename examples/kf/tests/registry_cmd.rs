@@ -201,6 +201,12 @@ fn people_register_list_get_and_download_models() {
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains(message), "{args:?}: {out:?}");
     }
+
+    // listing commands do not touch the artifact store
+    std::fs::remove_dir_all(dir.path().join("registry.db-artifacts")).expect("artifacts dir");
+    stdout_of(&kf(&["registry", "models", "--db", &db]));
+    stdout_of(&kf(&["registry", "versions", "iris", "--db", &db]));
+    assert!(!dir.path().join("registry.db-artifacts").exists(), "listing created an artifact directory");
 }
 
 #[test]
