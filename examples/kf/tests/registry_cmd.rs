@@ -470,6 +470,67 @@ fn python_with_client() -> Option<PathBuf> {
     })
 }
 
+/// The official client and kf's file endpoints meet on one artifact: a
+/// version the client registered gets its file uploaded by kf (the client's
+/// artifact is updated, not duplicated), and a version registered by
+/// `kf registry register --file` reads back through the client.
+#[test]
+fn the_official_client_sees_uploaded_files() {
+    let required = std::env::var("KF_REQUIRE_PEERS").is_ok_and(|v| v == "1");
+    let Some(python) = python_with_client() else {
+        assert!(!required, "no Python with model-registry; KF_REQUIRE_PEERS=1 makes this a failure");
+        eprintln!("SKIP: no Python with model-registry (KF_REGISTRY_PYTHON)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}", dir.path().join("registry.db").display());
+    let server = start(&db);
+    let client = |script: &str| {
+        let setup = format!(
+            "from model_registry import ModelRegistry\nr = ModelRegistry('http://{}', author='alice', is_secure=False)\n",
+            server.addr
+        );
+        let out = Command::new(&python).args(["-c", &format!("{setup}{script}")]).output().expect("python runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let registered = client(
+        "m = r.register_model('iris', 's3://elsewhere/iris.onnx', version='1', model_format_name='onnx', model_format_version='1')\n\
+         print(r.get_model_version('iris', '1').id)",
+    );
+    let (status, body) = http(
+        &server.addr,
+        "PUT",
+        &format!("/api/kf_registry/v1/model_versions/{registered}/files/iris.onnx"),
+        Some("onnx weights"),
+    );
+    assert_eq!(status, 200, "the client's artifact (named after the model) is updated: {body}");
+    let seen = client("a = r.get_model_artifact('iris', '1')\nprint(a.uri, a.model_format_name, a.state)");
+    assert!(seen.starts_with("file:///") && seen.ends_with("/iris.onnx onnx ArtifactState.LIVE"), "{seen}");
+
+    let model_file = dir.path().join("rose.onnx");
+    std::fs::write(&model_file, b"rose weights").expect("model file");
+    let file_arg = model_file.display().to_string();
+    stdout_of(&kf(&[
+        "registry",
+        "register",
+        "rose",
+        "--version",
+        "v2",
+        "--file",
+        &file_arg,
+        "--format",
+        "onnx",
+        "--db",
+        &db,
+    ]));
+    let seen =
+        client("a = r.get_model_artifact('rose', 'v2')\nprint(a.uri)\nprint(a.custom_properties['kf.size_bytes'])");
+    let lines: Vec<&str> = seen.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("file:///") && l.ends_with("/rose.onnx")), "{seen}");
+    assert_eq!(lines.get(1), Some(&"12.0"), "{seen}");
+}
+
 #[test]
 fn the_official_client_probe_passes() {
     let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/registry_probe.py");
