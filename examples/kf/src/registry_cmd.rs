@@ -75,6 +75,9 @@ enum RegistryCommand {
         /// A model file to upload into the artifact store.
         #[arg(long, conflicts_with = "uri", required_unless_present = "uri")]
         file: Option<PathBuf>,
+        /// Name to store --file under (default: its own name; letters, digits, '.', '_', '-', '+').
+        #[arg(long, requires = "file")]
+        file_name: Option<String>,
         /// Where the model already is (recorded as is; nothing is uploaded).
         #[arg(long)]
         uri: Option<String>,
@@ -351,7 +354,16 @@ async fn execute<S: RegistryStore>(
             }
         }
         RegistryCommand::Register {
-            model, version, file, uri, format, format_version, description, author, ..
+            model,
+            version,
+            file,
+            file_name,
+            uri,
+            format,
+            format_version,
+            description,
+            author,
+            ..
         } => {
             let upload = match &file {
                 Some(path) => {
@@ -360,8 +372,14 @@ async fn execute<S: RegistryStore>(
                             "--file needs an artifact store: give --artifacts URL (there is no default for PostgreSQL)"
                         )
                     })?;
-                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                    let name = FileName::parse(name).with_context(|| format!("--file {}", path.display()))?;
+                    let name = match &file_name {
+                        Some(name) => FileName::parse(name).context("--file-name")?,
+                        None => {
+                            let own = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                            FileName::parse(own)
+                                .with_context(|| format!("--file {} (--file-name gives another)", path.display()))?
+                        }
+                    };
                     // fail before anything is registered if the file cannot be read
                     std::fs::File::open(path).with_context(|| format!("--file {}", path.display()))?;
                     Some((store, name, path))

@@ -143,16 +143,39 @@ fn people_register_list_get_and_download_models() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let out = kf(&["registry", "register", "iris", "--version", "3", "--db", &db]);
     assert_eq!(out.status.code(), Some(2), "--file or --uri is required: {out:?}");
+    // a file whose own name cannot be a key is stored under --file-name
+    let odd = dir.path().join("model (final).onnx");
+    std::fs::write(&odd, b"odd").expect("odd file");
+    let odd_arg = odd.display().to_string();
+    let out = kf(&["registry", "register", "rose", "--version", "1", "--file", &odd_arg, "--db", &db]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--file-name"), "{out:?}");
+    let text = stdout_of(&kf(&[
+        "registry",
+        "register",
+        "rose",
+        "--version",
+        "1",
+        "--file",
+        &odd_arg,
+        "--file-name",
+        "final.onnx",
+        "--db",
+        &db,
+    ]));
+    assert!(text.contains("/versions/7/final.onnx (3 bytes"), "{text}");
 
     let table = stdout_of(&kf(&["registry", "models", "--db", &db]));
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 2, "{table}");
+    assert_eq!(lines.len(), 3, "{table}");
     assert!(lines[0].starts_with("ID  NAME  STATE  OWNER  UPDATED"), "{table}");
     assert!(lines[1].starts_with("1   iris  LIVE   alice  "), "{table}");
+    assert!(lines[2].starts_with("6   rose  LIVE   "), "{table}");
     let json: serde_json::Value =
         serde_json::from_str(&stdout_of(&kf(&["--output", "json", "registry", "models", "--db", &db]))).expect("json");
     assert_eq!(json[0]["name"], "iris");
-    assert_eq!(json.as_array().map(Vec::len), Some(1));
+    assert_eq!(json[1]["name"], "rose");
+    assert_eq!(json.as_array().map(Vec::len), Some(2));
 
     let table = stdout_of(&kf(&["registry", "versions", "iris", "--db", &db]));
     let lines: Vec<&str> = table.lines().collect();
@@ -192,9 +215,9 @@ fn people_register_list_get_and_download_models() {
     );
 
     for (args, message) in [
-        (vec!["registry", "get", "rose", "--db", &db], "no registered model \"rose\""),
+        (vec!["registry", "get", "tulip", "--db", &db], "no registered model \"tulip\""),
         (vec!["registry", "get", "iris", "--version", "9", "--db", &db], "iris has no version \"9\""),
-        (vec!["registry", "versions", "rose", "--db", &db], "no registered model"),
+        (vec!["registry", "versions", "tulip", "--db", &db], "no registered model"),
         (vec!["registry", "get", "iris", "--version", "2", "--download", &out_arg, "--db", &db], "no stored files"),
     ] {
         let out = kf(&args);
