@@ -2,7 +2,7 @@
 //!
 //! Every variant maps to one HTTP status of the REST API (see [`Error::status`]),
 //! so the server never has to guess: bad input is 400, a missing id is 404, a
-//! taken name is 409, and only a failing storage backend is 500.
+//! taken name is 409, a body over a limit is 413, and only a failing storage backend is 500.
 
 /// Everything that can go wrong in `kf-registry`.
 ///
@@ -47,6 +47,14 @@ pub enum Error {
         /// Which rule and which value.
         message: String,
     },
+    /// A request body is larger than the server accepts.
+    #[error("{what}: larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// What was too large, e.g. `upload of model.onnx`.
+        what: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The storage backend failed (IO, SQL, corruption). Never caused by input.
     #[error("storage: {0}")]
     Storage(String),
@@ -59,6 +67,7 @@ impl Error {
             Error::Invalid { .. } | Error::Filter { .. } | Error::PageToken(_) => 400,
             Error::NotFound { .. } => 404,
             Error::Conflict { .. } => 409,
+            Error::TooLarge { .. } => 413,
             Error::Storage(_) => 500,
         }
     }
@@ -71,6 +80,7 @@ impl Error {
             Error::PageToken(_) => "invalid_page_token",
             Error::NotFound { .. } => "not_found",
             Error::Conflict { .. } => "conflict",
+            Error::TooLarge { .. } => "payload_too_large",
             Error::Storage(_) => "internal",
         }
     }

@@ -26,11 +26,15 @@
 //! - [`registry`]: [`Registry`], the API's rules over any store.
 //! - [`sql`]: a resolved filter and list query → parameterised SQL text and bind values.
 //! - [`testing`]: the conformance suite every store runs.
+//! - `artifact_store` (feature `artifacts`, part of `server`): `ArtifactStore`,
+//!   model files in any object_store backend under keys made of model id,
+//!   version id and a checked file name.
 //! - `sqlite` (feature `sqlite`): `SqliteStore`, the store on SQLite through sqlx.
 //! - `postgres` (feature `postgres`): `PostgresStore`, the same store on
 //!   PostgreSQL (and `testing::TempPostgres`, a throwaway server).
 //! - `server` (feature `server`): the axum router for the REST API (both path
-//!   prefixes) and `serve` with graceful shutdown.
+//!   prefixes), kf's file endpoints under `/api/kf_registry/v1`, and `serve`
+//!   with graceful shutdown.
 //!
 //! ```
 //! use kf_registry::{MemoryStore, ModelVersion, Registry, RegisteredModel};
@@ -55,6 +59,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "artifacts")]
+pub mod artifact_store;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod driver;
 mod error;

@@ -20,7 +20,7 @@ use crate::query::{Column, Filter, LeafOp, ListQuery, OrderBy, SortOrder, Target
 use crate::record::{Kind, NewRecord, PropertyValue, Record};
 use crate::store::RegistryStore;
 use crate::token;
-use crate::{Error, Result};
+use crate::{CustomProperties, Error, Result};
 
 /// Page size when the request names none.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -623,6 +623,70 @@ impl<S: RegistryStore> Registry<S> {
                 Err(Error::NotFound { kind: "ModelVersion", key: format!("any version of registered model {model}") })
             }
         }
+    }
+}
+
+impl<S: RegistryStore> Registry<S> {
+    /// A model version and the registered model it belongs to.
+    pub async fn version_and_model(&self, version: &str) -> Result<(ModelVersion, RegisteredModel)> {
+        let version: ModelVersion = self.get(version).await?;
+        let model = self.get(version.registered_model_id.as_deref().unwrap_or_default()).await?;
+        Ok((version, model))
+    }
+
+    /// Points the model artifact `name` of model version `version` at a
+    /// stored file: `fields` (e.g. `uri`, `state`, `modelFormatName`) replace
+    /// the artifact's, and `properties` are merged into its
+    /// `customProperties`. The artifact is created when the version has
+    /// none by that name. Returns it and whether it was created.
+    ///
+    /// Two callers racing to create the same artifact both succeed: the one
+    /// that loses the unique index updates what the winner created.
+    pub async fn link_model_artifact(
+        &self,
+        version: &str,
+        name: &str,
+        fields: Map<String, Value>,
+        properties: CustomProperties,
+    ) -> Result<(ModelArtifact, bool)> {
+        let version_id = self.expect_kind("modelVersionId", version, Kind::ModelVersion).await?;
+        let find = FindParams {
+            name: Some(name.to_owned()),
+            external_id: None,
+            parent_resource_id: Some(version_id.to_string()),
+        };
+        let properties_value = |props: &CustomProperties| {
+            serde_json::to_value(props).map_err(|e| Error::invalid("customProperties", e.to_string()))
+        };
+        for _ in 0..2 {
+            match self.find::<ModelArtifact>(&find).await {
+                Ok(existing) => {
+                    let mut props = existing.custom_properties.unwrap_or_default();
+                    props.extend(properties.clone());
+                    let mut patch = fields.clone();
+                    patch.insert("customProperties".into(), properties_value(&props)?);
+                    let id = existing.id.unwrap_or_default();
+                    return Ok((self.update::<ModelArtifact>(&id, Value::Object(patch)).await?, false));
+                }
+                Err(Error::NotFound { .. }) => {
+                    let mut doc = fields.clone();
+                    doc.insert("artifactType".into(), Value::String("model-artifact".into()));
+                    doc.insert("name".into(), Value::String(name.to_owned()));
+                    doc.insert("customProperties".into(), properties_value(&properties)?);
+                    match self.create::<ModelArtifact>(Value::Object(doc), Some(version_id)).await {
+                        Ok(artifact) => return Ok((artifact, true)),
+                        // created meanwhile by someone else: update theirs
+                        Err(Error::Conflict { .. }) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict {
+            kind: "ModelArtifact",
+            message: format!("{name:?} of model version {version_id} changed while it was being updated; try again"),
+        })
     }
 }
 

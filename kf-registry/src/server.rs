@@ -10,6 +10,9 @@
 //! taken name). Bodies larger than [`MAX_BODY_BYTES`] are refused with 400
 //! before they are parsed. [`serve`] runs the router on a listener until a
 //! shutdown future completes, finishing requests in flight.
+//!
+//! kf's own endpoints for uploading and downloading model files live apart,
+//! under [`FILES_PREFIX`] (see the `files` module: [`router_with_artifacts`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,6 +32,11 @@ use crate::model::{ARTIFACT_TYPES, ErrorBody};
 use crate::query::{Column, Filter, LeafOp};
 use crate::record::{Kind, PropertyValue};
 use crate::registry::{FindParams, ListParams, Scope};
+mod files;
+
+pub use files::FILES_PREFIX;
+
+use crate::artifact_store::ArtifactStore;
 use crate::{
     Artifact, Error, Experiment, ExperimentRun, InferenceService, ModelArtifact, ModelVersion, RegisteredModel,
     Registry, RegistryStore, Resource, Result, ServeModel, ServingEnvironment,
@@ -53,14 +61,35 @@ type Body = std::result::Result<Bytes, BytesRejection>;
 /// # drop(app);
 /// ```
 pub fn router<S: RegistryStore + 'static>(registry: Shared<S>) -> Router {
+    router_with_artifacts(registry, None)
+}
+
+/// [`router`] plus kf's file endpoints under [`FILES_PREFIX`], storing model
+/// files in `artifacts` (without one they answer 404, naming what is missing).
+/// Uploads stream past [`MAX_BODY_BYTES`]; their limit is the store's
+/// [`ArtifactStore::max_file_bytes`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use kf_registry::{MemoryStore, Registry};
+/// use kf_registry::artifact_store::ArtifactStore;
+///
+/// let registry = Arc::new(Registry::new(MemoryStore::new()));
+/// let app = kf_registry::server::router_with_artifacts(registry, Some(ArtifactStore::in_memory()));
+/// # drop(app);
+/// ```
+pub fn router_with_artifacts<S: RegistryStore + 'static>(
+    registry: Shared<S>,
+    artifacts: Option<ArtifactStore>,
+) -> Router {
     let api = api::<S>();
     let mut app = Router::new();
     for prefix in PREFIXES {
         app = app.nest(prefix, api.clone());
     }
-    app.fallback(|| async { error(&Error::NotFound { kind: "path", key: "for this method and URL".into() }) })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(registry)
+    let app = app.layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(registry.clone());
+    app.merge(files::routes(registry, artifacts))
+        .fallback(|| async { error(&Error::NotFound { kind: "path", key: "for this method and URL".into() }) })
 }
 
 /// Serves `registry` on `listener` until `shutdown` completes, then stops
@@ -70,7 +99,16 @@ pub async fn serve<S: RegistryStore + 'static>(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(registry)).with_graceful_shutdown(shutdown).await
+    serve_router(router(registry), listener, shutdown).await
+}
+
+/// Serves a router built by [`router`] or [`router_with_artifacts`], as [`serve`] does.
+pub async fn serve_router(
+    app: Router,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 fn error(err: &Error) -> Response {

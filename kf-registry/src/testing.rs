@@ -9,7 +9,8 @@
 //! caller-chosen tag, so the suite can run against a store that already holds data.
 //!
 //! With feature `postgres`, [`TempPostgres`] starts a throwaway PostgreSQL
-//! server to run it against.
+//! server to run it against. With feature `artifacts`,
+//! `artifact_store_suite` is the same idea for `ArtifactStore` backends.
 //!
 //! ```
 //! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -18,6 +19,10 @@
 
 use std::collections::BTreeSet;
 
+#[cfg(feature = "artifacts")]
+mod artifact_suite;
+#[cfg(feature = "artifacts")]
+pub use artifact_suite::artifact_store_suite;
 #[cfg(feature = "postgres")]
 mod temp_postgres;
 #[cfg(feature = "postgres")]
