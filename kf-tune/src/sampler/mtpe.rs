@@ -22,7 +22,7 @@
 use rand::{Rng, RngExt};
 
 use super::tpe::{
-    Numeric, category_index, category_value, choices, pick, recency_weights, split_good_bad, suggest_batch,
+    LogSumExp, Numeric, category_index, category_value, choices, pick, recency_weights, split_good_bad, suggest_batch,
 };
 use crate::gauss;
 use crate::sampler::{History, Sampler, random};
@@ -91,12 +91,16 @@ enum Column<'a> {
         /// Internal coordinate per component (the last is the prior's centre).
         mus: Vec<f64>,
         sigmas: Vec<f64>,
+        /// ln σ per component.
+        ln_sigmas: Vec<f64>,
         /// ln of the truncation mass per component.
         log_norms: Vec<f64>,
     },
     Choice {
         /// Per component, the probability of each choice.
         probs: Vec<Vec<f64>>,
+        /// Per component, ln of each choice's probability (floored at 1e-300).
+        log_probs: Vec<Vec<f64>>,
     },
 }
 
@@ -135,11 +139,10 @@ impl<'a> Mixture<'a> {
                     let log_norms = mus
                         .iter()
                         .zip(&sigmas)
-                        .map(|(&mu, &s)| {
-                            (gauss::cdf((numeric.hi - mu) / s) - gauss::cdf((numeric.lo - mu) / s)).max(1e-300).ln()
-                        })
+                        .map(|(&mu, &s)| gauss::cdf_diff((numeric.lo - mu) / s, (numeric.hi - mu) / s).max(1e-300).ln())
                         .collect();
-                    Column::Numeric { numeric, mus, sigmas, log_norms }
+                    let ln_sigmas = sigmas.iter().map(|s| s.ln()).collect();
+                    Column::Numeric { numeric, mus, sigmas, ln_sigmas, log_norms }
                 }
                 None => {
                     let k = choices(param);
@@ -157,7 +160,8 @@ impl<'a> Mixture<'a> {
                         })
                         .collect();
                     probs.push(vec![1.0 / k as f64; k]);
-                    Column::Choice { probs }
+                    let log_probs = probs.iter().map(|row| row.iter().map(|p| p.max(1e-300).ln()).collect()).collect();
+                    Column::Choice { probs, log_probs }
                 }
             })
             .collect();
@@ -177,7 +181,7 @@ impl<'a> Mixture<'a> {
                     values.push(value);
                     coords.push(at);
                 }
-                Column::Choice { probs } => {
+                Column::Choice { probs, .. } => {
                     let c = pick(&probs[k], rng.random::<f64>());
                     values.push(category_value(param, c));
                     coords.push(c as f64);
@@ -188,34 +192,64 @@ impl<'a> Mixture<'a> {
     }
 
     /// ln of the mixture's density (mass for grids and choices) at `coords`. O(n·d).
-    fn log_density(&self, coords: &[f64]) -> f64 {
-        let (mut max, mut sum) = (f64::NEG_INFINITY, 0.0);
-        for (k, lw) in self.log_weights.iter().enumerate() {
-            let mut t = *lw;
-            for (column, &x) in self.columns.iter().zip(coords) {
-                t += match column {
-                    Column::Numeric { numeric, mus, sigmas, log_norms } => {
-                        let (mu, s) = (mus[k], sigmas[k]);
-                        match numeric.bin_range(x) {
-                            None => gauss::ln_pdf((x - mu) / s) - s.ln() - log_norms[k],
-                            Some((a, b)) => {
-                                let mass = (gauss::cdf((b - mu) / s) - gauss::cdf((a - mu) / s)).max(1e-300);
-                                mass.ln() - log_norms[k]
-                            }
+    ///
+    /// Column by column into one term per component (each component's terms
+    /// are added in the same order as a row-by-row loop would, so the sums are
+    /// the same bits), then a log-sum-exp over the components. A grid column's
+    /// terms depend only on the grid point, so `scratch` keeps them per point:
+    /// candidates repeat the few points of an int range.
+    fn log_density(&self, coords: &[f64], scratch: &mut Scratch) -> f64 {
+        let Scratch { terms, grid_terms } = scratch;
+        terms.clear();
+        terms.extend_from_slice(&self.log_weights);
+        for (j, (column, &x)) in self.columns.iter().zip(coords).enumerate() {
+            match column {
+                Column::Numeric { numeric, mus, sigmas, ln_sigmas, log_norms } => match numeric.bin_range(x) {
+                    None => {
+                        for (k, t) in terms.iter_mut().enumerate() {
+                            *t += gauss::ln_pdf((x - mus[k]) / sigmas[k]) - ln_sigmas[k] - log_norms[k];
                         }
                     }
-                    Column::Choice { probs } => probs[k].get(x as usize).copied().unwrap_or(1e-300).max(1e-300).ln(),
-                };
-            }
-            if t > max {
-                sum = if max.is_finite() { sum * (max - t).exp() + 1.0 } else { 1.0 };
-                max = t;
-            } else {
-                sum += (t - max).exp();
+                    Some((a, b)) => {
+                        let key = (j, x.to_bits());
+                        let at = match grid_terms.iter().position(|(k, _)| *k == key) {
+                            Some(at) => at,
+                            None => {
+                                let column_terms = (0..terms.len())
+                                    .map(|k| {
+                                        let (mu, s) = (mus[k], sigmas[k]);
+                                        let mass = gauss::cdf_diff((a - mu) / s, (b - mu) / s).max(1e-300);
+                                        mass.ln() - log_norms[k]
+                                    })
+                                    .collect();
+                                grid_terms.push((key, column_terms));
+                                grid_terms.len() - 1
+                            }
+                        };
+                        terms.iter_mut().zip(&grid_terms[at].1).for_each(|(t, c)| *t += c);
+                    }
+                },
+                Column::Choice { log_probs, .. } => {
+                    let floor = 1e-300f64.ln();
+                    for (t, row) in terms.iter_mut().zip(log_probs) {
+                        *t += row.get(x as usize).copied().unwrap_or(floor);
+                    }
+                }
             }
         }
-        if max.is_finite() { max + sum.ln() } else { max }
+        let mut acc = LogSumExp::default();
+        terms.iter().for_each(|&t| acc.add(t));
+        acc.ln()
     }
+}
+
+/// Buffers one mixture reuses across the candidates of one suggestion.
+#[derive(Default)]
+struct Scratch {
+    /// One term per component.
+    terms: Vec<f64>,
+    /// Per (column, grid point's bits), that column's term per component.
+    grid_terms: Vec<((usize, u64), Vec<f64>)>,
 }
 
 impl Sampler for MultivariateTpe {
@@ -244,10 +278,11 @@ impl MultivariateTpe {
             |group: &[usize]| -> Vec<&Assignment> { group.iter().map(|&i| &history.trials[i].assignment).collect() };
         let l = Mixture::new(space, &points(&below), self.prior_weight);
         let g = Mixture::new(space, &points(&above), self.prior_weight);
+        let (mut l_scratch, mut g_scratch) = (Scratch::default(), Scratch::default());
         let mut best: Option<(f64, Assignment)> = None;
         for _ in 0..self.n_ei_candidates {
             let (value, coords) = l.sample(space, rng);
-            let score = l.log_density(&coords) - g.log_density(&coords);
+            let score = l.log_density(&coords, &mut l_scratch) - g.log_density(&coords, &mut g_scratch);
             if best.as_ref().is_none_or(|(b, _)| score > *b) {
                 best = Some((score, value));
             }

@@ -135,7 +135,9 @@ pub(crate) fn suggest_batch(
 /// Splits the history's trial positions into the good (`below`) and the rest
 /// (`above`, with pending trials under the constant liar), each oldest first
 /// so recency weights favour recent trials. `None` while fewer than
-/// `n_startup_trials` trials have completed. O(n log n).
+/// `n_startup_trials` trials have completed. O(n): only the γ(n) ≤ 25 best
+/// are selected (by loss, then position, a strict order, so the split is the
+/// one a full sort would give) and sorted; the rest keep history order.
 pub(crate) fn split_good_bad(
     history: &History,
     n_startup_trials: usize,
@@ -154,15 +156,29 @@ pub(crate) fn split_good_bad(
     if completed.len() < n_startup_trials.max(1) {
         return None;
     }
-    completed.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
     let n_below = gamma(completed.len());
-    let mut below: Vec<usize> = completed[..n_below].iter().map(|c| c.0).collect();
-    let mut above: Vec<usize> = completed[n_below..].iter().map(|c| c.0).collect();
-    if constant_liar {
-        above.extend(history.trials.iter().enumerate().filter(|(_, t)| t.state == TrialState::Pending).map(|(i, _)| i));
+    if n_below < completed.len() {
+        completed.select_nth_unstable_by(n_below, |a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
     }
+    let mut below: Vec<usize> = completed[..n_below].iter().map(|c| c.0).collect();
     below.sort_unstable();
-    above.sort_unstable();
+    // Everything else that counts, in history order: completed trials not in
+    // `below` (a merge walk over the sorted `below`), and pending ones.
+    let mut above = Vec::with_capacity(history.trials.len() - n_below);
+    let mut next_below = below.iter().copied().peekable();
+    for (i, t) in history.trials.iter().enumerate() {
+        match t.state {
+            TrialState::Completed(v) if v.is_finite() => {
+                if next_below.peek() == Some(&i) {
+                    next_below.next();
+                } else {
+                    above.push(i);
+                }
+            }
+            TrialState::Pending if constant_liar => above.push(i),
+            _ => {}
+        }
+    }
     Some((below, above))
 }
 
@@ -192,9 +208,20 @@ impl Tpe {
                 let l = numeric.estimator(below, self.prior_weight);
                 let g = numeric.estimator(above, self.prior_weight);
                 let mut best = (f64::NEG_INFINITY, None);
+                // A grid has few points and candidates repeat them: score each once.
+                let mut scored: Vec<(u64, f64)> = Vec::new();
                 for _ in 0..self.n_ei_candidates {
                     let (value, internal) = numeric.snap(l.sample(rng));
-                    let score = numeric.log_mass(&l, internal) - numeric.log_mass(&g, internal);
+                    let score = match scored.iter().find(|(bits, _)| *bits == internal.to_bits()) {
+                        Some(&(_, score)) => score,
+                        None => {
+                            let score = numeric.log_mass(&l, internal) - numeric.log_mass(&g, internal);
+                            if numeric.step.is_some() {
+                                scored.push((internal.to_bits(), score));
+                            }
+                            score
+                        }
+                    };
                     if score > best.0 || best.1.is_none() {
                         best = (score, Some(value));
                     }
@@ -357,14 +384,15 @@ impl<'a> Numeric<'a> {
             .collect();
         let n = points.len();
         // Bandwidth from sorted neighbours, bounds standing in at the ends.
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| points[a].0.total_cmp(&points[b].0));
+        // Ties keep observation order (the position breaks them), as a stable
+        // sort would: tied points get different σ and different weights.
+        let mut order: Vec<(f64, usize)> = points.iter().enumerate().map(|(i, p)| (p.0, i)).collect();
+        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let min_sigma = range / (1.0 + n as f64).min(100.0);
         let mut sigmas = vec![range; n];
-        for (rank, &i) in order.iter().enumerate() {
-            let left = if rank == 0 { self.lo } else { points[order[rank - 1]].0 };
-            let right = if rank + 1 == n { self.hi } else { points[order[rank + 1]].0 };
-            let x = points[i].0;
+        for (rank, &(x, i)) in order.iter().enumerate() {
+            let left = if rank == 0 { self.lo } else { order[rank - 1].0 };
+            let right = if rank + 1 == n { self.hi } else { order[rank + 1].0 };
             sigmas[i] = (x - left).max(right - x).clamp(min_sigma, range);
         }
         let mut mus: Vec<f64> = points.iter().map(|p| p.0).collect();
@@ -377,10 +405,13 @@ impl<'a> Numeric<'a> {
         let norms: Vec<f64> = mus
             .iter()
             .zip(&sigmas)
-            .map(|(&mu, &s)| (gauss::cdf((self.hi - mu) / s) - gauss::cdf((self.lo - mu) / s)).max(1e-300))
+            .map(|(&mu, &s)| gauss::cdf_diff((self.lo - mu) / s, (self.hi - mu) / s).max(1e-300))
             .collect();
-        let log_consts =
-            (0..mus.len()).map(|k| weights[k].ln() - sigmas[k].ln() - norms[k].ln() + gauss::ln_pdf(0.0)).collect();
+        let ln_pdf_0 = gauss::ln_pdf(0.0);
+        let (mut ln_w, mut ln_s, mut ln_norm) = (LnMemo::default(), LnMemo::default(), LnMemo::default());
+        let log_consts = (0..mus.len())
+            .map(|k| ln_w.ln(weights[k]) - ln_s.ln(sigmas[k]) - ln_norm.ln(norms[k]) + ln_pdf_0)
+            .collect();
         let inv_sigmas = sigmas.iter().map(|s| 1.0 / s).collect();
         Parzen { mus, sigmas, weights, norms, log_consts, inv_sigmas, lo: self.lo, hi: self.hi }
     }
@@ -428,30 +459,90 @@ impl Parzen {
         gauss::truncated_from_unit(rng.random::<f64>(), self.mus[k], self.sigmas[k], self.lo, self.hi)
     }
 
-    /// O(kernels), one exp each: a streaming log-sum-exp over precomputed constants.
+    /// O(kernels), at most one exp each: a streaming log-sum-exp over precomputed constants.
     fn log_density(&self, x: f64) -> f64 {
-        let (mut max, mut sum) = (f64::NEG_INFINITY, 0.0);
-        for k in 0..self.mus.len() {
-            let z = (x - self.mus[k]) * self.inv_sigmas[k];
-            let t = self.log_consts[k] - 0.5 * z * z;
-            if t > max {
-                sum = if max.is_finite() { sum * (max - t).exp() + 1.0 } else { 1.0 };
-                max = t;
-            } else {
-                sum += (t - max).exp();
-            }
+        let mut acc = LogSumExp::default();
+        for ((&mu, &inv_sigma), &log_const) in self.mus.iter().zip(&self.inv_sigmas).zip(&self.log_consts) {
+            let z = (x - mu) * inv_sigma;
+            acc.add(log_const - 0.5 * z * z);
         }
-        if max.is_finite() { max + sum.ln() } else { max }
+        acc.ln()
     }
 
     fn log_mass(&self, a: f64, b: f64) -> f64 {
         let mass: f64 = (0..self.mus.len())
             .map(|k| {
                 let (mu, s) = (self.mus[k], self.sigmas[k]);
-                self.weights[k] * (gauss::cdf((b - mu) / s) - gauss::cdf((a - mu) / s)).max(0.0) / self.norms[k]
+                self.weights[k] * gauss::cdf_diff((a - mu) / s, (b - mu) / s).max(0.0) / self.norms[k]
             })
             .sum();
         mass.max(1e-300).ln()
+    }
+}
+
+/// ln x, remembering the last argument: a Parzen estimator's kernels repeat
+/// their clipped bandwidths, flat recency weights and unit truncation masses,
+/// so most calls are one comparison. Returns exactly `x.ln()`.
+struct LnMemo {
+    bits: u64,
+    ln: f64,
+}
+
+impl Default for LnMemo {
+    fn default() -> Self {
+        LnMemo { bits: 1.0f64.to_bits(), ln: 1.0f64.ln() }
+    }
+}
+
+impl LnMemo {
+    fn ln(&mut self, x: f64) -> f64 {
+        if x.to_bits() != self.bits {
+            self.bits = x.to_bits();
+            self.ln = x.ln();
+        }
+        self.ln
+    }
+}
+
+/// ln Σₖ exp(tₖ), streamed over the terms in order with a running maximum.
+///
+/// A term more than 40 below the running maximum is skipped without its
+/// exp: the running sum is ≥ 1 (the maximum's own term) and e⁻⁴⁰ < 2⁻⁵³ is
+/// under half its last place, so adding it would round back to the same
+/// sum. The result is therefore bit-identical to adding every term, while a
+/// mixture with many kernels far from the point (most of them, for 1,000
+/// observations) costs a multiply-add per kernel instead of an exp.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LogSumExp {
+    max: f64,
+    sum: f64,
+}
+
+impl Default for LogSumExp {
+    fn default() -> Self {
+        LogSumExp { max: f64::NEG_INFINITY, sum: 0.0 }
+    }
+}
+
+impl LogSumExp {
+    /// Adds one term (a NaN term makes the result NaN, as it would in the plain sum).
+    #[inline]
+    pub(super) fn add(&mut self, t: f64) {
+        if t > self.max {
+            self.sum = if self.max.is_finite() { self.sum * (self.max - t).exp() + 1.0 } else { 1.0 };
+            self.max = t;
+        } else {
+            let below = t - self.max;
+            // A NaN term still reaches the sum.
+            if below >= -40.0 || below.is_nan() {
+                self.sum += below.exp();
+            }
+        }
+    }
+
+    /// ln of the sum so far; −∞ for no terms.
+    pub(super) fn ln(&self) -> f64 {
+        if self.max.is_finite() { self.max + self.sum.ln() } else { self.max }
     }
 }
 
@@ -469,6 +560,44 @@ mod tests {
         let w = recency_weights(30);
         assert_eq!(w.len(), 30);
         assert!((w[0] - 1.0 / 30.0).abs() < 1e-12 && w[4] == 1.0 && w.windows(2).all(|p| p[0] <= p[1]));
+    }
+
+    #[test]
+    fn skipping_negligible_terms_leaves_log_sum_exp_bit_identical() {
+        // The streaming sum as it was written before terms were skipped.
+        fn every_term(ts: &[f64]) -> f64 {
+            let (mut max, mut sum) = (f64::NEG_INFINITY, 0.0f64);
+            for &t in ts {
+                if t > max {
+                    sum = if max.is_finite() { sum * (max - t).exp() + 1.0 } else { 1.0 };
+                    max = t;
+                } else {
+                    sum += (t - max).exp();
+                }
+            }
+            if max.is_finite() { max + sum.ln() } else { max }
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        for case in 0..2000 {
+            let n = 1 + case % 300;
+            let spread = [1.0, 30.0, 45.0, 400.0][case % 4];
+            let mut ts: Vec<f64> = (0..n).map(|_| spread * (rng.random::<f64>() - 0.9)).collect();
+            if case % 7 == 0 {
+                ts[0] = f64::NEG_INFINITY;
+            }
+            if case % 5 == 0 {
+                // Terms right at the threshold below an early maximum.
+                let m = ts[0].max(0.0);
+                ts.extend([m - 40.0, m - 40.0 + 1e-12, m - 39.999, m - 40.001]);
+            }
+            let mut acc = LogSumExp::default();
+            ts.iter().for_each(|&t| acc.add(t));
+            assert_eq!(acc.ln().to_bits(), every_term(&ts).to_bits(), "case {case}: {ts:?}");
+        }
+        let mut acc = LogSumExp::default();
+        assert_eq!(acc.ln(), f64::NEG_INFINITY);
+        [1.0, f64::NAN, 0.5].iter().for_each(|&t| acc.add(t));
+        assert!(acc.ln().is_nan());
     }
 
     #[test]
