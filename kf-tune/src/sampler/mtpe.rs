@@ -22,7 +22,8 @@
 use rand::{Rng, RngExt};
 
 use super::tpe::{
-    LogSumExp, Numeric, category_index, category_value, choices, pick, recency_weights, split_good_bad, suggest_batch,
+    LnMemo, Numeric, category_index, category_value, choices, log_sum_exp, pick, recency_weights, split_good_bad,
+    suggest_batch,
 };
 use crate::gauss;
 use crate::sampler::{History, Sampler, random};
@@ -136,12 +137,16 @@ impl<'a> Mixture<'a> {
                     mus.push(0.5 * (numeric.lo + numeric.hi));
                     let mut sigmas = vec![sigma; n];
                     sigmas.push(range);
-                    let log_norms = mus
+                    // Masses first (a loop that vectorises), then their ln.
+                    let masses: Vec<f64> = mus
                         .iter()
                         .zip(&sigmas)
-                        .map(|(&mu, &s)| gauss::cdf_diff((numeric.lo - mu) / s, (numeric.hi - mu) / s).max(1e-300).ln())
+                        .map(|(&mu, &s)| gauss::mass((numeric.lo - mu) / s, (numeric.hi - mu) / s).max(1e-300))
                         .collect();
-                    let ln_sigmas = sigmas.iter().map(|s| s.ln()).collect();
+                    let mut ln_mass = LnMemo::default();
+                    let log_norms = masses.iter().map(|&m| ln_mass.ln(m)).collect();
+                    let mut ln_sigma = LnMemo::default();
+                    let ln_sigmas = sigmas.iter().map(|&s| ln_sigma.ln(s)).collect();
                     Column::Numeric { numeric, mus, sigmas, ln_sigmas, log_norms }
                 }
                 None => {
@@ -206,8 +211,10 @@ impl<'a> Mixture<'a> {
             match column {
                 Column::Numeric { numeric, mus, sigmas, ln_sigmas, log_norms } => match numeric.bin_range(x) {
                     None => {
-                        for (k, t) in terms.iter_mut().enumerate() {
-                            *t += gauss::ln_pdf((x - mus[k]) / sigmas[k]) - ln_sigmas[k] - log_norms[k];
+                        // Zipped, not indexed: no bounds checks, so the loop vectorises.
+                        let kernels = mus.iter().zip(sigmas).zip(ln_sigmas).zip(log_norms);
+                        for (t, (((&mu, &s), &ln_s), &ln_norm)) in terms.iter_mut().zip(kernels) {
+                            *t += gauss::ln_pdf((x - mu) / s) - ln_s - ln_norm;
                         }
                     }
                     Some((a, b)) => {
@@ -218,7 +225,7 @@ impl<'a> Mixture<'a> {
                                 let column_terms = (0..terms.len())
                                     .map(|k| {
                                         let (mu, s) = (mus[k], sigmas[k]);
-                                        let mass = gauss::cdf_diff((a - mu) / s, (b - mu) / s).max(1e-300);
+                                        let mass = gauss::mass((a - mu) / s, (b - mu) / s).max(1e-300);
                                         mass.ln() - log_norms[k]
                                     })
                                     .collect();
@@ -237,9 +244,7 @@ impl<'a> Mixture<'a> {
                 }
             }
         }
-        let mut acc = LogSumExp::default();
-        terms.iter().for_each(|&t| acc.add(t));
-        acc.ln()
+        log_sum_exp(terms)
     }
 }
 
