@@ -22,8 +22,8 @@
 use rand::{Rng, RngExt};
 
 use super::tpe::{
-    LnMemo, Numeric, category_index, category_value, choices, log_sum_exp, pick, recency_weights, split_good_bad,
-    suggest_batch,
+    LnMemo, LnTable, Numeric, category_index, category_value, choices, log_sum_exp, pick, recency_weights,
+    split_good_bad, suggest_batch,
 };
 use crate::gauss;
 use crate::sampler::{History, Sampler, random};
@@ -143,8 +143,13 @@ impl<'a> Mixture<'a> {
                         .zip(&sigmas)
                         .map(|(&mu, &s)| gauss::mass((numeric.lo - mu) / s, (numeric.hi - mu) / s).max(1e-300))
                         .collect();
-                    let mut ln_mass = LnMemo::default();
-                    let log_norms = masses.iter().map(|&m| ln_mass.ln(m)).collect();
+                    let log_norms = if numeric.step.is_some() {
+                        let mut ln_mass = LnTable::default();
+                        masses.iter().map(|&m| ln_mass.ln(m)).collect()
+                    } else {
+                        let mut ln_mass = LnMemo::default();
+                        masses.iter().map(|&m| ln_mass.ln(m)).collect()
+                    };
                     let mut ln_sigma = LnMemo::default();
                     let ln_sigmas = sigmas.iter().map(|&s| ln_sigma.ln(s)).collect();
                     Column::Numeric { numeric, mus, sigmas, ln_sigmas, log_norms }
@@ -165,7 +170,9 @@ impl<'a> Mixture<'a> {
                         })
                         .collect();
                     probs.push(vec![1.0 / k as f64; k]);
-                    let log_probs = probs.iter().map(|row| row.iter().map(|p| p.max(1e-300).ln()).collect()).collect();
+                    let mut ln_p = LnTable::default();
+                    let log_probs =
+                        probs.iter().map(|row| row.iter().map(|p| ln_p.ln(p.max(1e-300))).collect()).collect();
                     Column::Choice { probs, log_probs }
                 }
             })
@@ -222,12 +229,16 @@ impl<'a> Mixture<'a> {
                         let at = match grid_terms.iter().position(|(k, _)| *k == key) {
                             Some(at) => at,
                             None => {
-                                let column_terms = (0..terms.len())
-                                    .map(|k| {
-                                        let (mu, s) = (mus[k], sigmas[k]);
-                                        let mass = gauss::mass((a - mu) / s, (b - mu) / s).max(1e-300);
-                                        mass.ln() - log_norms[k]
-                                    })
+                                let masses: Vec<f64> = mus
+                                    .iter()
+                                    .zip(sigmas)
+                                    .map(|(&mu, &s)| gauss::mass((a - mu) / s, (b - mu) / s).max(1e-300))
+                                    .collect();
+                                let mut ln_mass = LnTable::default();
+                                let column_terms = masses
+                                    .iter()
+                                    .zip(log_norms)
+                                    .map(|(&m, &ln_norm)| ln_mass.ln(m) - ln_norm)
                                     .collect();
                                 grid_terms.push((key, column_terms));
                                 grid_terms.len() - 1

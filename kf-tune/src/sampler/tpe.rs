@@ -512,6 +512,28 @@ impl Parzen {
     }
 }
 
+/// ln x for a handful of distinct arguments that recur in any order (a grid
+/// column's kernel masses, whose centres sit on the grid points; a choice
+/// column's probabilities); returns exactly `x.ln()`. Holds at most 16.
+#[derive(Default)]
+pub(super) struct LnTable {
+    seen: Vec<(u64, f64)>,
+}
+
+impl LnTable {
+    pub(super) fn ln(&mut self, x: f64) -> f64 {
+        let bits = x.to_bits();
+        if let Some(&(_, y)) = self.seen.iter().find(|(b, _)| *b == bits) {
+            return y;
+        }
+        let y = x.ln();
+        if self.seen.len() < 16 {
+            self.seen.push((bits, y));
+        }
+        y
+    }
+}
+
 /// ln of a group's normalised kernel weights (observations then prior), kept
 /// across the parameters of one suggestion; `total` is the normaliser they
 /// were made with, so a different group size or prior weight recomputes them.
