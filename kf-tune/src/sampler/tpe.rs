@@ -28,7 +28,12 @@
 //! drawn from the prior, as random search does.
 //!
 //! Cost per suggestion: O(d · (n log n + c · n)) for d parameters, n trials in
-//! the history and c = `n_ei_candidates`.
+//! the history and c = `n_ei_candidates`. The c · n part (one kernel term per
+//! candidate) dominates from a few hundred trials on; it runs as branch-free
+//! loops with a polynomial exp (`log_sum_exp`) that the compiler
+//! vectorises, and agrees with libm's sums to about 1e-15 (see
+//! `benches/tpe_ask.rs` for the latency, and `tests/tpe_pinned.rs` for seeded
+//! runs whose every suggestion stayed the same bits through that change).
 
 use rand::{Rng, RngExt};
 
