@@ -96,6 +96,8 @@ enum Column<'a> {
         ln_sigmas: Vec<f64>,
         /// ln of the truncation mass per component.
         log_norms: Vec<f64>,
+        /// For a grid with few values, the components grouped by (μ, σ).
+        groups: Option<Groups>,
     },
     Choice {
         /// Per component, the probability of each choice.
@@ -137,12 +139,14 @@ impl<'a> Mixture<'a> {
                     mus.push(0.5 * (numeric.lo + numeric.hi));
                     let mut sigmas = vec![sigma; n];
                     sigmas.push(range);
+                    let groups = numeric.step.and_then(|_| Groups::of(&mus, &sigmas));
+                    let (lo, hi) = (numeric.lo, numeric.hi);
+                    let mass = |mu: f64, s: f64| gauss::mass((lo - mu) / s, (hi - mu) / s).max(1e-300);
                     // Masses first (a loop that vectorises), then their ln.
-                    let masses: Vec<f64> = mus
-                        .iter()
-                        .zip(&sigmas)
-                        .map(|(&mu, &s)| gauss::mass((numeric.lo - mu) / s, (numeric.hi - mu) / s).max(1e-300))
-                        .collect();
+                    let masses: Vec<f64> = match &groups {
+                        Some(groups) => groups.per_component(mass),
+                        None => mus.iter().zip(&sigmas).map(|(&mu, &s)| mass(mu, s)).collect(),
+                    };
                     let log_norms = if numeric.step.is_some() {
                         let mut ln_mass = LnTable::default();
                         masses.iter().map(|&m| ln_mass.ln(m)).collect()
@@ -152,7 +156,7 @@ impl<'a> Mixture<'a> {
                     };
                     let mut ln_sigma = LnMemo::default();
                     let ln_sigmas = sigmas.iter().map(|&s| ln_sigma.ln(s)).collect();
-                    Column::Numeric { numeric, mus, sigmas, ln_sigmas, log_norms }
+                    Column::Numeric { numeric, mus, sigmas, ln_sigmas, log_norms, groups }
                 }
                 None => {
                     let k = choices(param);
@@ -216,7 +220,7 @@ impl<'a> Mixture<'a> {
         terms.extend_from_slice(&self.log_weights);
         for (j, (column, &x)) in self.columns.iter().zip(coords).enumerate() {
             match column {
-                Column::Numeric { numeric, mus, sigmas, ln_sigmas, log_norms } => match numeric.bin_range(x) {
+                Column::Numeric { numeric, mus, sigmas, ln_sigmas, log_norms, groups } => match numeric.bin_range(x) {
                     None => {
                         // Zipped, not indexed: no bounds checks, so the loop vectorises.
                         let kernels = mus.iter().zip(sigmas).zip(ln_sigmas).zip(log_norms);
@@ -229,11 +233,11 @@ impl<'a> Mixture<'a> {
                         let at = match grid_terms.iter().position(|(k, _)| *k == key) {
                             Some(at) => at,
                             None => {
-                                let masses: Vec<f64> = mus
-                                    .iter()
-                                    .zip(sigmas)
-                                    .map(|(&mu, &s)| gauss::mass((a - mu) / s, (b - mu) / s).max(1e-300))
-                                    .collect();
+                                let mass = |mu: f64, s: f64| gauss::mass((a - mu) / s, (b - mu) / s).max(1e-300);
+                                let masses: Vec<f64> = match groups {
+                                    Some(groups) => groups.per_component(mass),
+                                    None => mus.iter().zip(sigmas).map(|(&mu, &s)| mass(mu, s)).collect(),
+                                };
                                 let mut ln_mass = LnTable::default();
                                 let column_terms = masses
                                     .iter()
@@ -256,6 +260,44 @@ impl<'a> Mixture<'a> {
             }
         }
         log_sum_exp(terms)
+    }
+}
+
+/// A grid column's components grouped by (μ, σ): their centres sit on the
+/// grid points, so an int range with a few values has a few groups, and what
+/// depends only on (μ, σ), such as a bin's mass, is computed once per group
+/// (the same bits as per component).
+struct Groups {
+    /// The distinct (μ, σ), in order of first appearance.
+    keys: Vec<(f64, f64)>,
+    /// Per component, its index in `keys`.
+    of: Vec<usize>,
+}
+
+impl Groups {
+    /// Grouping pays off only with few groups: `None` beyond 64. O(n · groups).
+    fn of(mus: &[f64], sigmas: &[f64]) -> Option<Self> {
+        let mut keys: Vec<(f64, f64)> = Vec::new();
+        let mut of = Vec::with_capacity(mus.len());
+        for (&mu, &s) in mus.iter().zip(sigmas) {
+            let same = |k: &(f64, f64)| k.0.to_bits() == mu.to_bits() && k.1.to_bits() == s.to_bits();
+            let at = match keys.iter().position(same) {
+                Some(at) => at,
+                None if keys.len() < 64 => {
+                    keys.push((mu, s));
+                    keys.len() - 1
+                }
+                None => return None,
+            };
+            of.push(at);
+        }
+        Some(Groups { keys, of })
+    }
+
+    /// `f(μ, σ)` per component, evaluated once per group.
+    fn per_component(&self, f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
+        let values: Vec<f64> = self.keys.iter().map(|&(mu, s)| f(mu, s)).collect();
+        self.of.iter().map(|&g| values[g]).collect()
     }
 }
 
