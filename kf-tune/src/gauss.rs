@@ -10,6 +10,13 @@ use std::f64::consts::{PI, SQRT_2};
 /// §6.2, `erfcc`): fractional error below 1.2e-7 everywhere, no table, no branches
 /// on special ranges. O(1).
 fn erfc(x: f64) -> f64 {
+    erfc_with(x, f64::exp)
+}
+
+/// [`erfc`] with the exponential as a parameter, so the kernel-mass loops can
+/// inline [`exp_nonpositive`] and vectorise.
+#[inline(always)]
+fn erfc_with(x: f64, exp: impl Fn(f64) -> f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
     let poly = -z * z - 1.265_512_23
@@ -19,13 +26,66 @@ fn erfc(x: f64) -> f64 {
                     + t * (-0.186_288_06
                         + t * (0.278_868_07
                             + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let r = t * poly.exp();
+    let r = t * exp(poly);
     if x >= 0.0 { r } else { 2.0 - r }
 }
 
 /// Φ(x), the standard normal CDF. O(1).
 pub(crate) fn cdf(x: f64) -> f64 {
     0.5 * erfc(-x / SQRT_2)
+}
+
+/// Φ(b) − Φ(a), the mass of a standard normal on [a, b], with the same fit as
+/// [`cdf`] but the inlined [`exp_nonpositive`] (the fit's exponent is at most
+/// 3e-8 above zero, where that polynomial is as exact): no call and no data-
+/// dependent branch, so TPE's loops over 1,000 kernels vectorise. Differs from
+/// `cdf(b) - cdf(a)` by a few units in the last place, far inside the fit's own
+/// 1.2e-7. O(1).
+#[inline]
+pub(crate) fn mass(a: f64, b: f64) -> f64 {
+    0.5 * erfc_with(-b / SQRT_2, exp_nonpositive) - 0.5 * erfc_with(-a / SQRT_2, exp_nonpositive)
+}
+
+/// eˣ in straight-line arithmetic, for x ≤ 0 (log-sum-exp terms below their
+/// maximum): Cody–Waite reduction x = k·ln 2 + r with |r| ≤ ½ ln 2, Taylor
+/// series of eʳ to r¹³ (truncation < 5e-18), 2ᵏ built in the exponent bits.
+/// Relative error within a few units in the last place of `f64::exp`; no call
+/// and no branch, so a loop over kernels vectorises. Inputs below −700 are
+/// raised to −700 (e⁻⁷⁰⁰ ≈ 1e-304: nothing next to the maximum's 1); NaN
+/// stays NaN. O(1).
+#[inline]
+pub(crate) fn exp_nonpositive(x: f64) -> f64 {
+    // fdlibm's split of ln 2: k·LN2_HI is exact for |k| < 2¹¹.
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+    // 1.5·2⁵²: adding it rounds to an integer kept in the low mantissa bits.
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    const C: [f64; 14] = [
+        1.0,
+        1.0,
+        1.0 / 2.0,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5_040.0,
+        1.0 / 40_320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+        1.0 / 39_916_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 6_227_020_800.0,
+    ];
+    let x = if x < -700.0 { -700.0 } else { x };
+    let shifted = x * std::f64::consts::LOG2_E + ROUND;
+    let k = shifted - ROUND;
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let mut p = C[13];
+    for c in C[..13].iter().rev() {
+        p = p * r + c;
+    }
+    // shifted's low bits hold k (two's complement); k + 1023 in the exponent field is 2ᵏ.
+    p * f64::from_bits(shifted.to_bits().wrapping_add(1023) << 52)
 }
 
 /// ln φ(x), the standard normal log-density. O(1).
@@ -112,6 +172,34 @@ mod tests {
             let x = inv_cdf(p);
             assert!((cdf(x) - p).abs() < 1e-7 * p.max(1e-3), "Φ(Φ⁻¹({p})) = {}", cdf(x));
         }
+    }
+
+    #[test]
+    fn mass_matches_the_difference_of_cdfs() {
+        let mut zs: Vec<f64> = (-1000..=1000).map(|i| f64::from(i) * 0.05).collect();
+        zs.extend([f64::NEG_INFINITY, f64::INFINITY, -1e300, 1e300, 1e-300]);
+        for &a in &zs {
+            for &b in &zs {
+                let (got, want) = (mass(a, b), cdf(b) - cdf(a));
+                assert!((got - want).abs() <= 1e-15, "Φ({b}) − Φ({a}): {got} vs {want}");
+            }
+        }
+        assert_eq!(mass(-13.0, 13.0), 1.0);
+        assert!(mass(f64::NAN, 1.0).is_nan());
+    }
+
+    #[test]
+    fn exp_nonpositive_matches_the_library_exp() {
+        let mut worst = 0.0f64;
+        for i in 0..=700_000 {
+            let x = -f64::from(i) * 1e-3 - f64::from(i % 7) * 1.3e-4;
+            let (got, want) = (exp_nonpositive(x), x.exp());
+            worst = worst.max(((got - want) / want).abs());
+        }
+        assert!(worst < 1e-15, "worst relative error {worst:e}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert!(exp_nonpositive(-1e9) > 0.0 && exp_nonpositive(-1e9) < 1e-300);
+        assert!(exp_nonpositive(f64::NAN).is_nan());
     }
 
     #[test]

@@ -22,7 +22,8 @@
 use rand::{Rng, RngExt};
 
 use super::tpe::{
-    Numeric, category_index, category_value, choices, pick, recency_weights, split_good_bad, suggest_batch,
+    LnMemo, LnTable, Numeric, category_index, category_value, choices, log_sum_exp, pick, recency_weights,
+    split_good_bad, suggest_batch,
 };
 use crate::gauss;
 use crate::sampler::{History, Sampler, random};
@@ -91,12 +92,18 @@ enum Column<'a> {
         /// Internal coordinate per component (the last is the prior's centre).
         mus: Vec<f64>,
         sigmas: Vec<f64>,
+        /// ln σ per component.
+        ln_sigmas: Vec<f64>,
         /// ln of the truncation mass per component.
         log_norms: Vec<f64>,
+        /// For a grid with few values, the components grouped by (μ, σ).
+        groups: Option<Groups>,
     },
     Choice {
         /// Per component, the probability of each choice.
         probs: Vec<Vec<f64>>,
+        /// Per component, ln of each choice's probability (floored at 1e-300).
+        log_probs: Vec<Vec<f64>>,
     },
 }
 
@@ -132,14 +139,24 @@ impl<'a> Mixture<'a> {
                     mus.push(0.5 * (numeric.lo + numeric.hi));
                     let mut sigmas = vec![sigma; n];
                     sigmas.push(range);
-                    let log_norms = mus
-                        .iter()
-                        .zip(&sigmas)
-                        .map(|(&mu, &s)| {
-                            (gauss::cdf((numeric.hi - mu) / s) - gauss::cdf((numeric.lo - mu) / s)).max(1e-300).ln()
-                        })
-                        .collect();
-                    Column::Numeric { numeric, mus, sigmas, log_norms }
+                    let groups = numeric.step.and_then(|_| Groups::of(&mus, &sigmas));
+                    let (lo, hi) = (numeric.lo, numeric.hi);
+                    let mass = |mu: f64, s: f64| gauss::mass((lo - mu) / s, (hi - mu) / s).max(1e-300);
+                    // Masses first (a loop that vectorises), then their ln.
+                    let masses: Vec<f64> = match &groups {
+                        Some(groups) => groups.per_component(mass),
+                        None => mus.iter().zip(&sigmas).map(|(&mu, &s)| mass(mu, s)).collect(),
+                    };
+                    let log_norms = if numeric.step.is_some() {
+                        let mut ln_mass = LnTable::default();
+                        masses.iter().map(|&m| ln_mass.ln(m)).collect()
+                    } else {
+                        let mut ln_mass = LnMemo::default();
+                        masses.iter().map(|&m| ln_mass.ln(m)).collect()
+                    };
+                    let mut ln_sigma = LnMemo::default();
+                    let ln_sigmas = sigmas.iter().map(|&s| ln_sigma.ln(s)).collect();
+                    Column::Numeric { numeric, mus, sigmas, ln_sigmas, log_norms, groups }
                 }
                 None => {
                     let k = choices(param);
@@ -157,7 +174,10 @@ impl<'a> Mixture<'a> {
                         })
                         .collect();
                     probs.push(vec![1.0 / k as f64; k]);
-                    Column::Choice { probs }
+                    let mut ln_p = LnTable::default();
+                    let log_probs =
+                        probs.iter().map(|row| row.iter().map(|p| ln_p.ln(p.max(1e-300))).collect()).collect();
+                    Column::Choice { probs, log_probs }
                 }
             })
             .collect();
@@ -177,7 +197,7 @@ impl<'a> Mixture<'a> {
                     values.push(value);
                     coords.push(at);
                 }
-                Column::Choice { probs } => {
+                Column::Choice { probs, .. } => {
                     let c = pick(&probs[k], rng.random::<f64>());
                     values.push(category_value(param, c));
                     coords.push(c as f64);
@@ -188,34 +208,106 @@ impl<'a> Mixture<'a> {
     }
 
     /// ln of the mixture's density (mass for grids and choices) at `coords`. O(n·d).
-    fn log_density(&self, coords: &[f64]) -> f64 {
-        let (mut max, mut sum) = (f64::NEG_INFINITY, 0.0);
-        for (k, lw) in self.log_weights.iter().enumerate() {
-            let mut t = *lw;
-            for (column, &x) in self.columns.iter().zip(coords) {
-                t += match column {
-                    Column::Numeric { numeric, mus, sigmas, log_norms } => {
-                        let (mu, s) = (mus[k], sigmas[k]);
-                        match numeric.bin_range(x) {
-                            None => gauss::ln_pdf((x - mu) / s) - s.ln() - log_norms[k],
-                            Some((a, b)) => {
-                                let mass = (gauss::cdf((b - mu) / s) - gauss::cdf((a - mu) / s)).max(1e-300);
-                                mass.ln() - log_norms[k]
-                            }
+    ///
+    /// Column by column into one term per component (each component's terms
+    /// are added in the same order as a row-by-row loop would, so the sums are
+    /// the same bits), then a log-sum-exp over the components. A grid column's
+    /// terms depend only on the grid point, so `scratch` keeps them per point:
+    /// candidates repeat the few points of an int range.
+    fn log_density(&self, coords: &[f64], scratch: &mut Scratch) -> f64 {
+        let Scratch { terms, grid_terms } = scratch;
+        terms.clear();
+        terms.extend_from_slice(&self.log_weights);
+        for (j, (column, &x)) in self.columns.iter().zip(coords).enumerate() {
+            match column {
+                Column::Numeric { numeric, mus, sigmas, ln_sigmas, log_norms, groups } => match numeric.bin_range(x) {
+                    None => {
+                        // Zipped, not indexed: no bounds checks, so the loop vectorises.
+                        let kernels = mus.iter().zip(sigmas).zip(ln_sigmas).zip(log_norms);
+                        for (t, (((&mu, &s), &ln_s), &ln_norm)) in terms.iter_mut().zip(kernels) {
+                            *t += gauss::ln_pdf((x - mu) / s) - ln_s - ln_norm;
                         }
                     }
-                    Column::Choice { probs } => probs[k].get(x as usize).copied().unwrap_or(1e-300).max(1e-300).ln(),
-                };
-            }
-            if t > max {
-                sum = if max.is_finite() { sum * (max - t).exp() + 1.0 } else { 1.0 };
-                max = t;
-            } else {
-                sum += (t - max).exp();
+                    Some((a, b)) => {
+                        let key = (j, x.to_bits());
+                        let at = match grid_terms.iter().position(|(k, _)| *k == key) {
+                            Some(at) => at,
+                            None => {
+                                let mass = |mu: f64, s: f64| gauss::mass((a - mu) / s, (b - mu) / s).max(1e-300);
+                                let masses: Vec<f64> = match groups {
+                                    Some(groups) => groups.per_component(mass),
+                                    None => mus.iter().zip(sigmas).map(|(&mu, &s)| mass(mu, s)).collect(),
+                                };
+                                let mut ln_mass = LnTable::default();
+                                let column_terms = masses
+                                    .iter()
+                                    .zip(log_norms)
+                                    .map(|(&m, &ln_norm)| ln_mass.ln(m) - ln_norm)
+                                    .collect();
+                                grid_terms.push((key, column_terms));
+                                grid_terms.len() - 1
+                            }
+                        };
+                        terms.iter_mut().zip(&grid_terms[at].1).for_each(|(t, c)| *t += c);
+                    }
+                },
+                Column::Choice { log_probs, .. } => {
+                    let floor = 1e-300f64.ln();
+                    for (t, row) in terms.iter_mut().zip(log_probs) {
+                        *t += row.get(x as usize).copied().unwrap_or(floor);
+                    }
+                }
             }
         }
-        if max.is_finite() { max + sum.ln() } else { max }
+        log_sum_exp(terms)
     }
+}
+
+/// A grid column's components grouped by (μ, σ): their centres sit on the
+/// grid points, so an int range with a few values has a few groups, and what
+/// depends only on (μ, σ), such as a bin's mass, is computed once per group
+/// (the same bits as per component).
+struct Groups {
+    /// The distinct (μ, σ), in order of first appearance.
+    keys: Vec<(f64, f64)>,
+    /// Per component, its index in `keys`.
+    of: Vec<usize>,
+}
+
+impl Groups {
+    /// Grouping pays off only with few groups: `None` beyond 64. O(n · groups).
+    fn of(mus: &[f64], sigmas: &[f64]) -> Option<Self> {
+        let mut keys: Vec<(f64, f64)> = Vec::new();
+        let mut of = Vec::with_capacity(mus.len());
+        for (&mu, &s) in mus.iter().zip(sigmas) {
+            let same = |k: &(f64, f64)| k.0.to_bits() == mu.to_bits() && k.1.to_bits() == s.to_bits();
+            let at = match keys.iter().position(same) {
+                Some(at) => at,
+                None if keys.len() < 64 => {
+                    keys.push((mu, s));
+                    keys.len() - 1
+                }
+                None => return None,
+            };
+            of.push(at);
+        }
+        Some(Groups { keys, of })
+    }
+
+    /// `f(μ, σ)` per component, evaluated once per group.
+    fn per_component(&self, f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
+        let values: Vec<f64> = self.keys.iter().map(|&(mu, s)| f(mu, s)).collect();
+        self.of.iter().map(|&g| values[g]).collect()
+    }
+}
+
+/// Buffers one mixture reuses across the candidates of one suggestion.
+#[derive(Default)]
+struct Scratch {
+    /// One term per component.
+    terms: Vec<f64>,
+    /// Per (column, grid point's bits), that column's term per component.
+    grid_terms: Vec<((usize, u64), Vec<f64>)>,
 }
 
 impl Sampler for MultivariateTpe {
@@ -244,10 +336,11 @@ impl MultivariateTpe {
             |group: &[usize]| -> Vec<&Assignment> { group.iter().map(|&i| &history.trials[i].assignment).collect() };
         let l = Mixture::new(space, &points(&below), self.prior_weight);
         let g = Mixture::new(space, &points(&above), self.prior_weight);
+        let (mut l_scratch, mut g_scratch) = (Scratch::default(), Scratch::default());
         let mut best: Option<(f64, Assignment)> = None;
         for _ in 0..self.n_ei_candidates {
             let (value, coords) = l.sample(space, rng);
-            let score = l.log_density(&coords) - g.log_density(&coords);
+            let score = l.log_density(&coords, &mut l_scratch) - g.log_density(&coords, &mut g_scratch);
             if best.as_ref().is_none_or(|(b, _)| score > *b) {
                 best = Some((score, value));
             }
