@@ -89,7 +89,7 @@ fn main() -> ExitCode {
         Command::Pipeline(args) => pipeline_cmd::run(args, cli.output),
         Command::Train { command } => train_cmd::run(command, cli.output),
         Command::Tune(command) => tune_cmd::run(command, cli.output),
-        Command::Registry(args) => registry_cmd::run(args),
+        Command::Registry(args) => registry_cmd::run(args, cli.output),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Tenancy(args) => tenancy_cmd::run(args, cli.output),
         Command::Server(_) => pending::report("kf server", "the composed servers and dashboard (issue #15)"),

@@ -166,8 +166,7 @@ fn sqlite_path(db: &str) -> Option<&str> {
 }
 
 /// Runs `kf registry …`.
-pub fn run(args: Args) -> ExitCode {
-    let output = output_format();
+pub fn run(args: Args, output: OutputFormat) -> ExitCode {
     let (name, result) = match args.command {
         RegistryCommand::Serve { db, files, addr } => ("serve", serve(&db, &files, addr)),
         RegistryCommand::Other(words) => {
@@ -185,13 +184,6 @@ pub fn run(args: Args) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The global `--output` flag. `main` hands `registry` only its own
-/// arguments, so the command line is read again with the same parser (it
-/// parsed once already, so this cannot fail differently).
-fn output_format() -> OutputFormat {
-    <crate::Cli as clap::Parser>::try_parse().map_or(OutputFormat::Text, |cli| cli.output)
 }
 
 fn command_name(command: &RegistryCommand) -> &'static str {
