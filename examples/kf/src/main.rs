@@ -18,6 +18,7 @@ mod pipeline_cmd;
 mod quickstart;
 mod registry_cmd;
 mod serve_cmd;
+mod server;
 mod tenancy_cmd;
 mod train_cmd;
 mod tune_cmd;
@@ -79,7 +80,7 @@ enum Command {
     /// Walk the whole ML lifecycle on embedded defaults, in one command.
     Quickstart(quickstart::QuickstartArgs),
     /// Run the kf APIs and dashboard behind the tenancy layer.
-    Server(pending::Args),
+    Server(server::Args),
 }
 
 fn main() -> ExitCode {
@@ -92,7 +93,7 @@ fn main() -> ExitCode {
         Command::Registry(args) => registry_cmd::run(args, cli.output),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Tenancy(args) => tenancy_cmd::run(args, cli.output),
-        Command::Server(_) => pending::report("kf server", "the composed servers and dashboard (issue #15)"),
+        Command::Server(args) => server::run(args),
         Command::Validate { files } => validate::run(&files, cli.output),
         Command::Fmt { file } => fmt::run(&file),
         Command::Quickstart(args) => quickstart::run(args, cli.output),

@@ -58,10 +58,10 @@ fn help_lists_every_command() {
 
 #[test]
 fn commands_not_built_yet_exit_2_and_name_the_missing_part() {
-    let out = kf(&["server", "run", "--some-flag", "x.yaml"]);
-    assert_eq!(out.status.code(), Some(2), "kf server");
+    let out = kf(&["registry", "frobnicate", "--some-flag", "x.yaml"]);
+    assert_eq!(out.status.code(), Some(2), "kf registry frobnicate");
     let err = stderr(&out);
-    assert!(err.contains("not implemented yet") && err.contains("dashboard"), "kf server: {err}");
+    assert!(err.contains("not implemented yet") && err.contains("models, versions"), "kf registry: {err}");
 }
 
 /// The corpora whose kinds kf models today, with their public file counts.

@@ -1,0 +1,338 @@
+//! `kf server`: the kf APIs on one address, every one behind the tenancy
+//! layer. Wiring only: each crate's router, wrapped in `TenancyLayer` with a
+//! scope saying what its requests touch, mounted by path prefix.
+//!
+//! Mounted today (docs/server.md lists every endpoint):
+//! - `/api/model_registry/…` — kf-registry's REST API (the official
+//!   client's), resource `registeredmodels` in the server's namespace;
+//! - `/v2/…` — kf-serve's OIP v2 API over a model repository, resource
+//!   `inferenceservices` (health probes are public);
+//! - `/api/tenancy/v1/…` — profiles and contributors (KFAM's job);
+//! - `/metrics` — kf-serve's Prometheus metrics, public.
+//!
+//! Not yet: the pipeline and tuning APIs and the dashboard (issue #15).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+
+use axum::{Json, Router};
+use kf_registry::Registry;
+use kf_registry::sqlite::SqliteStore;
+use kf_serve::metrics::Metrics;
+use kf_serve::server::ServerOptions;
+use kf_serve::{Model, ModelRepository, OnnxModel};
+use kf_tenancy::{
+    Access, AccessCheck, ApiTokens, Authenticator, Identity, Profile, ProxyTrust, RequestHead, Role, RoleTable,
+    SqlitePolicyStore, Subject, Tenancy, TenancyLayer,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// `kf server` flags; each also reads `KF_SERVER_*` and, below that, the TOML file.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A TOML file with any of the settings below (flags and environment win).
+    #[arg(long, env = "KF_SERVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where to listen [default: 127.0.0.1:8080].
+    #[arg(long, env = "KF_SERVER_ADDR")]
+    addr: Option<SocketAddr>,
+    /// Where the server keeps its stores [default: ~/.local/share/kf/server].
+    #[arg(long, env = "KF_SERVER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Models to serve: `<dir>/<model>/<version>/model.onnx`.
+    #[arg(long, env = "KF_SERVER_MODEL_REPOSITORY")]
+    model_repository: Option<PathBuf>,
+}
+
+/// The TOML file: every setting, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    addr: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    model_repository: Option<PathBuf>,
+    /// The namespace the registry and the served models belong to (a
+    /// Kubeflow model registry is deployed per namespace) [default: kubeflow].
+    namespace: Option<String>,
+    /// Users (or `group:NAME`) who are cluster admins.
+    #[serde(default)]
+    cluster_admins: Vec<String>,
+    /// Proxies (CIDRs) whose `kubeflow-userid`/`kubeflow-groups` headers are believed.
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    /// API tokens: `token = "user"` (`Authorization: Bearer token`).
+    #[serde(default)]
+    tokens: BTreeMap<String, String>,
+}
+
+/// Runs `kf server` until Ctrl-C or SIGTERM.
+pub fn run(args: Args) -> ExitCode {
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kf server: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: Args) -> anyhow::Result<()> {
+    let config: Config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    let addr = args.addr.or(config.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let data_dir = match args.data_dir.or(config.data_dir.clone()) {
+        Some(dir) => dir,
+        None => std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".local/share/kf/server"))
+            .ok_or_else(|| anyhow::anyhow!("HOME is not set: pass --data-dir"))?,
+    };
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let namespace: &'static str =
+        Box::leak(config.namespace.clone().unwrap_or_else(|| "kubeflow".into()).into_boxed_str());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let admins: Vec<Subject> = config.cluster_admins.iter().map(|a| subject(a)).collect();
+        let db = data_dir.join("tenancy.db");
+        let store = SqlitePolicyStore::open(&db.display().to_string())
+            .await
+            .with_context(|| format!("the policy store {}", db.display()))?;
+        let tenancy = Arc::new(Tenancy::load(store, RoleTable::default(), &admins).await?);
+        let mut authn = Authenticator::new();
+        if !config.trusted_proxies.is_empty() {
+            let proxies: Vec<&str> = config.trusted_proxies.iter().map(String::as_str).collect();
+            authn = authn.with_proxy(ProxyTrust::parse(&proxies)?);
+        }
+        let mut tokens = ApiTokens::new();
+        for (token, user) in &config.tokens {
+            tokens.insert(token, Identity::user(user.clone()));
+        }
+        authn = authn.with_tokens(tokens);
+        let guard = |router: Router, scope: fn(&RequestHead<'_>, &'static str) -> Access<'static>| {
+            router.layer(TenancyLayer::new(authn.clone(), tenancy.policy(), move |head| scope(head, namespace)))
+        };
+
+        let registry_db = data_dir.join("registry.db");
+        let registry = SqliteStore::open(&registry_db.display().to_string())
+            .await
+            .with_context(|| format!("the registry database {}", registry_db.display()))?;
+        let registry = guard(kf_registry::server::router(Arc::new(Registry::new(registry))), registry_scope);
+
+        let repo = Arc::new(ModelRepository::new());
+        if let Some(dir) = args.model_repository.as_ref().or(config.model_repository.as_ref()) {
+            let load = |name: &str, path: &std::path::Path| -> kf_serve::Result<Arc<dyn Model>> {
+                Ok(Arc::new(OnnxModel::load(name, path)?))
+            };
+            repo.load_dir(dir, load).with_context(|| format!("the model repository {}", dir.display()))?;
+        }
+        let metrics = Arc::new(Metrics::default());
+        let oip = guard(kf_serve::server::router(repo, metrics, ServerOptions::default()), oip_scope);
+        let admin = guard(tenancy_api(tenancy.clone()), tenancy_scope);
+
+        // Each API keeps its own paths and fallback, so the top level only
+        // picks one by prefix (nesting would strip paths or leak captures).
+        let app = Router::new().fallback(move |request: axum::extract::Request| {
+            let path = request.uri().path();
+            let api = if path.starts_with("/api/model_registry/") {
+                Some(registry.clone())
+            } else if path == "/v2" || path.starts_with("/v2/") || path == "/metrics" {
+                Some(oip.clone())
+            } else if path.starts_with("/api/tenancy/v1/") {
+                Some(admin.clone())
+            } else {
+                None
+            };
+            async move {
+                match api {
+                    Some(api) => match tower::ServiceExt::oneshot(api, request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
+                    None => error(StatusCode::NOT_FOUND, format!("no kf API at {}", request.uri().path())),
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let bound = listener.local_addr()?;
+        eprintln!("kf server: listening on http://{bound} (data in {}; namespace {namespace})", data_dir.display());
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(kf_serve::server::shutdown_signal())
+            .await?;
+        anyhow::Ok(())
+    })
+}
+
+/// `alice` → a user, `group:ml` → a group.
+fn subject(text: &str) -> Subject {
+    match text.strip_prefix("group:") {
+        Some(group) => Subject::Group(group.to_owned()),
+        None => Subject::User(text.to_owned()),
+    }
+}
+
+fn registry_scope(head: &RequestHead<'_>, namespace: &'static str) -> Access<'static> {
+    Access::Namespaced { namespace: namespace.into(), resource: "registeredmodels".into(), verb: head.verb() }
+}
+
+fn oip_scope(head: &RequestHead<'_>, namespace: &'static str) -> Access<'static> {
+    match (head.path_segment(0), head.path_segment(1)) {
+        (Some("v2"), Some("health")) | (Some("metrics"), None) => Access::Public,
+        _ => {
+            Access::Namespaced { namespace: namespace.into(), resource: "inferenceservices".into(), verb: head.verb() }
+        }
+    }
+}
+
+/// Profiles: listing shows what the caller may see; creating one is for
+/// cluster admins; contributors change through `Tenancy::grant`/`revoke`,
+/// which refuse anyone who is not the owner or an admin of the namespace and
+/// any grant above the granter's own role.
+fn tenancy_scope(head: &RequestHead<'_>, _namespace: &'static str) -> Access<'static> {
+    // /api/tenancy/v1/profiles: segment 4 is a namespace when there is one.
+    match (head.verb(), head.path_segment(4)) {
+        (kf_tenancy::Verb::Create, None) => Access::ClusterAdmin,
+        _ => Access::Authenticated,
+    }
+}
+
+type SharedTenancy = Arc<Tenancy<SqlitePolicyStore>>;
+
+fn tenancy_api(tenancy: SharedTenancy) -> Router {
+    Router::new()
+        .route("/api/tenancy/v1/profiles", get(list_profiles).post(create_profile))
+        .route("/api/tenancy/v1/profiles/{namespace}/contributors/{user}", put(grant).delete(revoke))
+        .with_state(tenancy)
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({"error": message.to_string()}))).into_response()
+}
+
+/// A tenancy error as HTTP: refusals 403, unknown namespaces 404, the rest 400/500.
+fn tenancy_error(err: kf_tenancy::Error) -> Response {
+    let status = match &err {
+        kf_tenancy::Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+        kf_tenancy::Error::NotFound { .. } => StatusCode::NOT_FOUND,
+        kf_tenancy::Error::Conflict { .. } => StatusCode::CONFLICT,
+        kf_tenancy::Error::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error(status, err)
+}
+
+fn subject_json(subject: &Subject) -> Value {
+    match subject {
+        Subject::User(name) => json!({"kind": "User", "name": name}),
+        Subject::Group(name) => json!({"kind": "Group", "name": name}),
+        Subject::ServiceAccount { namespace, name } => {
+            json!({"kind": "ServiceAccount", "namespace": namespace, "name": name})
+        }
+    }
+}
+
+async fn list_profiles(State(tenancy): State<SharedTenancy>, Extension(access): Extension<AccessCheck>) -> Response {
+    match tenancy.profiles().await {
+        Ok(records) => {
+            let visible = access.filter_visible(records, "profiles", |r| r.namespace.as_str());
+            let items: Vec<Value> = visible
+                .iter()
+                .map(|r| {
+                    let contributors: Vec<Value> = r
+                        .bindings
+                        .iter()
+                        .map(|(s, role)| json!({"subject": subject_json(s), "role": role.as_str()}))
+                        .collect();
+                    json!({"name": r.namespace, "owner": subject_json(&r.owner), "contributors": contributors})
+                })
+                .collect();
+            Json(json!({"items": items})).into_response()
+        }
+        Err(err) => tenancy_error(err),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProfile {
+    name: String,
+    owner: String,
+}
+
+async fn create_profile(State(tenancy): State<SharedTenancy>, body: axum::body::Bytes) -> Response {
+    let new: NewProfile = match serde_json::from_slice(&body) {
+        Ok(new) => new,
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("body: {err}")),
+    };
+    let owner = subject(&new.owner);
+    let (kind, name) = match &owner {
+        Subject::Group(g) => ("Group", g.clone()),
+        _ => ("User", new.owner.clone()),
+    };
+    let profile = match Profile::from_value(json!({
+        "apiVersion": "kubeflow.org/v1", "kind": "Profile", "metadata": {"name": new.name},
+        "spec": {"owner": {"kind": kind, "name": name}},
+    })) {
+        Ok(p) => p,
+        Err(err) => return error(StatusCode::BAD_REQUEST, err),
+    };
+    match tenancy.create_profile(&profile).await {
+        Ok(()) => (StatusCode::CREATED, Json(json!({"name": new.name, "owner": subject_json(&owner)}))).into_response(),
+        Err(err) => tenancy_error(err),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Grant {
+    role: String,
+}
+
+async fn grant(
+    State(tenancy): State<SharedTenancy>,
+    Extension(access): Extension<AccessCheck>,
+    Path((namespace, user)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let grant: Grant = match serde_json::from_slice(&body) {
+        Ok(g) => g,
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("body: {err}")),
+    };
+    let role: Role = match grant.role.parse() {
+        Ok(role) => role,
+        Err(err) => return error(StatusCode::BAD_REQUEST, err),
+    };
+    match tenancy.grant(access.identity(), &namespace, &subject(&user), role).await {
+        Ok(decision) if decision.allowed => {
+            Json(json!({"namespace": namespace, "subject": subject_json(&subject(&user)), "role": role.as_str()}))
+                .into_response()
+        }
+        Ok(decision) => error(StatusCode::FORBIDDEN, decision.reason),
+        Err(err) => tenancy_error(err),
+    }
+}
+
+async fn revoke(
+    State(tenancy): State<SharedTenancy>,
+    Extension(access): Extension<AccessCheck>,
+    Path((namespace, user)): Path<(String, String)>,
+) -> Response {
+    match tenancy.revoke(access.identity(), &namespace, &subject(&user)).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("{user} is not a contributor of {namespace}")),
+        Err(err) => tenancy_error(err),
+    }
+}

@@ -1,0 +1,139 @@
+//! `kf server` as a user runs it: a TOML config, one address, every API
+//! behind the tenancy layer; tested over real HTTP on 127.0.0.1:0.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+/// A running `kf server`, killed on drop.
+struct Server {
+    child: Child,
+    host: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &std::path::Path, config: &str) -> Server {
+    let models = dir.join("models/iris/1");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/models/iris-logreg.onnx");
+    std::fs::copy(model, models.join("model.onnx")).expect("the iris model");
+    let config_path = dir.join("kf.toml");
+    std::fs::write(&config_path, format!("model_repository = {:?}\n{config}", dir.join("models"))).expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kf"))
+        .args(["server", "--addr", "127.0.0.1:0", "--config"])
+        .arg(&config_path)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kf server starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let host = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("http://").nth(1).map(|r| r.split_whitespace().next().unwrap_or("").to_owned()))
+        .expect("kf server says where it listens");
+    Server { child, host }
+}
+
+/// One request; the status and the body.
+fn call(server: &Server, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(&server.host).expect("connect");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        server.host,
+        body.len()
+    )
+    .expect("send");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("reply");
+    let status = reply.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+const CONFIG: &str = r#"
+namespace = "team-a"
+cluster_admins = ["root"]
+[tokens]
+t-root = "root"
+t-alice = "alice"
+t-bob = "bob"
+"#;
+
+#[test]
+fn every_api_answers_only_whom_the_policy_allows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = start(dir.path(), CONFIG);
+    let registry = "/api/model_registry/v1alpha3/registered_models";
+    let profiles = "/api/tenancy/v1/profiles";
+    let bob = "/api/tenancy/v1/profiles/team-a/contributors/bob";
+
+    // Probes are public; everything else needs a caller.
+    assert_eq!(call(&s, "GET", "/v2/health/ready", None, "").0, 200);
+    assert_eq!(call(&s, "GET", "/metrics", None, "").0, 200);
+    assert_eq!(call(&s, "GET", registry, None, "").0, 401);
+    assert_eq!(call(&s, "GET", registry, Some("forged"), "").0, 401);
+
+    // Only cluster admins create profiles.
+    let profile = r#"{"name": "team-a", "owner": "alice"}"#;
+    assert_eq!(call(&s, "POST", profiles, Some("t-alice"), profile).0, 403);
+    assert_eq!(call(&s, "POST", profiles, Some("t-root"), profile).0, 201);
+
+    // The owner uses the registry and the models; a stranger cannot, nor add himself.
+    assert_eq!(call(&s, "POST", registry, Some("t-alice"), r#"{"name": "iris"}"#).0, 201);
+    assert_eq!(call(&s, "GET", registry, Some("t-bob"), "").0, 403);
+    assert_eq!(call(&s, "PUT", bob, Some("t-bob"), r#"{"role": "admin"}"#).0, 403);
+    let infer = r#"{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}"#;
+    let (status, answer) = call(&s, "POST", "/v2/models/iris/infer", Some("t-alice"), infer);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("probabilities"), "{answer}");
+    assert_eq!(call(&s, "POST", "/v2/models/iris/infer", Some("t-bob"), infer).0, 403);
+
+    // A viewer reads but does not write, and cannot raise his own role.
+    assert_eq!(call(&s, "PUT", bob, Some("t-alice"), r#"{"role": "view"}"#).0, 200);
+    let (status, listed) = call(&s, "GET", registry, Some("t-bob"), "");
+    assert!(status == 200 && listed.contains("iris"), "{status} {listed}");
+    assert_eq!(call(&s, "POST", registry, Some("t-bob"), r#"{"name": "other"}"#).0, 403);
+    assert_eq!(call(&s, "PUT", bob, Some("t-bob"), r#"{"role": "edit"}"#).0, 403);
+    let (_, visible) = call(&s, "GET", profiles, Some("t-bob"), "");
+    assert!(visible.contains("team-a"), "{visible}");
+
+    // Revoked, he is a stranger again; unknown paths are 404 with a JSON body.
+    assert_eq!(call(&s, "DELETE", bob, Some("t-alice"), "").0, 204);
+    assert_eq!(call(&s, "GET", registry, Some("t-bob"), "").0, 403);
+    let (_, hidden) = call(&s, "GET", profiles, Some("t-bob"), "");
+    assert!(!hidden.contains("team-a"), "{hidden}");
+    let (status, body) = call(&s, "GET", "/nope", Some("t-alice"), "");
+    assert!(status == 404 && body.contains("no kf API"), "{status} {body}");
+}
+
+#[test]
+fn bad_configuration_is_named_and_a_busy_port_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("kf.toml");
+    std::fs::write(&config, "adress = \"127.0.0.1:1\"\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_kf")).args(["server", "--config"]).arg(&config).output().expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("kf.toml") && err.contains("adress"), "{err}");
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_kf"))
+        .args(["server", "--addr", &addr, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&addr), "{err}");
+}
