@@ -4,7 +4,8 @@
 //!
 //! Mounted today (docs/server.md lists every endpoint):
 //! - `/api/model_registry/…` — kf-registry's REST API (the official
-//!   client's), resource `registeredmodels` in the server's namespace;
+//!   client's), and `/api/kf_registry/v1/…` its model-file endpoints,
+//!   resource `registeredmodels` in the server's namespace;
 //! - `/v2/…` — kf-serve's OIP v2 API over a model repository, resource
 //!   `inferenceservices` (health probes are public);
 //! - `/api/tenancy/v1/…` — profiles and contributors (KFAM's job);
@@ -61,6 +62,9 @@ struct Config {
     addr: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     model_repository: Option<PathBuf>,
+    /// Where registered model files go (a directory, `file://`, `s3://…`)
+    /// [default: <data_dir>/registry-files].
+    registry_files: Option<String>,
     /// The namespace the registry and the served models belong to (a
     /// Kubeflow model registry is deployed per namespace) [default: kubeflow].
     namespace: Option<String>,
@@ -130,7 +134,14 @@ fn serve(args: Args) -> anyhow::Result<()> {
         let registry = SqliteStore::open(&registry_db.display().to_string())
             .await
             .with_context(|| format!("the registry database {}", registry_db.display()))?;
-        let registry = guard(kf_registry::server::router(Arc::new(Registry::new(registry))), registry_scope);
+        let files = match &config.registry_files {
+            Some(url) => url.clone(),
+            None => data_dir.join("registry-files").display().to_string(),
+        };
+        let files = kf_registry::artifact_store::ArtifactStore::from_url(&files)
+            .with_context(|| format!("the registry's file store {files}"))?;
+        let registry = kf_registry::server::router_with_artifacts(Arc::new(Registry::new(registry)), Some(files));
+        let registry = guard(registry, registry_scope);
 
         let repo = Arc::new(ModelRepository::new());
         if let Some(dir) = args.model_repository.as_ref().or(config.model_repository.as_ref()) {
@@ -147,7 +158,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         // picks one by prefix (nesting would strip paths or leak captures).
         let app = Router::new().fallback(move |request: axum::extract::Request| {
             let path = request.uri().path();
-            let api = if path.starts_with("/api/model_registry/") {
+            let api = if path.starts_with("/api/model_registry/") || path.starts_with("/api/kf_registry/") {
                 Some(registry.clone())
             } else if path == "/v2" || path.starts_with("/v2/") || path == "/metrics" {
                 Some(oip.clone())

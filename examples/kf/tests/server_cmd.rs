@@ -62,6 +62,18 @@ fn call(server: &Server, method: &str, path: &str, token: Option<&str>, body: &s
     (status, body)
 }
 
+/// The id of the first registered model.
+fn registered_id(server: &Server) -> String {
+    let (_, listed) = call(server, "GET", "/api/model_registry/v1alpha3/registered_models", Some("t-alice"), "");
+    let value: serde_json::Value = serde_json::from_str(&listed).expect("JSON");
+    value["items"][0]["id"].as_str().expect("an id").to_owned()
+}
+
+fn json_field(body: &str, field: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    value[field].as_str().expect("a string field").to_owned()
+}
+
 const CONFIG: &str = r#"
 namespace = "team-a"
 cluster_admins = ["root"]
@@ -99,6 +111,22 @@ fn every_api_answers_only_whom_the_policy_allows() {
     assert_eq!(status, 200, "{answer}");
     assert!(answer.contains("probabilities"), "{answer}");
     assert_eq!(call(&s, "POST", "/v2/models/iris/infer", Some("t-bob"), infer).0, 403);
+
+    // Model files go through the same gate.
+    let (status, version) = call(
+        &s,
+        "POST",
+        "/api/model_registry/v1alpha3/model_versions",
+        Some("t-alice"),
+        &format!(r#"{{"name": "v1", "registeredModelId": "{}"}}"#, registered_id(&s)),
+    );
+    assert_eq!(status, 201, "{version}");
+    let version_id = json_field(&version, "id");
+    let file = format!("/api/kf_registry/v1/model_versions/{version_id}/files/model.onnx");
+    assert_eq!(call(&s, "PUT", &file, Some("t-bob"), "weights").0, 403);
+    let (status, stored) = call(&s, "PUT", &file, Some("t-alice"), "weights");
+    assert!(status == 201 || status == 200, "{status} {stored}");
+    assert_eq!(call(&s, "GET", &file, Some("t-alice"), ""), (200, "weights".to_owned()));
 
     // A viewer reads but does not write, and cannot raise his own role.
     assert_eq!(call(&s, "PUT", bob, Some("t-alice"), r#"{"role": "view"}"#).0, 200);
