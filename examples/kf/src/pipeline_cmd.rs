@@ -233,15 +233,19 @@ fn dispatch(args: Args, output: OutputFormat) -> Result<ExitCode, String> {
 /// document has `pipelineInfo` and `root`, kf's own format otherwise.
 fn load(file: &Path) -> Result<(Plan, SavedPipeline), String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: cannot read file: {e}", file.display()))?;
-    let in_file = |e: kf_dag::Error| format!("{}: {e}", file.display());
-    let docs = crate::documents::yaml_values(&text).unwrap_or_default();
+    parse(&text).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// A pipeline from its text (see [`load`]), validated into a plan.
+pub(crate) fn parse(text: &str) -> Result<(Plan, SavedPipeline), String> {
+    let docs = crate::documents::yaml_values(text).unwrap_or_default();
     let is_kfp = docs.first().is_some_and(|d| d.get("pipelineInfo").is_some() && d.get("root").is_some());
     let saved = if is_kfp {
-        SavedPipeline::Kfp(Box::new(KfpPipeline::from_values(&docs).map_err(in_file)?))
+        SavedPipeline::Kfp(Box::new(KfpPipeline::from_values(&docs).map_err(|e| e.to_string())?))
     } else {
-        SavedPipeline::Kf(Box::new(kf_dag::format::from_str(&text).map_err(in_file)?))
+        SavedPipeline::Kf(Box::new(kf_dag::format::from_str(text).map_err(|e| e.to_string())?))
     };
-    let plan = Plan::new(saved.to_pipeline().map_err(in_file)?).map_err(in_file)?;
+    let plan = Plan::new(saved.to_pipeline().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     Ok((plan, saved))
 }
 

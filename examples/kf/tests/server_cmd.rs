@@ -165,3 +165,61 @@ fn bad_configuration_is_named_and_a_busy_port_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains(&addr), "{err}");
 }
+
+const TALK: &str = "name: talk\ncomponents:\n  speak:\n    container:\n      image: alpine\n      command: [sh, -c, 'echo hello from kf']\ntasks:\n  speak: {component: speak}\n";
+const SLOW: &str = "name: slow\ncomponents:\n  wait:\n    container:\n      image: alpine\n      command: [sh, -c, 'sleep 30']\ntasks:\n  wait: {component: wait}\n";
+
+/// Polls a run until it leaves running (at most ~20 s).
+fn finished(s: &Server, path: &str) -> serde_json::Value {
+    for _ in 0..200 {
+        let (status, body) = call(s, "GET", path, Some("t-alice"), "");
+        assert_eq!(status, 200, "{body}");
+        let run: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        if run["state"].as_str().is_some_and(|state| state != "running") {
+            return run;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{path} did not finish");
+}
+
+#[test]
+fn pipeline_runs_belong_to_their_namespace() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = start(dir.path(), CONFIG);
+    assert_eq!(
+        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
+        201
+    );
+    let runs = "/api/pipelines/v1/namespaces/team-a/runs";
+    let submit = |pipeline: &str, id: &str| serde_json::json!({"pipeline": pipeline, "run_id": id}).to_string();
+
+    let (status, body) = call(&s, "POST", runs, Some("t-alice"), &submit(TALK, "talk-1"));
+    assert_eq!(status, 201, "{body}");
+    let run = finished(&s, &format!("{runs}/talk-1"));
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["tasks"]["speak"]["state"], "succeeded", "{run}");
+    let (status, log) = call(&s, "GET", &format!("{runs}/talk-1/tasks/speak/logs"), Some("t-alice"), "");
+    assert_eq!((status, log.as_str()), (200, "hello from kf\n"));
+    let (_, listed) = call(&s, "GET", runs, Some("t-alice"), "");
+    assert!(listed.contains("talk-1"), "{listed}");
+
+    // Strangers see nothing of it; nobody runs in a namespace without a profile.
+    assert_eq!(call(&s, "GET", runs, Some("t-bob"), "").0, 403);
+    assert_eq!(call(&s, "GET", &format!("{runs}/talk-1/tasks/speak/logs"), Some("t-bob"), "").0, 403);
+    assert_eq!(call(&s, "POST", runs, Some("t-bob"), &submit(TALK, "mine")).0, 403);
+    let other = "/api/pipelines/v1/namespaces/team-b/runs";
+    assert_eq!(call(&s, "POST", other, Some("t-alice"), &submit(TALK, "elsewhere")).0, 403);
+
+    // Bad input is named; a run id is used once; a run in flight can be cancelled.
+    let (status, body) =
+        call(&s, "POST", runs, Some("t-alice"), &submit("name: x\ntasks: {a: {component: nope}}", "bad"));
+    assert!(status == 400 && body.contains("componentRef"), "{status} {body}");
+    assert_eq!(call(&s, "POST", runs, Some("t-alice"), &submit(TALK, "talk-1")).0, 409);
+    assert_eq!(call(&s, "POST", runs, Some("t-alice"), &submit(SLOW, "slow-1")).0, 201);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(call(&s, "POST", &format!("{runs}/slow-1/cancel"), Some("t-alice"), "").0, 202);
+    let run = finished(&s, &format!("{runs}/slow-1"));
+    assert_eq!(run["state"], "cancelled", "{run}");
+    assert_eq!(call(&s, "POST", &format!("{runs}/slow-1/cancel"), Some("t-alice"), "").0, 404);
+}

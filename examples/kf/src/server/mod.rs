@@ -9,9 +9,13 @@
 //! - `/v2/…` — kf-serve's OIP v2 API over a model repository, resource
 //!   `inferenceservices` (health probes are public);
 //! - `/api/tenancy/v1/…` — profiles and contributors (KFAM's job);
+//! - `/api/pipelines/v1/namespaces/{ns}/runs…` — submit, list, get and
+//!   cancel pipeline runs and read task logs, resource `runs` in `ns`;
 //! - `/metrics` — kf-serve's Prometheus metrics, public.
 //!
-//! Not yet: the pipeline and tuning APIs and the dashboard (issue #15).
+//! Not yet: the tuning API and the dashboard (issue #15).
+
+mod pipelines;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -126,7 +130,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
             tokens.insert(token, Identity::user(user.clone()));
         }
         authn = authn.with_tokens(tokens);
-        let guard = |router: Router, scope: fn(&RequestHead<'_>, &'static str) -> Access<'static>| {
+        let guard = |router: Router, scope: for<'a> fn(&RequestHead<'a>, &'static str) -> Access<'a>| {
             router.layer(TenancyLayer::new(authn.clone(), tenancy.policy(), move |head| scope(head, namespace)))
         };
 
@@ -153,6 +157,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         let metrics = Arc::new(Metrics::default());
         let oip = guard(kf_serve::server::router(repo, metrics, ServerOptions::default()), oip_scope);
         let admin = guard(tenancy_api(tenancy.clone()), tenancy_scope);
+        let runs = guard(pipelines::router(data_dir.join("pipelines")), pipelines_scope);
 
         // Each API keeps its own paths and fallback, so the top level only
         // picks one by prefix (nesting would strip paths or leak captures).
@@ -164,6 +169,8 @@ fn serve(args: Args) -> anyhow::Result<()> {
                 Some(oip.clone())
             } else if path.starts_with("/api/tenancy/v1/") {
                 Some(admin.clone())
+            } else if path.starts_with("/api/pipelines/v1/") {
+                Some(runs.clone())
             } else {
                 None
             };
@@ -195,11 +202,11 @@ fn subject(text: &str) -> Subject {
     }
 }
 
-fn registry_scope(head: &RequestHead<'_>, namespace: &'static str) -> Access<'static> {
+fn registry_scope<'a>(head: &RequestHead<'a>, namespace: &'static str) -> Access<'a> {
     Access::Namespaced { namespace: namespace.into(), resource: "registeredmodels".into(), verb: head.verb() }
 }
 
-fn oip_scope(head: &RequestHead<'_>, namespace: &'static str) -> Access<'static> {
+fn oip_scope<'a>(head: &RequestHead<'a>, namespace: &'static str) -> Access<'a> {
     match (head.path_segment(0), head.path_segment(1)) {
         (Some("v2"), Some("health")) | (Some("metrics"), None) => Access::Public,
         _ => {
@@ -208,11 +215,21 @@ fn oip_scope(head: &RequestHead<'_>, namespace: &'static str) -> Access<'static>
     }
 }
 
+/// `/api/pipelines/v1/namespaces/{ns}/…`: resource `runs` in `ns`.
+fn pipelines_scope<'a>(head: &RequestHead<'a>, _namespace: &'static str) -> Access<'a> {
+    match (head.path_segment(3), head.path_segment(4)) {
+        (Some("namespaces"), Some(ns)) => {
+            Access::Namespaced { namespace: ns.into(), resource: "runs".into(), verb: head.verb() }
+        }
+        _ => Access::ClusterAdmin,
+    }
+}
+
 /// Profiles: listing shows what the caller may see; creating one is for
 /// cluster admins; contributors change through `Tenancy::grant`/`revoke`,
 /// which refuse anyone who is not the owner or an admin of the namespace and
 /// any grant above the granter's own role.
-fn tenancy_scope(head: &RequestHead<'_>, _namespace: &'static str) -> Access<'static> {
+fn tenancy_scope<'a>(head: &RequestHead<'a>, _namespace: &'static str) -> Access<'a> {
     // /api/tenancy/v1/profiles: segment 4 is a namespace when there is one.
     match (head.verb(), head.path_segment(4)) {
         (kf_tenancy::Verb::Create, None) => Access::ClusterAdmin,

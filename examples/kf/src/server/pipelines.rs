@@ -1,0 +1,205 @@
+//! The pipeline API of `kf server`: submit, list, get and cancel runs, and
+//! read task logs, per namespace. Each namespace keeps its runs in its own
+//! kf-dag store (`<data_dir>/pipelines/<namespace>`), so one namespace's
+//! runs, logs and artifacts are never reachable from another's paths; the
+//! tenancy layer decides who may touch a namespace (resource `runs`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kf_dag::exec::{CancelHandle, RunRequest};
+use kf_dag::local::{LocalRuns, SavedPipeline};
+use kf_dag::runner::{FunctionRunner, KfpRunner};
+use kf_dag::{Plan, encoding};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error;
+
+/// Where the API keeps runs, and the runs in flight (for cancel).
+pub struct Pipelines {
+    root: PathBuf,
+    active: Mutex<HashMap<(String, String), CancelHandle>>,
+}
+
+type Shared = Arc<Pipelines>;
+
+/// The routes, under `/api/pipelines/v1/namespaces/{namespace}/runs`.
+pub fn router(root: PathBuf) -> Router {
+    let state = Arc::new(Pipelines { root, active: Mutex::new(HashMap::new()) });
+    Router::new()
+        .route("/api/pipelines/v1/namespaces/{ns}/runs", post(submit).get(list))
+        .route("/api/pipelines/v1/namespaces/{ns}/runs/{run}", get(fetch))
+        .route("/api/pipelines/v1/namespaces/{ns}/runs/{run}/cancel", post(cancel))
+        .route("/api/pipelines/v1/namespaces/{ns}/runs/{run}/tasks/{task}/logs", get(logs))
+        .with_state(state)
+}
+
+impl Pipelines {
+    /// The namespace's store; the name must be a DNS label (what a Profile name is).
+    fn runs(&self, namespace: &str) -> Result<LocalRuns, Response> {
+        let label = !namespace.is_empty()
+            && namespace.len() <= 63
+            && namespace.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !label {
+            return Err(error(StatusCode::BAD_REQUEST, format!("namespace {namespace:?} is not a DNS label")));
+        }
+        LocalRuns::open(&self.root.join(namespace).display().to_string())
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Submit {
+    /// The pipeline: kf's format or KFP IR YAML, as text.
+    pipeline: String,
+    #[serde(default)]
+    parameters: serde_json::Map<String, Value>,
+    run_id: Option<String>,
+}
+
+async fn submit(State(api): State<Shared>, Path(ns): Path<String>, body: axum::body::Bytes) -> Response {
+    let submit: Submit = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+    };
+    let (plan, saved) = match crate::pipeline_cmd::parse(&submit.pipeline) {
+        Ok(parsed) => parsed,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("pipeline: {e}")),
+    };
+    let runs = match api.runs(&ns) {
+        Ok(runs) => runs,
+        Err(response) => return response,
+    };
+    let executor = match &saved {
+        SavedPipeline::Kf(_) => runs.executor(FunctionRunner::new(), true),
+        SavedPipeline::Kfp(_) => runs.executor_with(KfpRunner::new(runs.work_dir()), FunctionRunner::new(), true),
+    };
+    let cancel = CancelHandle::new();
+    let executor = match executor {
+        Ok(executor) => executor.cancel_handle(cancel.clone()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let id = submit.run_id.unwrap_or_else(|| {
+        let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+        format!("{}-{ms}", plan.pipeline().name)
+    });
+    if let Err(e) = runs.save_pipeline(&id, &saved) {
+        return error(StatusCode::CONFLICT, e);
+    }
+    let parameters = submit.parameters.into_iter().collect();
+    let request = RunRequest { id: Some(id.clone()), parameters };
+    let key = (ns.clone(), id.clone());
+    if let Ok(mut active) = api.active.lock() {
+        active.insert(key.clone(), cancel);
+    }
+    let plan: Arc<Plan> = Arc::new(plan);
+    let finished = api.clone();
+    tokio::spawn(async move {
+        // The journal records how the run ends; an error here is already in it or in the log.
+        if let Err(e) = executor.run(plan, request).await {
+            tracing::warn!("run {}/{}: {e}", key.0, key.1);
+        }
+        if let Ok(mut active) = finished.active.lock() {
+            active.remove(&key);
+        }
+    });
+    (StatusCode::CREATED, Json(json!({"namespace": ns, "run": id}))).into_response()
+}
+
+async fn list(State(api): State<Shared>, Path(ns): Path<String>) -> Response {
+    let runs = match api.runs(&ns) {
+        Ok(runs) => runs,
+        Err(response) => return response,
+    };
+    match runs.list() {
+        Ok(listing) => {
+            let items: Vec<Value> = listing
+                .iter()
+                .map(|r| {
+                    json!({"run": r.record.id, "pipeline": r.record.pipeline, "created_ms": r.record.created_ms,
+                           "state": r.state.map(encoding::run_state_str)})
+                })
+                .collect();
+            Json(json!({"items": items})).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn fetch(State(api): State<Shared>, Path((ns, run)): Path<(String, String)>) -> Response {
+    let runs = match api.runs(&ns) {
+        Ok(runs) => runs,
+        Err(response) => return response,
+    };
+    let Some(record) = runs.list().ok().and_then(|l| l.into_iter().find(|r| r.record.id == run)) else {
+        return error(StatusCode::NOT_FOUND, format!("no run {run:?} in namespace {ns}"));
+    };
+    use kf_dag::store::RunStoreExt;
+    let snapshot = match runs.run_store().snapshot(&run) {
+        Ok(snapshot) => snapshot,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let tasks: serde_json::Map<String, Value> = snapshot
+        .tasks
+        .iter()
+        .map(|(path, t)| (path.clone(), json!({"state": t.state.as_str(), "attempt": t.attempt, "message": t.message})))
+        .collect();
+    Json(json!({"run": run, "pipeline": record.record.pipeline, "state": record.state.map(encoding::run_state_str),
+                "tasks": tasks}))
+    .into_response()
+}
+
+async fn cancel(State(api): State<Shared>, Path((ns, run)): Path<(String, String)>) -> Response {
+    let handle = api.active.lock().ok().and_then(|active| active.get(&(ns.clone(), run.clone())).cloned());
+    match handle {
+        Some(handle) => {
+            handle.cancel();
+            (StatusCode::ACCEPTED, Json(json!({"run": run, "cancelling": true}))).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, format!("no run {run:?} in flight in namespace {ns}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    attempt: Option<u32>,
+    stream: Option<String>,
+}
+
+async fn logs(
+    State(api): State<Shared>,
+    Path((ns, run, task)): Path<(String, String, String)>,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    let runs = match api.runs(&ns) {
+        Ok(runs) => runs,
+        Err(response) => return response,
+    };
+    let stream = match q.stream.as_deref().unwrap_or("stdout") {
+        s @ ("stdout" | "stderr") => s,
+        other => return error(StatusCode::BAD_REQUEST, format!("stream: expected stdout or stderr, found {other:?}")),
+    };
+    // Task paths are `a.b[2].c`; their artifacts live under one segment per level.
+    let mut segments: Vec<String> = task.split('.').map(str::to_owned).collect();
+    segments.push(".logs".into());
+    let name = format!("attempt-{}.{stream}", q.attempt.unwrap_or(1));
+    let location = match runs.artifacts().location(&run, &segments, &name) {
+        Ok(location) => location,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match runs.artifacts().get_at(&location).await {
+        Ok(bytes) => (StatusCode::OK, [("content-type", "text/plain; charset=utf-8")], bytes).into_response(),
+        Err(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("no {stream} for task {task:?} of run {run:?} (attempt {})", q.attempt.unwrap_or(1)),
+        ),
+    }
+}
