@@ -43,15 +43,24 @@ pub fn router(root: PathBuf) -> Router {
 
 impl Pipelines {
     /// The namespace's store; the name must be a DNS label (what a Profile name is).
-    fn runs(&self, namespace: &str) -> Result<LocalRuns, Response> {
+    fn runs(&self, namespace: &str) -> Result<LocalRuns, ApiError> {
         let label = !namespace.is_empty()
             && namespace.len() <= 63
             && namespace.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !label {
-            return Err(error(StatusCode::BAD_REQUEST, format!("namespace {namespace:?} is not a DNS label")));
+            return Err(ApiError(StatusCode::BAD_REQUEST, format!("namespace {namespace:?} is not a DNS label")));
         }
         LocalRuns::open(&self.root.join(namespace).display().to_string())
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    }
+}
+
+/// A refusal before any work: its status and message.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
     }
 }
 
@@ -76,7 +85,7 @@ async fn submit(State(api): State<Shared>, Path(ns): Path<String>, body: axum::b
     };
     let runs = match api.runs(&ns) {
         Ok(runs) => runs,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let executor = match &saved {
         SavedPipeline::Kf(_) => runs.executor(FunctionRunner::new(), true),
@@ -117,7 +126,7 @@ async fn submit(State(api): State<Shared>, Path(ns): Path<String>, body: axum::b
 async fn list(State(api): State<Shared>, Path(ns): Path<String>) -> Response {
     let runs = match api.runs(&ns) {
         Ok(runs) => runs,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     match runs.list() {
         Ok(listing) => {
@@ -137,7 +146,7 @@ async fn list(State(api): State<Shared>, Path(ns): Path<String>) -> Response {
 async fn fetch(State(api): State<Shared>, Path((ns, run)): Path<(String, String)>) -> Response {
     let runs = match api.runs(&ns) {
         Ok(runs) => runs,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let Some(record) = runs.list().ok().and_then(|l| l.into_iter().find(|r| r.record.id == run)) else {
         return error(StatusCode::NOT_FOUND, format!("no run {run:?} in namespace {ns}"));
@@ -181,7 +190,7 @@ async fn logs(
 ) -> Response {
     let runs = match api.runs(&ns) {
         Ok(runs) => runs,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let stream = match q.stream.as_deref().unwrap_or("stdout") {
         s @ ("stdout" | "stderr") => s,
