@@ -63,6 +63,21 @@ fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Strin
     (status, body)
 }
 
+/// One request on a fresh connection; the whole reply, or `None` once the
+/// server is gone (a write load stops at the kill).
+fn send(addr: &str, method: &str, path: &str, body: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
 #[test]
 fn serve_answers_on_both_prefixes() {
     let server = start(":memory:");
@@ -384,16 +399,9 @@ fn every_acknowledged_write_survives_kill_9() {
                 let mut acknowledged = Vec::new();
                 for i in 0.. {
                     let body = format!(r#"{{"name": "w{w}-{i}"}}"#);
-                    let Ok(mut stream) = TcpStream::connect(&addr) else { break };
-                    let request = format!(
-                        "POST /api/model_registry/v1alpha3/registered_models HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if stream.write_all(request.as_bytes()).is_err() {
-                        break;
-                    }
-                    let mut text = String::new();
-                    if stream.read_to_string(&mut text).is_err() || !text.starts_with("HTTP/1.1 201") {
+                    let path = "/api/model_registry/v1alpha3/registered_models";
+                    let Some(text) = send(&addr, "POST", path, &body) else { break };
+                    if !text.starts_with("HTTP/1.1 201") {
                         break;
                     }
                     acknowledged.push(format!("w{w}-{i}"));
@@ -442,18 +450,8 @@ fn every_acknowledged_upload_survives_kill_9() {
                     let name = format!("w{w}-{i}.bin");
                     let body = format!("{name} ").repeat(200 + i);
                     let path = format!("/api/kf_registry/v1/model_versions/2/files/{name}");
-                    let Ok(mut stream) = TcpStream::connect(&addr) else { break };
-                    let request = format!(
-                        "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if stream.write_all(request.as_bytes()).is_err() {
-                        break;
-                    }
-                    let mut text = String::new();
-                    if stream.read_to_string(&mut text).is_err()
-                        || !(text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.1 201"))
-                    {
+                    let Some(text) = send(&addr, "PUT", &path, &body) else { break };
+                    if !(text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.1 201")) {
                         break;
                     }
                     acknowledged.push((name, body));
