@@ -96,6 +96,15 @@ fn rendezvous() -> Result<(), String> {
 
 fn fail_rank_1() -> Result<(), String> {
     if num("RANK")? == 1 {
+        // Fail once the other ranks have started their grandchildren, so the
+        // kill that follows has something to reach (on a busy machine they
+        // might not have got that far otherwise).
+        let dir = Path::new(&var("KF_WORKSPACE")?).join("pids");
+        let others = usize::try_from(num("WORLD_SIZE")?).map_err(|e| e.to_string())? - 1;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::read_dir(&dir).map_or(0, |d| d.count()) < others && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         return Err("rank 1 fails on purpose".into());
     }
     sleep_with_grandchild()
@@ -106,7 +115,11 @@ fn sleep_with_grandchild() -> Result<(), String> {
     let child = std::process::Command::new("sleep").arg("60").spawn().map_err(|e| e.to_string())?;
     let dir = Path::new(&var("KF_WORKSPACE")?).join("pids");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join(format!("{}", std::process::id())), child.id().to_string()).map_err(|e| e.to_string())?;
+    // Written aside and renamed in, so a reader never sees a half-written file.
+    let me = std::process::id();
+    let aside = dir.with_file_name(format!("pid-{me}.tmp"));
+    std::fs::write(&aside, child.id().to_string()).map_err(|e| e.to_string())?;
+    std::fs::rename(&aside, dir.join(me.to_string())).map_err(|e| e.to_string())?;
     println!("sleeping");
     std::thread::sleep(Duration::from_secs(60));
     Ok(())
