@@ -169,13 +169,14 @@ fn bad_configuration_is_named_and_a_busy_port_is_refused() {
 const TALK: &str = "name: talk\ncomponents:\n  speak:\n    container:\n      image: alpine\n      command: [sh, -c, 'echo hello from kf']\ntasks:\n  speak: {component: speak}\n";
 const SLOW: &str = "name: slow\ncomponents:\n  wait:\n    container:\n      image: alpine\n      command: [sh, -c, 'sleep 30']\ntasks:\n  wait: {component: wait}\n";
 
-/// Polls a run until it leaves running (at most ~20 s).
+/// Polls a run until it ends (at most ~20 s); it is `pending` until the
+/// executor records its start, then `running`.
 fn finished(s: &Server, path: &str) -> serde_json::Value {
     for _ in 0..200 {
         let (status, body) = call(s, "GET", path, Some("t-alice"), "");
         assert_eq!(status, 200, "{body}");
         let run: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        if run["state"].as_str().is_some_and(|state| state != "running") {
+        if run["state"].as_str().is_some_and(|state| matches!(state, "succeeded" | "failed" | "cancelled")) {
             return run;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));

@@ -149,7 +149,13 @@ async fn fetch(State(api): State<Shared>, Path((ns, run)): Path<(String, String)
         Err(refused) => return refused.into_response(),
     };
     let Some(record) = runs.list().ok().and_then(|l| l.into_iter().find(|r| r.record.id == run)) else {
-        return error(StatusCode::NOT_FOUND, format!("no run {run:?} in namespace {ns}"));
+        // Submitted, but the executor has not recorded its start yet.
+        return match runs.load_pipeline(&run).and_then(|p| p.to_pipeline()) {
+            Ok(pipeline) => {
+                Json(json!({"run": run, "pipeline": pipeline.name, "state": "pending", "tasks": {}})).into_response()
+            }
+            Err(_) => error(StatusCode::NOT_FOUND, format!("no run {run:?} in namespace {ns}")),
+        };
     };
     use kf_dag::store::RunStoreExt;
     let snapshot = match runs.run_store().snapshot(&run) {
