@@ -217,6 +217,9 @@ fn pipeline_runs_belong_to_their_namespace() {
         call(&s, "POST", runs, Some("t-alice"), &submit("name: x\ntasks: {a: {component: nope}}", "bad"));
     assert!(status == 400 && body.contains("componentRef"), "{status} {body}");
     assert_eq!(call(&s, "POST", runs, Some("t-alice"), &submit(TALK, "talk-1")).0, 409);
+    let typo = serde_json::json!({"pipeline": TALK, "parameters": {"nope": 1}}).to_string();
+    let (status, body) = call(&s, "POST", runs, Some("t-alice"), &typo);
+    assert!(status == 400 && body.contains("nope"), "{status} {body}");
     assert_eq!(call(&s, "POST", runs, Some("t-alice"), &submit(SLOW, "slow-1")).0, 201);
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(call(&s, "POST", &format!("{runs}/slow-1/cancel"), Some("t-alice"), "").0, 202);

@@ -83,6 +83,11 @@ async fn submit(State(api): State<Shared>, Path(ns): Path<String>, body: axum::b
         Ok(parsed) => parsed,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("pipeline: {e}")),
     };
+    let parameters: std::collections::BTreeMap<String, Value> = submit.parameters.into_iter().collect();
+    // Checked here, not only in the executor: a run refused there would never start.
+    if let Err(e) = plan.resolve_parameters(parameters.clone()) {
+        return error(StatusCode::BAD_REQUEST, format!("parameters: {e}"));
+    }
     let runs = match api.runs(&ns) {
         Ok(runs) => runs,
         Err(refused) => return refused.into_response(),
@@ -103,7 +108,6 @@ async fn submit(State(api): State<Shared>, Path(ns): Path<String>, body: axum::b
     if let Err(e) = runs.save_pipeline(&id, &saved) {
         return error(StatusCode::CONFLICT, e);
     }
-    let parameters = submit.parameters.into_iter().collect();
     let request = RunRequest { id: Some(id.clone()), parameters };
     let key = (ns.clone(), id.clone());
     if let Ok(mut active) = api.active.lock() {
