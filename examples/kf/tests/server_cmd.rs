@@ -167,6 +167,7 @@ fn bad_configuration_is_named_and_a_busy_port_is_refused() {
 }
 
 const TALK: &str = "name: talk\ncomponents:\n  speak:\n    container:\n      image: alpine\n      command: [sh, -c, 'echo hello from kf']\ntasks:\n  speak: {component: speak}\n";
+const HELLO: &str = include_str!("../../../kf-dag/examples/pipelines/hello.yaml");
 const SLOW: &str = "name: slow\ncomponents:\n  wait:\n    container:\n      image: alpine\n      command: [sh, -c, 'sleep 30']\ntasks:\n  wait: {component: wait}\n";
 
 /// Polls a run until it ends (at most ~20 s); it is `pending` until the
@@ -204,6 +205,13 @@ fn pipeline_runs_belong_to_their_namespace() {
     assert_eq!((status, log.as_str()), (200, "hello from kf\n"));
     let (_, listed) = call(&s, "GET", runs, Some("t-alice"), "");
     assert!(listed.contains("talk-1"), "{listed}");
+    assert_eq!(call(&s, "POST", runs, Some("t-alice"), &submit(HELLO, "hello-1")).0, 201);
+    assert_eq!(finished(&s, &format!("{runs}/hello-1"))["state"], "succeeded");
+    let greeting = format!("{runs}/hello-1/tasks/say/artifacts/greeting");
+    assert_eq!(call(&s, "GET", &greeting, Some("t-alice"), ""), (200, "hello world".to_owned()));
+    assert_eq!(call(&s, "GET", &greeting, Some("t-bob"), "").0, 403);
+    let escape = format!("{runs}/hello-1/tasks/say/artifacts/..");
+    assert_eq!(call(&s, "GET", &escape, Some("t-alice"), "").0, 400, "no way out of the run's prefix");
 
     // Strangers see nothing of it; nobody runs in a namespace without a profile.
     assert_eq!(call(&s, "GET", runs, Some("t-bob"), "").0, 403);

@@ -1,5 +1,5 @@
 //! The pipeline API of `kf server`: submit, list, get and cancel runs, and
-//! read task logs, per namespace. Each namespace keeps its runs in its own
+//! read task logs and output artifacts, per namespace. Each namespace keeps its runs in its own
 //! kf-dag store (`<data_dir>/pipelines/<namespace>`), so one namespace's
 //! runs, logs and artifacts are never reachable from another's paths; the
 //! tenancy layer decides who may touch a namespace (resource `runs`).
@@ -38,6 +38,7 @@ pub fn router(root: PathBuf) -> Router {
         .route("/api/pipelines/v1/namespaces/{ns}/runs/{run}", get(fetch))
         .route("/api/pipelines/v1/namespaces/{ns}/runs/{run}/cancel", post(cancel))
         .route("/api/pipelines/v1/namespaces/{ns}/runs/{run}/tasks/{task}/logs", get(logs))
+        .route("/api/pipelines/v1/namespaces/{ns}/runs/{run}/tasks/{task}/artifacts/{output}", get(artifact))
         .with_state(state)
 }
 
@@ -220,5 +221,26 @@ async fn logs(
             StatusCode::NOT_FOUND,
             format!("no {stream} for task {task:?} of run {run:?} (attempt {})", q.attempt.unwrap_or(1)),
         ),
+    }
+}
+
+/// One output artifact of a task, as bytes; the location comes from the
+/// run's own store and checked path segments, never from a client path.
+async fn artifact(
+    State(api): State<Shared>,
+    Path((ns, run, task, output)): Path<(String, String, String, String)>,
+) -> Response {
+    let runs = match api.runs(&ns) {
+        Ok(runs) => runs,
+        Err(refused) => return refused.into_response(),
+    };
+    let segments: Vec<String> = task.split('.').map(str::to_owned).collect();
+    let location = match runs.artifacts().location(&run, &segments, &output) {
+        Ok(location) => location,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match runs.artifacts().get_at(&location).await {
+        Ok(bytes) => (StatusCode::OK, [("content-type", "application/octet-stream")], bytes).into_response(),
+        Err(_) => error(StatusCode::NOT_FOUND, format!("task {task:?} of run {run:?} has no artifact {output:?}")),
     }
 }
