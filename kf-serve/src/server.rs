@@ -63,6 +63,8 @@ pub struct ServerOptions {
     pub model_autoscale: std::collections::BTreeMap<String, KpaConfig>,
     /// How often [`run`] asks the autoscaler (default [`AUTOSCALE_PERIOD`]).
     pub autoscale_period: Duration,
+    /// InferenceGraphs [`router`] serves at `POST /graphs/{name}` (see [`graph_routes`]).
+    pub graphs: std::collections::BTreeMap<String, Arc<crate::router::GraphRouter>>,
 }
 
 /// How often [`run`] asks the autoscaler for a recommendation by default (Knative's tick).
@@ -76,6 +78,7 @@ impl Default for ServerOptions {
             autoscale: KpaConfig::default(),
             model_autoscale: std::collections::BTreeMap::new(),
             autoscale_period: AUTOSCALE_PERIOD,
+            graphs: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -122,8 +125,9 @@ fn json(value: serde_json::Value) -> Response {
 /// # let _ = app;
 /// ```
 pub fn router(repo: Arc<ModelRepository>, metrics: Arc<Metrics>, options: ServerOptions) -> Router {
+    let graphs = options.graphs.clone();
     let shared = Shared { repo, metrics, options: Arc::new(options) };
-    Router::new()
+    let app = Router::new()
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
         .route("/v2", get(server_metadata))
@@ -137,7 +141,8 @@ pub fn router(repo: Arc<ModelRepository>, metrics: Arc<Metrics>, options: Server
         .route("/v2/repository/models/{model}/unload", post(repository_unload))
         .route("/metrics", get(metrics_text))
         .fallback(no_route)
-        .with_state(shared)
+        .with_state(shared);
+    if graphs.is_empty() { app } else { app.merge(graph_routes(graphs)) }
 }
 
 async fn no_route(uri: axum::http::Uri) -> Response {

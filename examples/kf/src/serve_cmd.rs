@@ -32,6 +32,31 @@ pub struct Args {
     /// Largest request body accepted, in bytes (larger requests get 413).
     #[arg(long, default_value_t = DEFAULT_BODY_LIMIT)]
     max_body_bytes: usize,
+
+    /// A KServe InferenceGraph (YAML) over the served models, answered at
+    /// `POST /graphs/<its name>` (repeatable).
+    #[arg(long = "graph", value_name = "FILE")]
+    graphs: Vec<PathBuf>,
+}
+
+/// Reads an InferenceGraph file into a router over `repo`.
+fn load_graph(
+    path: &std::path::Path,
+    repo: &Arc<ModelRepository>,
+) -> anyhow::Result<(String, Arc<kf_serve::router::GraphRouter>)> {
+    use kf_serve::kserve::InferenceGraph;
+    use kf_serve::router::{GraphPlan, GraphRouter};
+    let text = std::fs::read_to_string(path)?;
+    let value: serde_json::Value =
+        crate::documents::yaml_values(&text)?.into_iter().next().ok_or_else(|| anyhow::anyhow!("no document"))?;
+    let graph = InferenceGraph::from_value(value)?;
+    let name = graph
+        .metadata
+        .as_ref()
+        .and_then(|m| m.name.clone())
+        .ok_or_else(|| anyhow::anyhow!("metadata.name: missing"))?;
+    let router = GraphRouter::new(GraphPlan::build(&graph)?, repo.clone());
+    Ok((name, Arc::new(router)))
 }
 
 fn parse_model(value: &str) -> Result<(String, PathBuf), String> {
@@ -74,7 +99,18 @@ pub fn run(args: Args) -> ExitCode {
             );
         }
     }
-    let options = ServerOptions { body_limit: args.max_body_bytes, ..Default::default() };
+    let mut options = ServerOptions { body_limit: args.max_body_bytes, ..Default::default() };
+    for path in &args.graphs {
+        match load_graph(path, &repo) {
+            Ok((name, graph)) => {
+                options.graphs.insert(name, graph);
+            }
+            Err(e) => {
+                eprintln!("kf serve: {}: {e:#}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let served = kf_serve::server::run(args.addr, repo, options, |addr| {
         outln!("kf serve: listening on http://{addr}");
         // Scripts wait for this line; do not leave it in a buffer.

@@ -202,3 +202,47 @@ fn passes_the_oip_v2_conformance_probe() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn serves_inference_graphs_over_the_served_models() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A Switch on the request: small first features go to one revision of
+    // the model, the rest to another; each answers under its own name.
+    let graph = dir.path().join("graph.yaml");
+    std::fs::write(
+        &graph,
+        "apiVersion: serving.kserve.io/v1alpha1\nkind: InferenceGraph\nmetadata: {name: iris-router}\nspec:\n  nodes:\n    root:\n      routerType: Switch\n      steps:\n        - {serviceName: small, condition: \"[@this].#(inputs.0.data.0<6)\"}\n        - {serviceName: large}\n",
+    )
+    .expect("write graph");
+    let server = Server::start(&[
+        "--model".into(),
+        model_arg("small", "iris-logreg.onnx"),
+        "--model".into(),
+        model_arg("large", "iris-logreg.onnx"),
+        "--graph".into(),
+        graph.display().to_string(),
+    ]);
+    let request = |x: f64| {
+        format!(
+            r#"{{"inputs": [{{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [{x}, 3.0, 4.0, 1.2]}}]}}"#
+        )
+    };
+    for (x, model) in [(5.0, "small"), (7.0, "large")] {
+        let (status, reply) = server.request("POST", "/graphs/iris-router", &request(x));
+        assert_eq!(status, 200, "{reply}");
+        let doc: serde_json::Value = serde_json::from_str(&reply).expect("json");
+        assert_eq!(doc["model_name"], model, "x={x}: {reply}");
+    }
+    assert_eq!(server.request("POST", "/graphs/nope", &request(5.0)).0, 404);
+    assert!(server.stop().success());
+
+    std::fs::write(
+        &graph,
+        "apiVersion: serving.kserve.io/v1alpha1\nkind: InferenceGraph\nmetadata: {name: bad}\nspec: {nodes: {}}\n",
+    )
+    .expect("write");
+    let out =
+        kf(&["serve", "--model", &model_arg("mlp", "mlp-classifier.onnx"), "--graph", &graph.display().to_string()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("graph.yaml"), "{err}");
+}
