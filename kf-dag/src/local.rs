@@ -38,6 +38,12 @@ pub struct LocalRuns {
     cache: ArtifactStore,
 }
 
+/// The artifact store (`<url>/artifacts`) and the cache store (`<url>/cache`) under `url`.
+fn object_stores(url: &str) -> Result<(ArtifactStore, ArtifactStore)> {
+    let url = url.trim_end_matches('/');
+    Ok((ArtifactStore::from_url(&format!("{url}/artifacts"))?, ArtifactStore::from_url(&format!("{url}/cache"))?))
+}
+
 /// The pipeline a run ran, in the form it was given.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SavedPipeline {
@@ -94,9 +100,7 @@ impl LocalRuns {
             .canonicalize()
             .map_err(|e| Error::Store { message: format!("{}: cannot resolve: {e}", path.display()) })?;
         let runs = Arc::new(FileRunStore::open(root.join("runs"))?);
-        let objects = format!("file://{}", root.display());
-        let artifacts = ArtifactStore::from_url(&format!("{objects}/artifacts"))?;
-        let cache = ArtifactStore::from_url(&format!("{objects}/cache"))?;
+        let (artifacts, cache) = object_stores(&format!("file://{}", root.display()))?;
         Ok(LocalRuns { root, runs, artifacts, cache })
     }
 
@@ -114,9 +118,7 @@ impl LocalRuns {
     /// # Ok::<(), kf_dag::Error>(())
     /// ```
     pub fn with_objects(self, url: &str) -> Result<Self> {
-        let url = url.trim_end_matches('/');
-        let artifacts = ArtifactStore::from_url(&format!("{url}/artifacts"))?;
-        let cache = ArtifactStore::from_url(&format!("{url}/cache"))?;
+        let (artifacts, cache) = object_stores(url)?;
         Ok(self.with_object_stores(artifacts, cache))
     }
 

@@ -249,18 +249,28 @@ pub(crate) fn parse(text: &str) -> Result<(Plan, SavedPipeline), String> {
     Ok((plan, saved))
 }
 
-/// The executor for a pipeline: KFP's executor contract for a kfp-compiled
-/// pipeline, kf's process contract for kf's format.
+/// The executor for a pipeline, with the note that images are not used.
 fn executor(runs: &LocalRuns, saved: &SavedPipeline, python: &PythonArg, cache: bool) -> kf_dag::Result<Executor> {
+    if matches!(saved, SavedPipeline::Kfp(_)) {
+        eprintln!(
+            "kf pipeline: container images are not used locally; components run on this host (Python: {})",
+            python.python
+        );
+    }
+    executor_for(runs, saved, python.runner(runs), cache)
+}
+
+/// The executor for a pipeline: KFP's executor contract (through `kfp`)
+/// for a kfp-compiled pipeline, kf's process contract for kf's format.
+pub(crate) fn executor_for(
+    runs: &LocalRuns,
+    saved: &SavedPipeline,
+    kfp: KfpRunner,
+    cache: bool,
+) -> kf_dag::Result<Executor> {
     match saved {
         SavedPipeline::Kf(_) => runs.executor(FunctionRunner::new(), cache),
-        SavedPipeline::Kfp(_) => {
-            eprintln!(
-                "kf pipeline: container images are not used locally; components run on this host (Python: {})",
-                python.python
-            );
-            runs.executor_with(python.runner(runs), FunctionRunner::new(), cache)
-        }
+        SavedPipeline::Kfp(_) => runs.executor_with(kfp, FunctionRunner::new(), cache),
     }
 }
 

@@ -125,8 +125,7 @@ async fn run(dir: &Path) -> anyhow::Result<Ran> {
     let trainer = Arc::new(Trainer::new(dir)?);
     let root = dir.join("pipeline");
     let runs = LocalRuns::open(&root.display().to_string())?;
-    // LocalRuns keeps its artifacts here and has no accessor for the store.
-    let store = ArtifactStore::from_url(&format!("file://{}", runs.root().join("artifacts").display()))?;
+    let store = runs.artifacts().clone();
     let executor = runs.executor(functions(dir, trainer.clone()), true)?.parallelism(1);
     let request = RunRequest {
         id: Some(format!("quickstart-v{version}-{}", SystemClock.now_ms())),

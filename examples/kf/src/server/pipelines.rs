@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kf_dag::exec::{CancelHandle, RunRequest};
-use kf_dag::local::{LocalRuns, SavedPipeline};
-use kf_dag::runner::{FunctionRunner, KfpRunner};
+use kf_dag::local::LocalRuns;
+use kf_dag::runner::KfpRunner;
 use kf_dag::{Plan, encoding};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -93,10 +93,7 @@ async fn submit(State(api): State<Shared>, Path(ns): Path<String>, body: axum::b
         Ok(runs) => runs,
         Err(refused) => return refused.into_response(),
     };
-    let executor = match &saved {
-        SavedPipeline::Kf(_) => runs.executor(FunctionRunner::new(), true),
-        SavedPipeline::Kfp(_) => runs.executor_with(KfpRunner::new(runs.work_dir()), FunctionRunner::new(), true),
-    };
+    let executor = crate::pipeline_cmd::executor_for(&runs, &saved, KfpRunner::new(runs.work_dir()), true);
     let cancel = CancelHandle::new();
     let executor = match executor {
         Ok(executor) => executor.cancel_handle(cancel.clone()),
@@ -153,7 +150,10 @@ async fn fetch(State(api): State<Shared>, Path((ns, run)): Path<(String, String)
         Ok(runs) => runs,
         Err(refused) => return refused.into_response(),
     };
-    let Some(record) = runs.list().ok().and_then(|l| l.into_iter().find(|r| r.record.id == run)) else {
+    use kf_dag::store::{RunStore, RunStoreExt};
+    // One run's record and one replay of its journal, not every run's.
+    let store = runs.run_store();
+    let Some(record) = store.runs().ok().and_then(|r| r.into_iter().find(|r| r.id == run)) else {
         // Submitted, but the executor has not recorded its start yet.
         return match runs.load_pipeline(&run).and_then(|p| p.to_pipeline()) {
             Ok(pipeline) => {
@@ -162,8 +162,7 @@ async fn fetch(State(api): State<Shared>, Path((ns, run)): Path<(String, String)
             Err(_) => error(StatusCode::NOT_FOUND, format!("no run {run:?} in namespace {ns}")),
         };
     };
-    use kf_dag::store::RunStoreExt;
-    let snapshot = match runs.run_store().snapshot(&run) {
+    let snapshot = match store.snapshot(&run) {
         Ok(snapshot) => snapshot,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
@@ -172,7 +171,7 @@ async fn fetch(State(api): State<Shared>, Path((ns, run)): Path<(String, String)
         .iter()
         .map(|(path, t)| (path.clone(), json!({"state": t.state.as_str(), "attempt": t.attempt, "message": t.message})))
         .collect();
-    Json(json!({"run": run, "pipeline": record.record.pipeline, "state": record.state.map(encoding::run_state_str),
+    Json(json!({"run": run, "pipeline": record.pipeline, "state": snapshot.run.map(encoding::run_state_str),
                 "tasks": tasks}))
     .into_response()
 }
