@@ -194,32 +194,7 @@ impl Journal {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let mut events = Vec::new();
-        let mut good_len = 0u64;
-        if path.exists() {
-            let reader = BufReader::new(File::open(path).map_err(io)?);
-            let mut lines = reader.split(b'\n').peekable();
-            let mut number = 0;
-            while let Some(line) = lines.next() {
-                let line = line.map_err(io)?;
-                number += 1;
-                let last = lines.peek().is_none();
-                match serde_json::from_slice::<Event>(&line) {
-                    Ok(event) => {
-                        events.push(event);
-                        good_len += line.len() as u64 + 1;
-                    }
-                    Err(_) if line.iter().all(u8::is_ascii_whitespace) => good_len += line.len() as u64 + 1,
-                    Err(_) if last => break,
-                    Err(err) => {
-                        return Err(Error::Invalid {
-                            path: format!("{}:{number}", path.display()),
-                            message: format!("expected a journal event, found a line that is not one: {err}"),
-                        });
-                    }
-                }
-            }
-        }
+        let (events, good_len) = if path.exists() { read_events(path)? } else { (Vec::new(), 0) };
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
         // Drop a torn last line so the next append starts on a line of its own.
         let len = file.metadata().map_err(io)?.len();
@@ -227,6 +202,13 @@ impl Journal {
             file.set_len(good_len).map_err(io)?;
         }
         Ok((Journal { path: path.to_owned(), file }, events))
+    }
+
+    /// The events of the journal at `path`, without opening it for writing:
+    /// safe while a run appends to it (a line being written is read as torn
+    /// and left out). O(file size).
+    pub fn read(path: &Path) -> Result<Vec<Event>> {
+        read_events(path).map(|(events, _)| events)
     }
 
     /// Appends `event` and waits until it is on disk.
@@ -237,6 +219,37 @@ impl Journal {
         self.file.write_all(&line).map_err(io)?;
         self.file.sync_data().map_err(io)
     }
+}
+
+/// The events in the journal at `path` and the length of its whole lines;
+/// a last line cut short by a crash is dropped, any other bad line is an error.
+fn read_events(path: &Path) -> Result<(Vec<Event>, u64)> {
+    let io = |err: std::io::Error| Error::Io { path: path.display().to_string(), message: err.to_string() };
+    let mut events = Vec::new();
+    let mut good_len = 0u64;
+    let reader = BufReader::new(File::open(path).map_err(io)?);
+    let mut lines = reader.split(b'\n').peekable();
+    let mut number = 0;
+    while let Some(line) = lines.next() {
+        let line = line.map_err(io)?;
+        number += 1;
+        let last = lines.peek().is_none();
+        match serde_json::from_slice::<Event>(&line) {
+            Ok(event) => {
+                events.push(event);
+                good_len += line.len() as u64 + 1;
+            }
+            Err(_) if line.iter().all(u8::is_ascii_whitespace) => good_len += line.len() as u64 + 1,
+            Err(_) if last => break,
+            Err(err) => {
+                return Err(Error::Invalid {
+                    path: format!("{}:{number}", path.display()),
+                    message: format!("expected a journal event, found a line that is not one: {err}"),
+                });
+            }
+        }
+    }
+    Ok((events, good_len))
 }
 
 /// Replays `events` into `state`. O(events).

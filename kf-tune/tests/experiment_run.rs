@@ -173,6 +173,11 @@ async fn a_torn_last_journal_line_is_dropped() {
         "{\"event\":\"started\",\"index\":0,\"assignment\":[{\"float\":0.5},{\"int\":1}]}\n{\"event\":\"fini",
     )
     .unwrap();
+    // A reader (a server showing a running experiment) sees the whole lines
+    // and leaves the line being written alone.
+    let before = std::fs::read(&path).unwrap();
+    assert_eq!(Journal::read(&path).unwrap().len(), 1);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
     let (mut journal, events) = Journal::open(&path).unwrap();
     assert_eq!(events.len(), 1);
     journal.append(&events[0]).unwrap();

@@ -135,7 +135,13 @@ fn run_experiment(args: &RunArgs, output: OutputFormat) -> ExitCode {
 }
 
 fn load_experiment(path: &Path) -> Result<Experiment, String> {
-    let docs = documents::load(path).map_err(|err| err.to_string())?;
+    let text = std::fs::read_to_string(path).map_err(|err| format!("cannot read file: {err}"))?;
+    experiment_from_text(&text)
+}
+
+/// The Katib Experiment in YAML or JSON text (the first Experiment document).
+pub fn experiment_from_text(text: &str) -> Result<Experiment, String> {
+    let docs = documents::parse(text).map_err(|err| err.to_string())?;
     let doc = docs
         .into_iter()
         .flat_map(|d| d.parts)

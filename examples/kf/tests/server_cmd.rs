@@ -235,3 +235,184 @@ fn pipeline_runs_belong_to_their_namespace() {
     assert_eq!(run["state"], "cancelled", "{run}");
     assert_eq!(call(&s, "POST", &format!("{runs}/slow-1/cancel"), Some("t-alice"), "").0, 404);
 }
+
+/// A Katib Experiment of `trials` shell trials printing `loss=(x-0.3)^2`
+/// after `sleep` seconds.
+fn experiment(name: &str, trials: u32, sleep: &str) -> String {
+    format!(
+        r#"apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata:
+  name: {name}
+spec:
+  objective: {{type: minimize, objectiveMetricName: loss}}
+  algorithm: {{algorithmName: random}}
+  parallelTrialCount: 2
+  maxTrialCount: {trials}
+  parameters:
+    - {{name: x, parameterType: double, feasibleSpace: {{min: "0", max: "1"}}}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters: [{{name: x, reference: x}}]
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            containers:
+              - name: main
+                image: unused
+                command: [sh, -c, "sleep {sleep} && awk 'BEGIN {{ printf \"loss=%.10f\\n\", (${{trialParameters.x}} - 0.3)^2 }}'"]
+"#
+    )
+}
+
+/// Polls an experiment until it ends (at most ~30 s).
+fn experiment_ended(s: &Server, path: &str) -> serde_json::Value {
+    for _ in 0..300 {
+        let (status, body) = call(s, "GET", path, Some("t-alice"), "");
+        assert_eq!(status, 200, "{body}");
+        let value: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        if !value["ended"].is_null() {
+            return value;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{path} did not end");
+}
+
+#[test]
+fn experiments_run_per_namespace_and_resume_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = start(dir.path(), CONFIG);
+    assert_eq!(
+        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
+        201
+    );
+    let experiments = "/api/tuning/v1/namespaces/team-a/experiments";
+    let (status, body) = call(&s, "POST", experiments, Some("t-alice"), &experiment("quad", 4, "0"));
+    assert_eq!(status, 201, "{body}");
+    let done = experiment_ended(&s, &format!("{experiments}/quad"));
+    assert_eq!(done["ended"], "ExperimentMaxTrialsReached", "{done}");
+    assert_eq!(done["status"]["trialsSucceeded"], 4, "{done}");
+    let best = done["best"]["value"].as_f64().expect("a best value");
+    let (_, trials) = call(&s, "GET", &format!("{experiments}/quad/trials"), Some("t-alice"), "");
+    let trials: serde_json::Value = serde_json::from_str(&trials).expect("JSON");
+    let items = trials["items"].as_array().expect("items");
+    assert_eq!(items.len(), 4);
+    let lowest = items.iter().filter_map(|t| t["objective"].as_f64()).fold(f64::INFINITY, f64::min);
+    assert_eq!(best, lowest, "the best trial is the lowest loss");
+    for t in items {
+        let x: f64 = t["params"]["x"].as_str().expect("x").parse().expect("a number");
+        let loss = t["objective"].as_f64().expect("loss");
+        assert!((loss - (x - 0.3).powi(2)).abs() < 1e-6, "{t}");
+    }
+
+    // Names are claimed once; bad documents are named; strangers see nothing.
+    assert_eq!(call(&s, "POST", experiments, Some("t-alice"), &experiment("quad", 4, "0")).0, 409);
+    let (status, body) = call(
+        &s,
+        "POST",
+        experiments,
+        Some("t-alice"),
+        &experiment("bad", 4, "0").replace("maxTrialCount: 4", "maxTrialCount: -1"),
+    );
+    assert!(status == 400 && body.contains("maxTrialCount"), "{status} {body}");
+    let elsewhere = experiment("quad", 4, "0").replace("name: quad", "name: quad\n  namespace: team-b");
+    let (status, body) = call(&s, "POST", experiments, Some("t-alice"), &elsewhere);
+    assert!(status == 400 && body.contains("namespace"), "{status} {body}");
+    assert_eq!(call(&s, "GET", experiments, Some("t-bob"), "").0, 403);
+    assert_eq!(call(&s, "GET", &format!("{experiments}/quad/trials"), Some("t-bob"), "").0, 403);
+    let (status, body) = call(&s, "GET", "/api/tuning/v1/namespaces/team-a/experiments/..", Some("t-alice"), "");
+    assert!(status == 400 || status == 404, "{status} {body}");
+
+    // A server killed mid-experiment resumes it on start, keeping the finished trials.
+    let (status, body) = call(&s, "POST", experiments, Some("t-alice"), &experiment("slow", 6, "0.5"));
+    assert_eq!(status, 201, "{body}");
+    let slow = format!("{experiments}/slow");
+    let mut finished_before = 0;
+    for _ in 0..100 {
+        let (_, body) = call(&s, "GET", &slow, Some("t-alice"), "");
+        let value: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        finished_before = value["succeeded"].as_u64().unwrap_or(0);
+        if finished_before >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(finished_before >= 2, "two trials finish before the kill");
+    drop(s);
+    let s = start(dir.path(), CONFIG);
+    let done = experiment_ended(&s, &slow);
+    assert_eq!(done["status"]["trialsSucceeded"], 6, "{done}");
+    assert_eq!(done["trials"], 6, "no trial lost or added: {done}");
+    let (_, listed) = call(&s, "GET", experiments, Some("t-alice"), "");
+    assert!(listed.contains("\"quad\"") && listed.contains("\"slow\""), "{listed}");
+    assert_eq!(call(&s, "DELETE", &slow, Some("t-alice"), "").0, 204);
+    assert_eq!(call(&s, "GET", &slow, Some("t-alice"), "").0, 404);
+}
+
+#[test]
+fn studies_speak_the_ask_tell_protocol_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = start(dir.path(), CONFIG);
+    assert_eq!(
+        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
+        201
+    );
+    let studies = "/api/tuning/v1/namespaces/team-a/studies";
+    let space = r#"{"objective": {"type": "minimize"}, "parameters": [
+        {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "-5", "max": "5"}}]}"#;
+    let create = format!(
+        r#"{{"name": "s1", "space": {space}, "algorithm": "tpe", "settings": {{"n_startup_trials": 3}}, "seed": 7}}"#
+    );
+    let (status, body) = call(&s, "POST", studies, Some("t-alice"), &create);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(call(&s, "POST", studies, Some("t-alice"), &create).0, 409);
+    let bad = create.replace("\"tpe\"", "\"nope\"").replace("s1", "s2");
+    let (status, body) = call(&s, "POST", studies, Some("t-alice"), &bad);
+    assert!(status == 400 && body.contains("nope"), "{status} {body}");
+
+    let requests = format!("{studies}/s1/requests");
+    let ask = |s: &Server| -> (String, f64) {
+        let (status, body) = call(s, "POST", &requests, Some("t-alice"), r#"{"op": "ask"}"#);
+        assert_eq!(status, 200, "{body}");
+        let reply: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let trial = &reply["trials"][0];
+        (trial["id"].as_str().expect("id").to_owned(), trial["params"]["x"].as_f64().expect("x"))
+    };
+    let tell = |s: &Server, id: &str, x: f64| {
+        let body = format!(r#"{{"op": "tell", "id": "{id}", "value": {}}}"#, (x - 1.0).powi(2));
+        call(s, "POST", &requests, Some("t-alice"), &body)
+    };
+    for _ in 0..5 {
+        let (id, x) = ask(&s);
+        assert_eq!(tell(&s, &id, x).0, 200);
+    }
+    // Protocol errors keep their codes, as HTTP statuses too.
+    let (status, body) = tell(&s, "0", 0.0);
+    assert!(status == 409 && body.contains("already_told"), "{status} {body}");
+    let (status, body) = tell(&s, "99", 0.0);
+    assert!(status == 404 && body.contains("unknown_trial"), "{status} {body}");
+    let (status, body) = call(&s, "POST", &requests, Some("t-alice"), r#"{"op": "ask", "n": 0}"#);
+    assert!(status == 400 && body.contains("bad_request"), "{status} {body}");
+    assert_eq!(call(&s, "POST", &requests, Some("t-bob"), r#"{"op": "ask"}"#).0, 403);
+
+    // One more ask left pending; a restarted server answers as if it never stopped.
+    let (pending, _) = ask(&s);
+    let (_, best_before) = call(&s, "POST", &requests, Some("t-alice"), r#"{"op": "best"}"#);
+    drop(s);
+    let s = start(dir.path(), CONFIG);
+    let (_, best_after) = call(&s, "POST", &requests, Some("t-alice"), r#"{"op": "best"}"#);
+    assert_eq!(best_before, best_after);
+    let (status, body) = tell(&s, &pending, 0.5);
+    assert_eq!(status, 200, "the pending trial survived: {body}");
+    let (next, _) = ask(&s);
+    assert_eq!(next, "6", "ids go on where they stopped");
+    let (_, summary) = call(&s, "GET", &format!("{studies}/s1"), Some("t-alice"), "");
+    // 5 asks, 5 tells, 3 refused, the pending ask, its tell, the last ask.
+    assert!(summary.contains("\"requests\":16"), "{summary}");
+    assert_eq!(call(&s, "DELETE", &format!("{studies}/s1"), Some("t-alice"), "").0, 204);
+    assert_eq!(call(&s, "POST", &requests, Some("t-alice"), r#"{"op": "best"}"#).0, 404);
+}

@@ -13,9 +13,13 @@
 //!   cancel pipeline runs and read task logs, resource `runs` in `ns`;
 //! - `/metrics` — kf-serve's Prometheus metrics, public.
 //!
-//! Not yet: the tuning API and the dashboard (issue #15).
+//! - `/api/tuning/v1/namespaces/{ns}/…` — Katib experiments run as local
+//!   processes, and ask/tell studies over HTTP, resource `experiments` in `ns`;
+//!
+//! Not yet: the dashboard (issue #15).
 
 mod pipelines;
+mod tuning;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -158,6 +162,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         let oip = guard(kf_serve::server::router(repo, metrics, ServerOptions::default()), oip_scope);
         let admin = guard(tenancy_api(tenancy.clone()), tenancy_scope);
         let runs = guard(pipelines::router(data_dir.join("pipelines")), pipelines_scope);
+        let tuning = guard(tuning::router(data_dir.join("tuning")), tuning_scope);
 
         // Each API keeps its own paths and fallback, so the top level only
         // picks one by prefix (nesting would strip paths or leak captures).
@@ -171,6 +176,8 @@ fn serve(args: Args) -> anyhow::Result<()> {
                 Some(admin.clone())
             } else if path.starts_with("/api/pipelines/v1/") {
                 Some(runs.clone())
+            } else if path.starts_with("/api/tuning/v1/") {
+                Some(tuning.clone())
             } else {
                 None
             };
@@ -225,6 +232,17 @@ fn pipelines_scope<'a>(head: &RequestHead<'a>, _namespace: &'static str) -> Acce
     }
 }
 
+/// `/api/tuning/v1/namespaces/{ns}/…`: resource `experiments` in `ns`
+/// (studies too: they are experiments driven from outside).
+fn tuning_scope<'a>(head: &RequestHead<'a>, _namespace: &'static str) -> Access<'a> {
+    match (head.path_segment(3), head.path_segment(4)) {
+        (Some("namespaces"), Some(ns)) => {
+            Access::Namespaced { namespace: ns.into(), resource: "experiments".into(), verb: head.verb() }
+        }
+        _ => Access::ClusterAdmin,
+    }
+}
+
 /// Profiles: listing shows what the caller may see; creating one is for
 /// cluster admins; contributors change through `Tenancy::grant`/`revoke`,
 /// which refuse anyone who is not the owner or an admin of the namespace and
@@ -244,6 +262,26 @@ fn tenancy_api(tenancy: SharedTenancy) -> Router {
         .route("/api/tenancy/v1/profiles", get(list_profiles).post(create_profile))
         .route("/api/tenancy/v1/profiles/{namespace}/contributors/{user}", put(grant).delete(revoke))
         .with_state(tenancy)
+}
+
+/// A refusal before any work: its status and message.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+/// Names that become directory names (namespaces, experiments, studies)
+/// must be DNS labels, as Kubernetes names them: no `/`, no `..`.
+fn dns_label(what: &str, name: &str) -> Result<(), ApiError> {
+    let label = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if label { Ok(()) } else { Err(ApiError(StatusCode::BAD_REQUEST, format!("{what} {name:?} is not a DNS label"))) }
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {

@@ -20,7 +20,7 @@ use kf_dag::{Plan, encoding};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error;
+use super::{ApiError, dns_label, error};
 
 /// Where the API keeps runs, and the runs in flight (for cancel).
 pub struct Pipelines {
@@ -45,23 +45,9 @@ pub fn router(root: PathBuf) -> Router {
 impl Pipelines {
     /// The namespace's store; the name must be a DNS label (what a Profile name is).
     fn runs(&self, namespace: &str) -> Result<LocalRuns, ApiError> {
-        let label = !namespace.is_empty()
-            && namespace.len() <= 63
-            && namespace.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !label {
-            return Err(ApiError(StatusCode::BAD_REQUEST, format!("namespace {namespace:?} is not a DNS label")));
-        }
+        dns_label("namespace", namespace)?;
         LocalRuns::open(&self.root.join(namespace).display().to_string())
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-    }
-}
-
-/// A refusal before any work: its status and message.
-struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        error(self.0, self.1)
     }
 }
 
