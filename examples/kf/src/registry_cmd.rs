@@ -155,6 +155,29 @@ impl FileArgs {
     }
 }
 
+/// The registry's REST API (and its file endpoints when `artifacts` is
+/// given) over the database at `db`: `sqlite://PATH`, a path, or `postgres://…`.
+pub async fn router_for(db: &str, artifacts: Option<ArtifactStore>) -> anyhow::Result<axum::Router> {
+    Ok(if is_postgres(db) {
+        let store = PostgresStore::open(db).await?;
+        kf_registry::server::router_with_artifacts(Arc::new(Registry::new(store)), artifacts)
+    } else {
+        let store = SqliteStore::open(db).await?;
+        kf_registry::server::router_with_artifacts(Arc::new(Registry::new(store)), artifacts)
+    })
+}
+
+/// A database URL fit for messages: the password, if any, replaced by `***`.
+pub fn redact(db: &str) -> String {
+    match url::Url::parse(db) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => db.to_owned(),
+    }
+}
+
 fn is_postgres(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
@@ -205,10 +228,10 @@ fn serve(db: &str, files: &FileArgs, addr: SocketAddr) -> anyhow::Result<()> {
     // The database opens first: a bad --db must not leave an artifact directory behind.
     runtime()?.block_on(async {
         if is_postgres(db) {
-            let store = PostgresStore::open(db).await.with_context(|| db.to_owned())?;
+            let store = PostgresStore::open(db).await.with_context(|| redact(db))?;
             serve_store(store, files.open(db)?, addr).await
         } else {
-            let store = SqliteStore::open(db).await.with_context(|| db.to_owned())?;
+            let store = SqliteStore::open(db).await.with_context(|| redact(db))?;
             serve_store(store, files.open(db)?, addr).await
         }
     })
@@ -281,10 +304,10 @@ fn people(command: RegistryCommand, output: OutputFormat) -> anyhow::Result<()> 
     let artifacts = || if needs_files { files.open(&db) } else { Ok(None) };
     runtime()?.block_on(async {
         if is_postgres(&db) {
-            let store = PostgresStore::open(&db).await.with_context(|| db.clone())?;
+            let store = PostgresStore::open(&db).await.with_context(|| redact(&db))?;
             execute(&Registry::new(store), artifacts()?.as_ref(), command, output).await
         } else {
-            let store = SqliteStore::open(&db).await.with_context(|| db.clone())?;
+            let store = SqliteStore::open(&db).await.with_context(|| redact(&db))?;
             execute(&Registry::new(store), artifacts()?.as_ref(), command, output).await
         }
     })

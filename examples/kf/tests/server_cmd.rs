@@ -416,3 +416,56 @@ fn studies_speak_the_ask_tell_protocol_and_survive_a_restart() {
     assert_eq!(call(&s, "DELETE", &format!("{studies}/s1"), Some("t-alice"), "").0, 204);
     assert_eq!(call(&s, "POST", &requests, Some("t-alice"), r#"{"op": "best"}"#).0, 404);
 }
+
+#[test]
+fn the_registry_can_live_in_postgres() {
+    let pg = match kf_registry::testing::TempPostgres::start() {
+        Ok(Some(pg)) => pg,
+        Ok(None) => {
+            assert!(
+                std::env::var("KF_REQUIRE_PEERS").as_deref() != Ok("1"),
+                "no PostgreSQL binaries found; KF_REQUIRE_PEERS=1 makes this a failure (apt-get install -y postgresql)"
+            );
+            eprintln!("SKIPPED the_registry_can_live_in_postgres: PostgreSQL is not installed");
+            return;
+        }
+        Err(e) => panic!("PostgreSQL: {e}"),
+    };
+    let url = pg.create_database("server").expect("a database");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = start(dir.path(), &format!("registry_db = {url:?}\n{CONFIG}"));
+    let registry = "/api/model_registry/v1alpha3/registered_models";
+    assert_eq!(
+        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
+        201
+    );
+    assert_eq!(call(&s, "POST", registry, Some("t-alice"), r#"{"name": "iris"}"#).0, 201);
+    assert_eq!(call(&s, "GET", registry, Some("t-bob"), "").0, 403);
+    drop(s);
+    assert!(!dir.path().join("data/registry.db").exists(), "nothing went to SQLite");
+    // Another server on the same database sees the model.
+    let other = tempfile::tempdir().expect("temp dir");
+    let s = start(other.path(), &format!("registry_db = {url:?}\n{CONFIG}"));
+    assert_eq!(
+        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
+        201
+    );
+    let (status, listed) = call(&s, "GET", registry, Some("t-alice"), "");
+    assert!(status == 200 && listed.contains("\"iris\""), "{status} {listed}");
+
+    // A database that cannot be reached is named, without its password.
+    let out = Command::new(env!("CARGO_BIN_EXE_kf"))
+        .args([
+            "server",
+            "--addr",
+            "127.0.0.1:0",
+            "--registry-db",
+            "postgres://kf:s3cret@127.0.0.1:1/nope",
+            "--data-dir",
+        ])
+        .arg(other.path().join("data2"))
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("127.0.0.1:1") && !err.contains("s3cret"), "{err}");
+}

@@ -34,8 +34,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 
 use axum::{Json, Router};
-use kf_registry::Registry;
-use kf_registry::sqlite::SqliteStore;
 use kf_serve::metrics::Metrics;
 use kf_serve::server::ServerOptions;
 use kf_serve::{Model, ModelRepository, OnnxModel};
@@ -61,6 +59,10 @@ pub struct Args {
     /// Models to serve: `<dir>/<model>/<version>/model.onnx`.
     #[arg(long, env = "KF_SERVER_MODEL_REPOSITORY")]
     model_repository: Option<PathBuf>,
+    /// The registry's database: `sqlite://PATH` or `postgres://USER@HOST/DB`
+    /// [default: sqlite://<data_dir>/registry.db].
+    #[arg(long, env = "KF_SERVER_REGISTRY_DB")]
+    registry_db: Option<String>,
 }
 
 /// The TOML file: every setting, all optional.
@@ -70,6 +72,8 @@ struct Config {
     addr: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     model_repository: Option<PathBuf>,
+    /// The registry's database: `sqlite://PATH` or `postgres://…`.
+    registry_db: Option<String>,
     /// Where registered model files go (a directory, `file://`, `s3://…`)
     /// [default: <data_dir>/registry-files].
     registry_files: Option<String>,
@@ -138,17 +142,19 @@ fn serve(args: Args) -> anyhow::Result<()> {
             router.layer(TenancyLayer::new(authn.clone(), tenancy.policy(), move |head| scope(head, namespace)))
         };
 
-        let registry_db = data_dir.join("registry.db");
-        let registry = SqliteStore::open(&registry_db.display().to_string())
-            .await
-            .with_context(|| format!("the registry database {}", registry_db.display()))?;
+        let registry_db = match args.registry_db.as_ref().or(config.registry_db.as_ref()) {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", data_dir.join("registry.db").display()),
+        };
         let files = match &config.registry_files {
             Some(url) => url.clone(),
             None => data_dir.join("registry-files").display().to_string(),
         };
         let files = kf_registry::artifact_store::ArtifactStore::from_url(&files)
             .with_context(|| format!("the registry's file store {files}"))?;
-        let registry = kf_registry::server::router_with_artifacts(Arc::new(Registry::new(registry)), Some(files));
+        let registry = crate::registry_cmd::router_for(&registry_db, Some(files))
+            .await
+            .with_context(|| format!("the registry database {}", crate::registry_cmd::redact(&registry_db)))?;
         let registry = guard(registry, registry_scope);
 
         let repo = Arc::new(ModelRepository::new());
