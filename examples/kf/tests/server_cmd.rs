@@ -409,3 +409,54 @@ fn the_registry_can_live_in_postgres() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("127.0.0.1:1") && !err.contains("s3cret"), "{err}");
 }
+
+#[test]
+fn served_models_show_their_canary_split_and_requests() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let second = dir.path().join("models/iris/2");
+    std::fs::create_dir_all(&second).expect("dir");
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/models/iris-logreg.onnx");
+    std::fs::copy(model, second.join("model.onnx")).expect("copy");
+    let canary = "[[canary]]\nmodel = \"iris\"\nstable = \"1\"\ncanary = \"2\"\npercent = 30\n";
+    let s = start(dir.path(), &format!("{CONFIG}{canary}"));
+    assert_eq!(
+        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
+        201
+    );
+    let infer = r#"{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}"#;
+    for _ in 0..10 {
+        assert_eq!(call(&s, "POST", "/v2/models/iris/infer", Some("t-alice"), infer).0, 200);
+    }
+    assert_eq!(call(&s, "POST", "/v2/models/iris/versions/1/infer", Some("t-alice"), infer).0, 200);
+    assert_eq!(call(&s, "POST", "/v2/models/iris/infer", Some("t-alice"), "{}").0, 400);
+    let (status, body) = call(&s, "GET", "/api/serving/v1/models", Some("t-alice"), "");
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let iris = &listed["items"][0];
+    assert_eq!(iris["model"], "iris", "{body}");
+    assert_eq!(iris["versions"].as_array().map(Vec::len), Some(2), "{body}");
+    assert_eq!(iris["canary"]["percent"], 30, "{body}");
+    // Ten split requests at 30 %: exactly 3 to the canary; the direct one and the bad one bypass or fail.
+    assert_eq!(iris["canary"]["served"], serde_json::json!({"stable": 7, "canary": 3}), "{body}");
+    assert_eq!((iris["requests_total"].as_u64(), iris["errors_total"].as_u64()), (Some(12), Some(1)), "{body}");
+    assert_eq!(call(&s, "GET", "/api/serving/v1/models", Some("t-bob"), "").0, 403);
+
+    // A canary naming a version that is not there stops the server with a clear error.
+    let out = Command::new(env!("CARGO_BIN_EXE_kf"))
+        .args(["server", "--addr", "127.0.0.1:0", "--config"])
+        .arg({
+            let path = dir.path().join("bad.toml");
+            std::fs::write(
+                &path,
+                format!("model_repository = {:?}\n{}", dir.path().join("models"), canary.replace("\"2\"", "\"9\"")),
+            )
+            .expect("write");
+            path
+        })
+        .arg("--data-dir")
+        .arg(dir.path().join("data2"))
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("canary") && err.contains('9'), "{err}");
+}

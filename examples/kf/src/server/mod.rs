@@ -11,6 +11,8 @@
 //! - `/api/tenancy/v1/…` — profiles and contributors (KFAM's job);
 //! - `/api/pipelines/v1/namespaces/{ns}/runs…` — submit, list, get and
 //!   cancel pipeline runs and read task logs, resource `runs` in `ns`;
+//! - `/api/serving/v1/models` — what is served: versions, readiness, canary
+//!   splits and request counts, resource `inferenceservices`;
 //! - `/metrics` — kf-serve's Prometheus metrics, public.
 //!
 //! - `/api/tuning/v1/namespaces/{ns}/…` — Katib experiments run as local
@@ -19,6 +21,7 @@
 //! Not yet: the dashboard (issue #15).
 
 mod pipelines;
+mod serving;
 mod tuning;
 
 use std::collections::BTreeMap;
@@ -89,6 +92,9 @@ struct Config {
     /// API tokens: `token = "user"` (`Authorization: Bearer token`).
     #[serde(default)]
     tokens: BTreeMap<String, String>,
+    /// Canary splits between two versions of a served model.
+    #[serde(default)]
+    canary: Vec<serving::CanaryConfig>,
 }
 
 /// Runs `kf server` until Ctrl-C or SIGTERM.
@@ -164,7 +170,9 @@ fn serve(args: Args) -> anyhow::Result<()> {
             };
             repo.load_dir(dir, load).with_context(|| format!("the model repository {}", dir.display()))?;
         }
+        let canaries = serving::install(&repo, &config.canary)?;
         let metrics = Arc::new(Metrics::default());
+        let served = guard(serving::router(repo.clone(), metrics.clone(), canaries), oip_scope);
         let oip = guard(kf_serve::server::router(repo, metrics, ServerOptions::default()), oip_scope);
         let admin = guard(tenancy_api(tenancy.clone()), tenancy_scope);
         let runs = guard(pipelines::router(data_dir.join("pipelines")), pipelines_scope);
@@ -178,6 +186,8 @@ fn serve(args: Args) -> anyhow::Result<()> {
                 Some(registry.clone())
             } else if path == "/v2" || path.starts_with("/v2/") || path == "/metrics" {
                 Some(oip.clone())
+            } else if path.starts_with("/api/serving/v1/") {
+                Some(served.clone())
             } else if path.starts_with("/api/tenancy/v1/") {
                 Some(admin.clone())
             } else if path.starts_with("/api/pipelines/v1/") {
