@@ -460,3 +460,91 @@ fn served_models_show_their_canary_split_and_requests() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("canary") && err.contains('9'), "{err}");
 }
+
+/// A TrainJob of 2 nodes × 2 processes running `script`, followed by the
+/// corpus torch runtime: one body, as the training API takes it.
+fn trainjob(name: &str, script: &str) -> String {
+    let runtime = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/trainer/manifests__base__runtimes__torch_distributed.yaml"
+    );
+    format!(
+        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata:\n  name: {name}\nspec:\n  runtimeRef:\n    \
+         name: torch-distributed\n  trainer:\n    numNodes: 2\n    numProcPerNode: 2\n    command: [sh, -c, {script:?}]\n---\n{}",
+        std::fs::read_to_string(runtime).expect("the corpus runtime")
+    )
+}
+
+/// Polls a TrainJob until `done` holds for it (at most ~20 s).
+fn trainjob_until(s: &Server, path: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    for _ in 0..200 {
+        let (status, body) = call(s, "GET", path, Some("t-alice"), "");
+        assert_eq!(status, 200, "{body}");
+        let value: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        if done(&value) {
+            return value;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{path} never got there");
+}
+
+#[test]
+fn trainjobs_run_per_namespace_with_per_rank_state_and_logs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = start(dir.path(), CONFIG);
+    assert_eq!(
+        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
+        201
+    );
+    let jobs = "/api/training/v1/namespaces/team-a/trainjobs";
+    let body = trainjob("demo", "echo rank=$RANK world=$WORLD_SIZE; echo loss=0.5 progress=100");
+    let (status, reply) = call(&s, "POST", jobs, Some("t-alice"), &body);
+    assert_eq!(status, 201, "{reply}");
+    let done = trainjob_until(&s, &format!("{jobs}/demo"), |v| v["state"] != "Running" && v["state"] != "Pending");
+    assert_eq!(done["state"], "Complete", "{done}");
+    assert_eq!(done["runtime"], "torch-distributed", "{done}");
+    let processes = done["processes"].as_array().expect("processes");
+    assert_eq!(processes.len(), 4, "{done}");
+    assert!(processes.iter().all(|p| p["state"] == "Succeeded" && p["exit_code"] == 0), "{done}");
+    assert_eq!(done["status"]["trainerStatus"]["progressPercentage"], 100, "{done}");
+    let (status, log) = call(&s, "GET", &format!("{jobs}/demo/processes/3/logs"), Some("t-alice"), "");
+    assert!(status == 200 && log.contains("rank=3 world=4"), "{status} {log}");
+    let (_, listed) = call(&s, "GET", jobs, Some("t-alice"), "");
+    assert!(listed.contains("\"demo\"") && listed.contains("Complete"), "{listed}");
+
+    // A failing rank fails the job and the table says which; bad input is named.
+    let failing = trainjob("broken", "if [ $RANK = 2 ]; then exit 3; fi; sleep 5");
+    assert_eq!(call(&s, "POST", jobs, Some("t-alice"), &failing).0, 201);
+    let failed = trainjob_until(&s, &format!("{jobs}/broken"), |v| v["state"] == "Failed");
+    let rank2 = failed["processes"].as_array().and_then(|ps| ps.iter().find(|p| p["rank"] == 2)).cloned();
+    assert_eq!(rank2.map(|p| p["exit_code"].clone()), Some(serde_json::json!(3)), "{failed}");
+    assert_eq!(call(&s, "POST", jobs, Some("t-alice"), &body).0, 409);
+    let (status, reply) =
+        call(&s, "POST", jobs, Some("t-alice"), &body.replace("name: demo", "name: x\n  namespace: team-b"));
+    assert!(status == 400 && reply.contains("namespace"), "{status} {reply}");
+    let (status, reply) = call(&s, "POST", jobs, Some("t-alice"), &body.replace("numNodes: 2", "numNodes: -2"));
+    assert!(status == 400 && reply.contains("numNodes"), "{status} {reply}");
+    let alone = body.split("---").next().unwrap_or_default().replace("name: demo", "name: alone");
+    let (status, reply) = call(&s, "POST", jobs, Some("t-alice"), &alone);
+    assert!(status == 400 && reply.contains("runtime"), "{status} {reply}");
+    assert_eq!(call(&s, "GET", jobs, Some("t-bob"), "").0, 403);
+
+    // Deleting a running job stops its processes.
+    let slow = trainjob("slow", "echo $$ > pid-$RANK; sleep 60");
+    assert_eq!(call(&s, "POST", jobs, Some("t-alice"), &slow).0, 201);
+    trainjob_until(&s, &format!("{jobs}/slow"), |v| {
+        v["processes"].as_array().is_some_and(|ps| ps.iter().all(|p| p["state"] == "Running"))
+    });
+    let pid_file = dir.path().join("data/training/team-a/slow/pid-0");
+    for _ in 0..50 {
+        if pid_file.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pid = std::fs::read_to_string(&pid_file).expect("rank 0 wrote its pid").trim().to_owned();
+    assert_eq!(call(&s, "DELETE", &format!("{jobs}/slow"), Some("t-alice"), "").0, 204);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "rank 0 ({pid}) was stopped");
+    assert_eq!(call(&s, "GET", &format!("{jobs}/slow"), Some("t-alice"), "").0, 404);
+}

@@ -18,10 +18,14 @@
 //! - `/api/tuning/v1/namespaces/{ns}/…` — Katib experiments run as local
 //!   processes, and ask/tell studies over HTTP, resource `experiments` in `ns`;
 //!
+//! - `/api/training/v1/namespaces/{ns}/trainjobs…` — TrainJobs on kf-train's
+//!   local backend with per-rank state and logs, resource `trainjobs` in `ns`;
+//!
 //! Not yet: the dashboard (issue #15).
 
 mod pipelines;
 mod serving;
+mod training;
 mod tuning;
 
 use std::collections::BTreeMap;
@@ -177,6 +181,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         let admin = guard(tenancy_api(tenancy.clone()), tenancy_scope);
         let runs = guard(pipelines::router(data_dir.join("pipelines")), pipelines_scope);
         let tuning = guard(tuning::router(data_dir.join("tuning")), tuning_scope);
+        let training = guard(training::router(data_dir.join("training")), training_scope);
 
         // Each API keeps its own paths and fallback, so the top level only
         // picks one by prefix (nesting would strip paths or leak captures).
@@ -194,6 +199,8 @@ fn serve(args: Args) -> anyhow::Result<()> {
                 Some(runs.clone())
             } else if path.starts_with("/api/tuning/v1/") {
                 Some(tuning.clone())
+            } else if path.starts_with("/api/training/v1/") {
+                Some(training.clone())
             } else {
                 None
             };
@@ -238,25 +245,31 @@ fn oip_scope<'a>(head: &RequestHead<'a>, namespace: &'static str) -> Access<'a> 
     }
 }
 
-/// `/api/pipelines/v1/namespaces/{ns}/…`: resource `runs` in `ns`.
-fn pipelines_scope<'a>(head: &RequestHead<'a>, _namespace: &'static str) -> Access<'a> {
+/// `/api/<api>/v1/namespaces/{ns}/…`: `resource` in `ns`; anything else
+/// under such an API is for cluster admins.
+fn in_path_namespace<'a>(head: &RequestHead<'a>, resource: &'static str) -> Access<'a> {
     match (head.path_segment(3), head.path_segment(4)) {
         (Some("namespaces"), Some(ns)) => {
-            Access::Namespaced { namespace: ns.into(), resource: "runs".into(), verb: head.verb() }
+            Access::Namespaced { namespace: ns.into(), resource: resource.into(), verb: head.verb() }
         }
         _ => Access::ClusterAdmin,
     }
 }
 
+/// `/api/pipelines/v1/namespaces/{ns}/…`: resource `runs` in `ns`.
+fn pipelines_scope<'a>(head: &RequestHead<'a>, _namespace: &'static str) -> Access<'a> {
+    in_path_namespace(head, "runs")
+}
+
 /// `/api/tuning/v1/namespaces/{ns}/…`: resource `experiments` in `ns`
 /// (studies too: they are experiments driven from outside).
 fn tuning_scope<'a>(head: &RequestHead<'a>, _namespace: &'static str) -> Access<'a> {
-    match (head.path_segment(3), head.path_segment(4)) {
-        (Some("namespaces"), Some(ns)) => {
-            Access::Namespaced { namespace: ns.into(), resource: "experiments".into(), verb: head.verb() }
-        }
-        _ => Access::ClusterAdmin,
-    }
+    in_path_namespace(head, "experiments")
+}
+
+/// `/api/training/v1/namespaces/{ns}/…`: resource `trainjobs` in `ns`.
+fn training_scope<'a>(head: &RequestHead<'a>, _namespace: &'static str) -> Access<'a> {
+    in_path_namespace(head, "trainjobs")
 }
 
 /// Profiles: listing shows what the caller may see; creating one is for
