@@ -548,3 +548,37 @@ fn trainjobs_run_per_namespace_with_per_rank_state_and_logs() {
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "rank 0 ({pid}) was stopped");
     assert_eq!(call(&s, "GET", &format!("{jobs}/slow"), Some("t-alice"), "").0, 404);
 }
+
+#[test]
+fn a_run_in_flight_when_the_server_stops_resumes_when_it_starts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = start(dir.path(), CONFIG);
+    assert_eq!(
+        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
+        201
+    );
+    let marks = dir.path().join("marks");
+    let pipeline = format!(
+        "name: two\ncomponents:\n  first:\n    container:\n      image: alpine\n      command: [sh, -c, 'echo first >> {m}']\n  \
+         second:\n    container:\n      image: alpine\n      command: [sh, -c, 'echo second-start >> {m}; sleep 2; echo second >> {m}']\n\
+         tasks:\n  first: {{component: first}}\n  second: {{component: second, after: [first]}}\n",
+        m = marks.display()
+    );
+    let runs = "/api/pipelines/v1/namespaces/team-a/runs";
+    let submit = serde_json::json!({"pipeline": pipeline, "run_id": "two-1"}).to_string();
+    assert_eq!(call(&s, "POST", runs, Some("t-alice"), &submit).0, 201);
+    for _ in 0..100 {
+        if std::fs::read_to_string(&marks).is_ok_and(|m| m.contains("second-start")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(s); // killed while `second` sleeps
+    let s = start(dir.path(), CONFIG);
+    let run = finished(&s, &format!("{runs}/two-1"));
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let marks = std::fs::read_to_string(&marks).expect("marks");
+    assert_eq!(marks.matches("first").count(), 1, "the finished task did not run again: {marks}");
+    assert_eq!(marks.matches("second-start").count(), 2, "the task in flight ran again: {marks}");
+    assert!(marks.ends_with("second\n"), "to its end: {marks}");
+}
