@@ -27,6 +27,9 @@
 //!   ConfigMap and coscheduling / Volcano PodGroup the upstream controller
 //!   creates, checked offline against the Kubernetes schemas. The feature
 //!   also derives JSON schemas (schemars) for the CRD types.
+//! - [`controller`] (feature `controller`): a TrainJob reconciler on
+//!   kube-runtime — server-side apply of the rendering, status from the
+//!   JobSet; its decisions are the pure [`controller::plan`].
 //!
 //! Every wire type reads unknown fields into `extra` maps so that
 //! `from_value` → `to_value` is the identity, and `validate` rejects them the
@@ -50,6 +53,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "controller")]
+pub mod controller;
 mod error;
 pub mod jobset;
 pub mod launch;
