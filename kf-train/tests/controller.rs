@@ -482,3 +482,31 @@ async fn invalid_train_jobs_get_a_condition_naming_the_field() {
         assert_eq!(outcome.result.unwrap(), Action::await_change());
     }
 }
+
+/// A namespaced TrainingRuntime is read from the job's namespace.
+#[tokio::test]
+async fn a_training_runtime_is_read_from_the_job_namespace() {
+    let job = stored(corpus("docs__operator-guides__runtime.block3.yaml"), "team-a");
+    let mut runtime = torch_runtime();
+    runtime["kind"] = json!("TrainingRuntime");
+    runtime["metadata"]["name"] = json!("pytorch-team-runtime");
+    runtime["metadata"]["namespace"] = json!("team-a");
+    let kids = children(&job, &runtime);
+    let outcome = reconcile_with(
+        &job,
+        vec![
+            get(
+                "/apis/trainer.kubeflow.org/v1alpha1/namespaces/team-a/trainingruntimes/pytorch-team-runtime",
+                (200, as_stored(runtime, "1")),
+            ),
+            get(format!("{}/example-train-job", jobsets("team-a")), not_found("jobsets example-train-job")),
+            apply(format!("{}/example-train-job", jobsets("team-a")), kids[0].clone()),
+            apply(
+                trainjob_status("team-a", "example-train-job"),
+                status_body("team-a", "example-train-job", json!({"conditions": [created()]})),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(outcome.result.unwrap(), Action::await_change());
+}

@@ -15,7 +15,7 @@ use super::status::{
     derive_status, is_finished,
 };
 use crate::launch::{Network, plan};
-use crate::render::{JOBSET_API_VERSION, render};
+use crate::render::{JOBSET_API_VERSION, VOLCANO_API_VERSION, render};
 use crate::runtime::TrainingRuntime;
 use crate::trainjob::{MANAGED_BY_TRAINER, TrainJob, TrainJobStatus};
 use crate::{Error, Result};
@@ -112,7 +112,8 @@ pub fn acts_on(job: &TrainJob) -> bool {
 /// [`crate::render::render`] as documents, each with an owner reference to
 /// the job (which must therefore have a `uid`), the [`TRAINJOB_NAME_LABEL`],
 /// and the JobSet's `spec.suspend` written out (so that resuming a job whose
-/// `suspend` was removed is a change). Fails with the error that names the
+/// `suspend` was removed is a change); a suspended job has no Volcano
+/// PodGroup yet, as upstream. Fails with the error that names the
 /// offending field; MPI runtimes fail at `runtime.spec.mlPolicy.mpi`, as
 /// their SSH Secret needs fresh key material this pure function cannot make.
 pub fn desired_children(job: &TrainJob, runtime: &TrainingRuntime) -> Result<Vec<Value>> {
@@ -138,6 +139,11 @@ pub fn desired_children(job: &TrainJob, runtime: &TrainingRuntime) -> Result<Vec
         });
     }
     let mut children = manifests.to_values()?;
+    // As upstream's Volcano plugin: no PodGroup while the job is suspended
+    // (Volcano would start holding the gang's resources); it comes on resume.
+    if job.suspended() {
+        children.retain(|c| child_key(c).0 != VOLCANO_API_VERSION);
+    }
     for child in &mut children {
         let Some(meta) = child.get_mut("metadata").and_then(Value::as_object_mut) else { continue };
         let labels = meta.entry("labels").or_insert_with(|| Value::Object(Map::new()));
@@ -381,6 +387,37 @@ mod tests {
         assert_eq!(resumed.apply.len(), 1);
         assert_eq!(resumed.apply[0]["spec"]["suspend"], false);
         assert!(!is_true(resumed.status.as_ref(), SUSPENDED));
+    }
+
+    #[test]
+    fn a_suspended_volcano_job_gets_its_pod_group_on_resume() {
+        let rt = runtime(Some(json!({"volcano": {}})));
+        let suspended = reconcile_plan(&job(2, Some(true)), Runtime::Found(&rt), &Observed::default(), "t");
+        assert_eq!(suspended.apply.iter().map(|c| child_key(c).1).collect::<Vec<_>>(), ["JobSet"]);
+        let (mut resumed, observed) = settle(&job(2, Some(true)), &suspended);
+        if let Some(spec) = &mut resumed.spec {
+            spec.suspend = None;
+        }
+        let plan = reconcile_plan(&resumed, Runtime::Found(&rt), &observed, "t2");
+        assert_eq!(plan.apply.iter().map(|c| child_key(c).1).collect::<Vec<_>>(), ["PodGroup", "JobSet"]);
+        assert_eq!(plan.apply[1]["spec"]["suspend"], false);
+        // Coscheduling keeps its PodGroup while suspended.
+        let rt = runtime(Some(json!({"coscheduling": {}})));
+        let plan = reconcile_plan(&job(2, Some(true)), Runtime::Found(&rt), &Observed::default(), "t");
+        assert_eq!(plan.apply.len(), 2);
+    }
+
+    #[test]
+    fn an_unreadable_runtime_is_a_condition_with_its_path() {
+        let err = TrainingRuntime::from_value(
+            json!({"apiVersion": "x", "kind": "y", "spec": {"mlPolicy": {"numNodes": "many"}}}),
+        )
+        .unwrap_err();
+        let plan = reconcile_plan(&job(1, None), Runtime::Unreadable(&err), &Observed::default(), "t");
+        let cond = plan.status.as_ref().and_then(|s| s.conditions.as_ref()).map(|c| c[0].clone()).unwrap();
+        assert_eq!(cond.reason.as_deref(), Some(JOBS_BUILD_FAILED));
+        assert!(cond.message.as_deref().unwrap().starts_with("runtime.spec.mlPolicy.numNodes"), "{cond:?}");
+        assert_eq!(plan.next, Next::Retry);
     }
 
     #[test]
