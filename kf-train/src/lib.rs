@@ -33,8 +33,9 @@
 //!
 //! Every wire type reads unknown fields into `extra` maps so that
 //! `from_value` → `to_value` is the identity, and `validate` rejects them the
-//! way strict field validation (`kubectl apply --validate=strict`) does. This
-//! crate is IO-free and never depends on another kf crate.
+//! way strict field validation (`kubectl apply --validate=strict`) does.
+//! Outside the `local` and `controller` adapters this crate is IO-free; it
+//! never depends on another kf crate.
 //!
 //! ```
 //! use kf_train::TrainJob;

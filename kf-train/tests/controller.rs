@@ -510,3 +510,18 @@ async fn a_training_runtime_is_read_from_the_job_namespace() {
     .await;
     assert_eq!(outcome.result.unwrap(), Action::await_change());
 }
+
+/// A failed read is an error before anything is written.
+#[tokio::test]
+async fn a_failed_runtime_read_writes_nothing() {
+    let outcome = reconcile_with(
+        &torch_job(),
+        vec![get(
+            format!("{CLUSTER_RUNTIMES}/torch-distributed"),
+            status_reply(403, "Forbidden", "clustertrainingruntimes is forbidden"),
+        )],
+    )
+    .await;
+    assert_eq!(kubernetes_status(&outcome.result), Some(403));
+    assert_eq!(outcome.retries[0], Action::requeue(Duration::from_secs(5)));
+}
