@@ -95,6 +95,74 @@ fn write_whole(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The per-rank table of one job, kept in `processes.json` beside its
+/// workspace: what `kf server` shows, written by whoever runs the job (the
+/// training API, or the quickstart's pipeline step).
+pub struct ProcessTable {
+    dir: PathBuf,
+    processes: Vec<Process>,
+}
+
+impl ProcessTable {
+    /// Every process `plan` starts, pending, written to `dir/processes.json`.
+    pub fn new(dir: &FsPath, specs: &[kf_train::local::ProcessSpec]) -> Self {
+        let processes = specs
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| Process {
+                index,
+                process: spec.label(),
+                name: spec.name.clone(),
+                replicated_job: spec.replicated_job.clone(),
+                rank: spec.rank.or(spec.node_rank),
+                state: "Pending".into(),
+                pid: None,
+                exit_code: None,
+            })
+            .collect();
+        let table = ProcessTable { dir: dir.to_owned(), processes };
+        write_processes(&table.dir, &table.processes);
+        table
+    }
+
+    /// The table for `job` on `runtime` with its workspace in `dir/workspace`.
+    pub fn plan(dir: &FsPath, job: &kf_train::TrainJob, runtime: &TrainingRuntime, ns: &str) -> anyhow::Result<Self> {
+        let planned = launch::plan(job, runtime, &launch::Network::Local { host: "127.0.0.1".into(), port: 0 })?;
+        let specs = kf_train::local::processes(&planned, &Workspace::new(dir.join("workspace")), ns)?;
+        Ok(ProcessTable::new(dir, &specs))
+    }
+
+    /// Follows a backend event; the file is rewritten when a process starts or exits.
+    pub fn event(&mut self, event: &LocalEvent) {
+        let changed = match event {
+            LocalEvent::Started { process, pid } => {
+                self.processes.iter_mut().find(|p| &p.process == process).map(|p| {
+                    p.state = "Running".into();
+                    p.pid = Some(*pid);
+                })
+            }
+            LocalEvent::Exited { process, code } => {
+                self.processes.iter_mut().find(|p| &p.process == process).map(|p| {
+                    p.state = if *code == Some(0) { "Succeeded" } else { "Failed" }.into();
+                    p.exit_code = *code;
+                })
+            }
+            _ => None,
+        };
+        if changed.is_some() {
+            write_processes(&self.dir, &self.processes);
+        }
+    }
+
+    /// After the run: processes still running were stopped by the backend.
+    pub fn finish(mut self) {
+        for p in self.processes.iter_mut().filter(|p| p.state == "Running") {
+            p.state = "Killed".into();
+        }
+        write_processes(&self.dir, &self.processes);
+    }
+}
+
 fn write_processes(dir: &FsPath, processes: &[Process]) {
     let written = serde_json::to_vec_pretty(processes)
         .map_err(std::io::Error::other)
@@ -127,12 +195,10 @@ fn submit_job(api: &Arc<Training>, ns: &str, body: &str) -> Result<String, ApiEr
         return Err(bad(format!("metadata.namespace: expected {ns:?} (the namespace in the path), found {other:?}")));
     }
     let dir = api.job_dir(ns, &name)?;
-    // The process table comes from the same plan the backend makes.
-    let planned = launch::plan(&job, &runtime, &launch::Network::Local { host: "127.0.0.1".into(), port: 0 })
-        .map_err(|e| bad(e.to_string()))?;
     let workspace = dir.join("workspace");
-    let specs =
-        kf_train::local::processes(&planned, &Workspace::new(&workspace), ns).map_err(|e| bad(e.to_string()))?;
+    // Checked before the name is claimed: a job that cannot be planned is a 400.
+    launch::plan(&job, &runtime, &launch::Network::Local { host: "127.0.0.1".into(), port: 0 })
+        .map_err(|e| bad(e.to_string()))?;
     std::fs::create_dir_all(dir.parent().unwrap_or(&dir)).map_err(internal)?;
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
@@ -141,23 +207,8 @@ fn submit_job(api: &Arc<Training>, ns: &str, body: &str) -> Result<String, ApiEr
         }
         Err(e) => return Err(internal(e)),
     }
-    let manifest = serde_saphyr::to_string_multiple(&[job.to_value(), runtime.to_value()]).map_err(internal)?;
-    write_whole(&dir.join("manifest.yaml"), manifest.as_bytes()).map_err(internal)?;
-    let mut processes: Vec<Process> = specs
-        .iter()
-        .enumerate()
-        .map(|(index, spec)| Process {
-            index,
-            process: spec.label(),
-            name: spec.name.clone(),
-            replicated_job: spec.replicated_job.clone(),
-            rank: spec.rank.or(spec.node_rank),
-            state: "Pending".into(),
-            pid: None,
-            exit_code: None,
-        })
-        .collect();
-    write_processes(&dir, &processes);
+    write_manifest(&dir, &job, &runtime).map_err(internal)?;
+    let mut table = ProcessTable::plan(&dir, &job, &runtime, ns).map_err(internal)?;
 
     let mut options = LocalOptions::new(&workspace);
     ns.clone_into(&mut options.namespace);
@@ -169,37 +220,14 @@ fn submit_job(api: &Arc<Training>, ns: &str, body: &str) -> Result<String, ApiEr
     let done = tokio::spawn({
         let key = key.clone();
         async move {
-            let on_event = |event: LocalEvent| {
-                let changed = match event {
-                    LocalEvent::Started { process, pid } => {
-                        processes.iter_mut().find(|p| p.process == process).map(|p| {
-                            p.state = "Running".into();
-                            p.pid = Some(pid);
-                        })
-                    }
-                    LocalEvent::Exited { process, code } => {
-                        processes.iter_mut().find(|p| p.process == process).map(|p| {
-                            p.state = if code == Some(0) { "Succeeded" } else { "Failed" }.into();
-                            p.exit_code = code;
-                        })
-                    }
-                    _ => None,
-                };
-                if changed.is_some() {
-                    write_processes(&dir, &processes);
-                }
-            };
+            let on_event = |event: LocalEvent| table.event(&event);
             let cancel = async {
                 let _ = stopped.await;
             };
             match LocalBackend::new(options).run(&job, &runtime, on_event, cancel).await {
                 // Processes the backend stopped after the outcome are Killed.
                 Ok(run) => {
-                    let mut table = read_processes(&dir);
-                    for p in table.iter_mut().filter(|p| p.state == "Running") {
-                        p.state = "Killed".into();
-                    }
-                    write_processes(&dir, &table);
+                    table.finish();
                     tracing::info!("TrainJob {}/{}: {}", key.0, key.1, run.outcome.message);
                 }
                 Err(e) => {
@@ -212,6 +240,12 @@ fn submit_job(api: &Arc<Training>, ns: &str, body: &str) -> Result<String, ApiEr
     });
     running.insert(key, Running { stop, done });
     Ok(name)
+}
+
+/// The job and its runtime as one YAML file, as the API took them.
+pub fn write_manifest(dir: &FsPath, job: &kf_train::TrainJob, runtime: &TrainingRuntime) -> anyhow::Result<()> {
+    let manifest = serde_saphyr::to_string_multiple(&[job.to_value(), runtime.to_value()])?;
+    Ok(write_whole(&dir.join("manifest.yaml"), manifest.as_bytes())?)
 }
 
 fn read_processes(dir: &FsPath) -> Vec<Process> {
