@@ -96,13 +96,10 @@ fn apply(object: &Value) -> Exchange {
     exchange("PATCH", format!("{}?&{APPLY}", child_path(object)), Some(object.clone()), object.clone())
 }
 
+/// A delete, conditional on the uid observed.
 fn delete(object: &Value) -> Exchange {
-    exchange(
-        "DELETE",
-        format!("{}?", child_path(object)),
-        Some(json!({})),
-        json!({"kind": "Status", "status": "Success"}),
-    )
+    let body = json!({"preconditions": {"uid": object["metadata"]["uid"]}});
+    exchange("DELETE", format!("{}?", child_path(object)), Some(body), json!({"kind": "Status", "status": "Success"}))
 }
 
 const SELECTOR: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkf-tenancy";
@@ -400,12 +397,12 @@ async fn a_conflict_fails_the_reconcile_as_a_conflict_with_nothing_after_it() {
 }
 
 #[tokio::test]
-async fn an_invalid_profile_gets_a_condition_naming_the_field_and_no_children() {
+async fn an_invalid_profile_gets_a_condition_naming_the_field_and_costs_no_reads() {
     let mut profile = with_finalizer(corpus_profile());
     profile["spec"]["owner"]["kind"] = json!("Robot");
-    let mut script = observe(None, &[]);
-    script.push(status_write(json!({"conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec",
-        "message": "spec.owner.kind: expected User, Group or ServiceAccount, found \"Robot\""}]})));
+    let script =
+        vec![status_write(json!({"conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec",
+        "message": "spec.owner.kind: expected User, Group or ServiceAccount, found \"Robot\""}]}))];
     let result = converse(&profile, &[], script).await;
     assert_eq!(result.unwrap(), Action::await_change(), "no crash loop: wait for an edit");
 }
@@ -420,4 +417,15 @@ async fn a_namespace_someone_else_owns_is_a_condition_not_a_takeover() {
                             (delete it or choose another Profile name)")}]})));
     let result = converse(&profile, &[], script).await;
     assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(300)));
+}
+
+#[tokio::test]
+async fn an_unreadable_profile_gets_a_condition_without_reading_anything() {
+    let mut profile = with_finalizer(corpus_profile());
+    profile["spec"]["owner"]["name"] = json!(7);
+    let script =
+        vec![status_write(json!({"conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec",
+        "message": "spec.owner.name: invalid type: integer `7`, expected a string"}]}))];
+    let result = converse(&profile, &[], script).await;
+    assert_eq!(result.unwrap(), Action::await_change());
 }

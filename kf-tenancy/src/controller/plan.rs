@@ -35,8 +35,8 @@ pub const ISTIO_SECURITY_API: &str = "security.istio.io/v1";
 
 /// Identifies one child object: API group, kind, namespace and name.
 ///
-/// The version is kept for requests but ignored by equality: a policy listed
-/// through `v1` is the same object as one rendered as `v1beta1`.
+/// The version and uid are kept for requests but ignored by equality: a
+/// policy listed through `v1` is the same object as one rendered as `v1beta1`.
 #[derive(Debug, Clone)]
 pub struct ChildRef {
     /// `apiVersion` (group/version, or just the version for the core group).
@@ -47,6 +47,9 @@ pub struct ChildRef {
     pub namespace: Option<String>,
     /// Object name.
     pub name: String,
+    /// The uid observed, if any: a delete is made conditional on it, so an
+    /// object recreated by someone else under the same name is never hit.
+    pub uid: Option<String>,
 }
 
 impl ChildRef {
@@ -59,6 +62,7 @@ impl ChildRef {
             kind: object.get("kind").and_then(text)?,
             namespace: object.pointer("/metadata/namespace").and_then(text).filter(|n| !n.is_empty()),
             name: object.pointer("/metadata/name").and_then(text)?,
+            uid: object.pointer("/metadata/uid").and_then(text),
         })
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event};
@@ -193,9 +193,14 @@ impl Context {
         Ok(())
     }
 
-    /// Deletes one child; one already gone counts as deleted.
+    /// Deletes one child, only if it is still the object observed (same
+    /// uid); one already gone counts as deleted.
     async fn delete(&self, child: &ChildRef) -> Result<()> {
-        match self.api(child)?.delete(&child.name, &DeleteParams::default()).await {
+        let params = DeleteParams {
+            preconditions: child.uid.clone().map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
+            ..DeleteParams::default()
+        };
+        match self.api(child)?.delete(&child.name, &params).await {
             Err(e) if !is_not_found(&e) => Err(api_error(format!("delete {} {:?}", child.kind, child.name), e)),
             _ => Ok(()),
         }
@@ -238,8 +243,15 @@ impl Context {
             }
         };
         let contributors = self.contributors(&name).await?;
-        let observed = self.observe(&name).await?;
-        let plan = reconcile_plan(&profile, &contributors, &observed, &self.config.render);
+        // Whether a Profile is valid does not depend on the cluster: an
+        // invalid one costs no reads.
+        let offline = reconcile_plan(&profile, &contributors, &[], &self.config.render);
+        let plan = if matches!(offline.outcome, Outcome::Invalid { .. }) {
+            offline
+        } else {
+            let observed = self.observe(&name).await?;
+            reconcile_plan(&profile, &contributors, &observed, &self.config.render)
+        };
         for object in &plan.apply {
             self.apply(object).await?;
         }
