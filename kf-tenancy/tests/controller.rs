@@ -143,7 +143,7 @@ fn status_write(status: Value) -> Exchange {
 }
 
 fn ready() -> Value {
-    json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled",
+    json!({"conditions": [{"type": "Ready", "status": "True",
         "message": format!("namespace {NS:?} and its objects match the Profile")}]})
 }
 
@@ -400,8 +400,7 @@ async fn a_conflict_fails_the_reconcile_as_a_conflict_with_nothing_after_it() {
 async fn an_invalid_profile_gets_a_condition_naming_the_field_and_costs_no_reads() {
     let mut profile = with_finalizer(corpus_profile());
     profile["spec"]["owner"]["kind"] = json!("Robot");
-    let script =
-        vec![status_write(json!({"conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec",
+    let script = vec![status_write(json!({"conditions": [{"type": "Ready", "status": "False",
         "message": "spec.owner.kind: expected User, Group or ServiceAccount, found \"Robot\""}]}))];
     let result = converse(&profile, &[], script).await;
     assert_eq!(result.unwrap(), Action::await_change(), "no crash loop: wait for an edit");
@@ -412,7 +411,7 @@ async fn a_namespace_someone_else_owns_is_a_condition_not_a_takeover() {
     let profile = with_finalizer(corpus_profile());
     let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "uid": "ns-uid"}});
     let mut script = observe(Some(&namespace), &[]);
-    script.push(status_write(json!({"conditions": [{"type": "Ready", "status": "False", "reason": "NamespaceExists",
+    script.push(status_write(json!({"conditions": [{"type": "Ready", "status": "False",
         "message": format!("namespace {NS:?} exists and is not owned by this Profile; it is left alone \
                             (delete it or choose another Profile name)")}]})));
     let result = converse(&profile, &[], script).await;
@@ -423,8 +422,7 @@ async fn a_namespace_someone_else_owns_is_a_condition_not_a_takeover() {
 async fn an_unreadable_profile_gets_a_condition_without_reading_anything() {
     let mut profile = with_finalizer(corpus_profile());
     profile["spec"]["owner"]["name"] = json!(7);
-    let script =
-        vec![status_write(json!({"conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec",
+    let script = vec![status_write(json!({"conditions": [{"type": "Ready", "status": "False",
         "message": "spec.owner.name: invalid type: integer `7`, expected a string"}]}))];
     let result = converse(&profile, &[], script).await;
     assert_eq!(result.unwrap(), Action::await_change());

@@ -16,7 +16,7 @@ use crate::profile::{Condition, Profile, ProfileStatus};
 use crate::render::{RenderConfig, render};
 use crate::role::Role;
 use crate::subject::Subject;
-use crate::{Error, Result};
+use crate::{Error, Quantity, Result};
 
 /// The label key marking a child as created by this controller.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -209,24 +209,38 @@ pub fn is_ours(object: &Value, profile: &Profile) -> bool {
 
 /// Whether `observed` already holds every field `desired` sets, with the
 /// same values. Fields the server adds (uid, defaults, status) are ignored;
-/// lists must match element by element.
+/// lists must match element by element; quota amounts (under `hard`) compare
+/// as quantities, since the server writes them back canonical (`1000m` → `1`).
 pub fn covers(observed: &Value, desired: &Value) -> bool {
+    covers_at(observed, desired, false)
+}
+
+fn covers_at(observed: &Value, desired: &Value, quantities: bool) -> bool {
     match (observed, desired) {
         (Value::Object(o), Value::Object(d)) => d.iter().all(|(k, dv)| match o.get(k) {
-            Some(ov) => covers(ov, dv),
+            Some(ov) => covers_at(ov, dv, quantities || k == "hard"),
             None => dv.is_null(),
         }),
-        (Value::Array(o), Value::Array(d)) => o.len() == d.len() && o.iter().zip(d).all(|(ov, dv)| covers(ov, dv)),
+        (Value::Array(o), Value::Array(d)) => {
+            o.len() == d.len() && o.iter().zip(d).all(|(ov, dv)| covers_at(ov, dv, false))
+        }
+        (Value::String(o), Value::String(d)) if quantities && o != d => {
+            matches!((Quantity::parse(o), Quantity::parse(d)), (Ok(a), Ok(b)) if a == b)
+        }
         _ => observed == desired,
     }
 }
 
-fn condition(status: bool, reason: &str, message: String) -> Condition {
+/// A `Ready` condition. Only `type`, `status` and `message`: the Profile
+/// CRD's structural schema has no other condition fields, so the API server
+/// would prune a `reason` or `lastTransitionTime`, the next reconcile would
+/// see the status differ, and write it again forever.
+fn condition(status: bool, message: String) -> Condition {
     Condition {
         type_: Some(READY.into()),
         status: Some(if status { "True" } else { "False" }.into()),
         message: Some(message),
-        extra: [("reason".to_string(), Value::String(reason.into()))].into_iter().collect(),
+        extra: Default::default(),
     }
 }
 
@@ -252,7 +266,7 @@ pub fn invalid_condition(error: &Error) -> (Condition, Outcome) {
         Error::Invalid { path, .. } => path.clone(),
         _ => String::new(),
     };
-    (condition(false, "InvalidSpec", error.to_string()), Outcome::Invalid { path })
+    (condition(false, error.to_string()), Outcome::Invalid { path })
 }
 
 /// Decides what one reconcile of `profile` does, given its contributors and
@@ -295,7 +309,7 @@ pub fn reconcile_plan(
         return Plan {
             apply: vec![],
             delete: vec![],
-            status: status_with(current, condition(false, "NamespaceExists", message)),
+            status: status_with(current, condition(false, message)),
             outcome: Outcome::NamespaceTaken,
         };
     }
@@ -316,12 +330,7 @@ pub fn reconcile_plan(
         .map(|(r, _)| r.clone())
         .collect();
     let message = format!("namespace {namespace:?} and its objects match the Profile");
-    Plan {
-        apply,
-        delete,
-        status: status_with(current, condition(true, "Reconciled", message)),
-        outcome: Outcome::Ready,
-    }
+    Plan { apply, delete, status: status_with(current, condition(true, message)), outcome: Outcome::Ready }
 }
 
 /// What to delete when the Profile is deleted: every observed object that
@@ -486,7 +495,8 @@ mod tests {
         assert_eq!(plan.outcome, Outcome::NamespaceTaken);
         assert!(plan.apply.is_empty() && plan.delete.is_empty());
         let conditions = plan.status.and_then(|s| s.conditions).unwrap_or_default();
-        assert_eq!(conditions[0].extra["reason"], "NamespaceExists");
+        assert!(conditions[0].message.as_deref().is_some_and(|m| m.contains("not owned by this Profile")));
+        assert!(conditions[0].extra.is_empty(), "only fields the CRD schema keeps");
     }
 
     #[test]
@@ -513,6 +523,18 @@ mod tests {
         assert_eq!(plan.len(), cluster.len() - 1, "everything but the unlabelled account");
         assert!(plan.iter().all(|r| r.name != "mine"));
         assert_eq!(plan.last().map(|r| r.kind.as_str()), Some("Namespace"));
+    }
+
+    #[test]
+    fn quota_amounts_compare_as_quantities() {
+        let desired = json!({"spec": {"hard": {"cpu": "1", "memory": "1073741824"}}, "metadata": {"name": "1"}});
+        let canonical = json!({"spec": {"hard": {"cpu": "1000m", "memory": "1Gi"}}, "metadata": {"name": "1"}});
+        assert!(covers(&canonical, &desired));
+        assert!(!covers(
+            &json!({"spec": {"hard": {"cpu": "2", "memory": "1Gi"}}, "metadata": {"name": "1"}}),
+            &desired
+        ));
+        assert!(!covers(&json!({"spec": canonical["spec"], "metadata": {"name": "1.0"}}), &desired), "only under hard");
     }
 
     #[test]
