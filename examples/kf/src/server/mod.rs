@@ -24,8 +24,8 @@
 //! Not yet: the dashboard (issue #15).
 
 mod pipelines;
-mod serving;
-mod training;
+pub mod serving;
+pub mod training;
 mod tuning;
 
 use std::collections::BTreeMap;
@@ -135,7 +135,8 @@ pub struct Settings {
     pub canaries: Vec<serving::CanaryConfig>,
 }
 
-fn serve(args: Args) -> anyhow::Result<()> {
+/// The address and settings flags, environment and the TOML file describe.
+fn resolve(args: Args) -> anyhow::Result<(SocketAddr, Settings)> {
     let config: Config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -172,6 +173,18 @@ fn serve(args: Args) -> anyhow::Result<()> {
         data_dir,
         repo,
     };
+    Ok((addr, settings))
+}
+
+/// What `kf server --config path` would serve (its address aside).
+pub fn settings_from_config(path: &std::path::Path) -> anyhow::Result<Settings> {
+    let args =
+        Args { config: Some(path.to_owned()), addr: None, data_dir: None, model_repository: None, registry_db: None };
+    Ok(resolve(args)?.1)
+}
+
+fn serve(args: Args) -> anyhow::Result<()> {
+    let (addr, settings) = resolve(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let (data_dir, namespace) = (settings.data_dir.clone(), settings.namespace.clone());
