@@ -11,6 +11,7 @@
 #[macro_use]
 mod output;
 
+mod crds;
 mod documents;
 mod fmt;
 mod pending;
@@ -81,6 +82,8 @@ enum Command {
     Quickstart(quickstart::QuickstartArgs),
     /// Run the kf APIs and dashboard behind the tenancy layer.
     Server(server::Args),
+    /// Print the CustomResourceDefinitions of the kinds kf's controllers reconcile (for kubectl apply).
+    Crds,
 }
 
 fn main() -> ExitCode {
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve_cmd::run(args),
         Command::Tenancy(args) => tenancy_cmd::run(args, cli.output),
         Command::Server(args) => server::run(args),
+        Command::Crds => crds::run(cli.output),
         Command::Validate { files } => validate::run(&files, cli.output),
         Command::Fmt { file } => fmt::run(&file),
         Command::Quickstart(args) => quickstart::run(args, cli.output),
