@@ -540,3 +540,21 @@ fn a_run_in_flight_when_the_server_stops_resumes_when_it_starts() {
     assert_eq!(marks.matches("second-start").count(), 2, "the task in flight ran again: {marks}");
     assert!(marks.ends_with("second\n"), "to its end: {marks}");
 }
+
+#[test]
+fn pipeline_artifacts_can_live_in_an_object_store_url() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let objects = dir.path().join("objects");
+    let s = team_a(dir.path(), &format!("pipeline_objects = \"file://{}\"\n{CONFIG}", objects.display()));
+    let runs = "/api/pipelines/v1/namespaces/team-a/runs";
+    let submit = serde_json::json!({"pipeline": HELLO, "run_id": "hello-1"}).to_string();
+    assert_eq!(call(&s, "POST", runs, Some("t-alice"), &submit).0, 201);
+    assert_eq!(finished(&s, &format!("{runs}/hello-1"))["state"], "succeeded");
+    let greeting = format!("{runs}/hello-1/tasks/say/artifacts/greeting");
+    assert_eq!(call(&s, "GET", &greeting, Some("t-alice"), ""), (200, "hello world".to_owned()));
+    // The bytes are under the namespace's prefix of the URL, not in the data dir.
+    let stored = std::fs::read_to_string(objects.join("team-a/artifacts/hello-1/say/greeting")).expect("in the store");
+    assert_eq!(stored, "hello world");
+    let local = dir.path().join("data/pipelines/team-a/artifacts/hello-1");
+    assert!(!local.exists(), "no artifact went to the data dir");
+}

@@ -81,6 +81,9 @@ struct Config {
     model_repository: Option<PathBuf>,
     /// The registry's database: `sqlite://PATH` or `postgres://…`.
     registry_db: Option<String>,
+    /// Where pipeline artifacts and the step cache go (`s3://bucket/prefix`,
+    /// `file:///dir`); AWS_* variables configure S3 [default: the data dir].
+    pipeline_objects: Option<String>,
     /// Where registered model files go (a directory, `file://`, `s3://…`)
     /// [default: <data_dir>/registry-files].
     registry_files: Option<String>,
@@ -129,6 +132,9 @@ pub struct Settings {
     pub registry_db: String,
     /// Where registered model files go (a directory or an object_store URL).
     pub registry_files: String,
+    /// Where pipeline artifacts and the step cache go (`s3://…`, `file://…`)
+    /// instead of `<data_dir>/pipelines/<ns>`; journals stay local.
+    pub pipeline_objects: Option<String>,
     /// The models served over OIP v2.
     pub repo: Arc<ModelRepository>,
     /// Canary splits to put in front of `repo`'s versions.
@@ -164,6 +170,7 @@ fn resolve(args: Args) -> anyhow::Result<(SocketAddr, Settings)> {
             Some(url) => url,
             None => format!("sqlite://{}", data_dir.join("registry.db").display()),
         },
+        pipeline_objects: config.pipeline_objects,
         registry_files: config.registry_files.unwrap_or_else(|| data_dir.join("registry-files").display().to_string()),
         namespace: config.namespace.unwrap_or_else(|| "kubeflow".into()),
         cluster_admins: config.cluster_admins,
@@ -244,7 +251,7 @@ pub async fn app(settings: Settings) -> anyhow::Result<Router> {
     let served = guard(serving::router(repo.clone(), metrics.clone(), canaries), oip_scope);
     let oip = guard(kf_serve::server::router(repo, metrics, ServerOptions::default()), oip_scope);
     let admin = guard(tenancy_api(tenancy.clone()), tenancy_scope);
-    let runs = guard(pipelines::router(data_dir.join("pipelines")), pipelines_scope);
+    let runs = guard(pipelines::router(data_dir.join("pipelines"), settings.pipeline_objects.clone()), pipelines_scope);
     let tuning = guard(tuning::router(data_dir.join("tuning")), tuning_scope);
     let training = guard(training::router(data_dir.join("training")), training_scope);
 
