@@ -602,6 +602,8 @@ fn the_openapi_fuzzer_gets_no_server_error() {
     let server = start(&format!("sqlite://{}", dir.path().join("registry.db").display()));
     let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/specs/model-registry.yaml");
     let out = Command::new(&python)
+        // It keeps a cache where it runs: the temp dir, not the source tree.
+        .current_dir(dir.path())
         .args(["-m", "schemathesis.cli", "run", spec, "--url"])
         .arg(format!("http://{}", server.addr))
         .args(["--checks", "not_a_server_error", "--workers", "2", "--request-timeout", "5"])
