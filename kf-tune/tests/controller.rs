@@ -517,6 +517,46 @@ async fn invalid_experiments_get_a_condition_naming_the_field() {
     }
 }
 
+/// The trialTemplate's kind decides the trials' resource: a TrainJob
+/// experiment lists and creates TrainJobs, three at a time.
+#[tokio::test]
+async fn a_train_job_template_makes_train_job_trials() {
+    let path = format!(
+        "{}/../../shared/corpus/katib/examples__v1beta1__kubeflow-trainer__trainjob-pytorch.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut experiment: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    experiment["metadata"]["uid"] = json!(UID);
+    let plan = reconcile_plan(&Experiment::from_value(experiment.clone()).unwrap(), &Observed::default(), NOW);
+    assert_eq!(plan.create.len(), 3);
+    assert_eq!(plan.create[0]["kind"], "TrainJob");
+    assert!(plan.create[0]["spec"]["trainer"]["command"][3].as_str().unwrap().starts_with("--lr=0.0"));
+    let trainjobs = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/kubeflow/trainjobs";
+    let mut script = vec![get(
+        format!("{trainjobs}?&labelSelector=katib.kubeflow.org%2Fexperiment%3Dtorch-distributed-example"),
+        (
+            200,
+            json!({"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJobList", "metadata": {}, "items": []}),
+        ),
+    )];
+    for i in 0..3 {
+        script.push(get(format!("{trainjobs}/torch-distributed-example-{i}"), not_found("trainjobs")));
+    }
+    for (i, trial) in plan.create.iter().enumerate() {
+        script.push(apply(format!("{trainjobs}/torch-distributed-example-{i}"), trial.clone()));
+    }
+    let mut status = apply(
+        "/apis/kubeflow.org/v1beta1/namespaces/kubeflow/experiments/torch-distributed-example/status",
+        json!({"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
+               "metadata": {"name": "torch-distributed-example", "namespace": "kubeflow"},
+               "status": serde_json::to_value(plan.status.unwrap()).unwrap()}),
+    );
+    status.reply.1 = json!({});
+    script.push(status);
+    let outcome = reconcile_with(&experiment, NOW, script).await;
+    assert_eq!(outcome.result.unwrap(), Action::await_change());
+}
+
 #[test]
 fn trial_kinds_map_to_their_plural_resources() {
     assert_eq!(api_resource("kubeflow.org/v1beta1", "Experiment").plural, "experiments");

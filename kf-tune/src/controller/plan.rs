@@ -922,7 +922,15 @@ mod tests {
             }
             let plan = ExperimentPlan::from_katib(&e).unwrap();
             let rebuilt = rebuild(plan, UID, &observed).unwrap();
+            // The rebuilt history is the created trials, in order, with their
+            // recorded assignments.
             prop_assert_eq!(rebuilt.state.trials().len(), created.len());
+            for (record, object) in rebuilt.state.trials().iter().zip(&created) {
+                let values: Vec<JournalValue> = record.assignment.iter().map(|&v| v.into()).collect();
+                let recorded = object["metadata"]["annotations"][ASSIGNMENT_ANNOTATION].as_str().unwrap();
+                prop_assert_eq!(serde_json::to_string(&values).unwrap(), recorded);
+                prop_assert_eq!(record.name.as_str(), child_key(object).2);
+            }
             prop_assert!(created.len() <= max as usize);
         }
     }
