@@ -554,7 +554,8 @@ async fn a_train_job_template_makes_train_job_trials() {
     status.reply.1 = json!({});
     script.push(status);
     let outcome = reconcile_with(&experiment, NOW, script).await;
-    assert_eq!(outcome.result.unwrap(), Action::await_change());
+    // TrainJobs are not the watched trial kind (Jobs are): polled.
+    assert_eq!(outcome.result.unwrap(), Action::requeue(Duration::from_secs(30)));
 }
 
 #[test]

@@ -16,7 +16,9 @@
 //! - **A trial is one object**, of the template's kind (`batch/v1` Job, a
 //!   TrainJob, any kind: it is handled as a `DynamicObject` whose resource
 //!   is the kind's lower-case plural — no discovery, so kinds with irregular
-//!   plurals are not served). There is no separate Trial CR and no
+//!   plurals are not served). [`run`] watches one trial kind
+//!   ([`Config::trial_kind`]); running Experiments of another kind are
+//!   polled ([`Config::poll_unwatched`]). There is no separate Trial CR and no
 //!   suggestion service: the trial object *is* the record. It is named
 //!   `<experiment>-<index>`, labelled [`EXPERIMENT_LABEL`] and
 //!   [`TRIAL_LABEL`], owned by the Experiment (controller owner reference),
@@ -31,9 +33,14 @@
 //!   (else the Experiment's uid) mixed with the number of trials observed,
 //!   as the runner does on resume, so a retried reconcile plans
 //!   the same trials.
+//! - **Trials are listed from the API server**, not from a cache, on every
+//!   reconcile: a reconcile of a stale Experiment (its last status not yet
+//!   seen) at worst writes the status again; it never creates a trial twice.
 //! - **Metrics**: the trial reports by writing [`METRICS_ANNOTATION`] on its
 //!   own object, a JSON object of metric name → values in order
-//!   (`{"loss": [0.9, 0.4]}`); there is no sidecar and no log scraping. Its
+//!   (`{"loss": [0.9, 0.4]}`), e.g. with `kubectl annotate --overwrite`
+//!   from its pod (whose ServiceAccount may then patch its own Job); there
+//!   is no sidecar and no log scraping. Its
 //!   end comes from its status conditions: `Failed`, or `Complete` /
 //!   `Completed` / `Succeeded` (a Job's, a TrainJob's, most operators').
 //!   A trial that ends without the objective metric fails, as in Katib.
@@ -114,6 +121,9 @@ pub struct Config {
     /// Experiments whose template has another kind are still reconciled,
     /// on their own changes and retries.
     pub trial_kind: (String, String),
+    /// How often a running Experiment whose trials are not of `trial_kind`
+    /// (so their changes are not watched) is looked at again; default 30 s.
+    pub poll_unwatched: Duration,
     /// First retry delay; doubled per consecutive failure.
     pub backoff_base: Duration,
     /// Longest retry delay.
@@ -126,6 +136,7 @@ impl Default for Config {
             namespace: None,
             field_manager: FIELD_MANAGER.into(),
             trial_kind: ("batch/v1".into(), "Job".into()),
+            poll_unwatched: Duration::from_secs(30),
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
         }
@@ -227,23 +238,25 @@ pub async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
     let key = format!("{namespace}/{name}");
     let now = (ctx.clock)();
     let document = to_value(&format!("read Experiment {key}"), &object)?;
-    let plan = match Experiment::from_value(document.clone()) {
+    let (plan, unwatched) = match Experiment::from_value(document.clone()) {
         Ok(experiment) => {
             let plan = decide(&experiment, &namespace, &ctx, &now).await?;
             execute(&plan, &experiment, &namespace, &ctx).await?;
-            plan
+            let unwatched = plan::needs_trials(&experiment) && plan::trial_kind(&experiment) != ctx.config.trial_kind;
+            (plan, unwatched)
         }
         Err(err) => {
             let experiment = stub(&document);
             let plan = plan::invalid_plan(&experiment, &err, &now);
             execute(&plan, &experiment, &namespace, &ctx).await?;
-            plan
+            (plan, false)
         }
     };
     Ok(match plan.next {
         Next::AwaitChange => {
             ctx.succeed(&key);
-            Action::await_change()
+            let ended = plan.status.as_ref().is_some_and(plan::has_ended);
+            if unwatched && !ended { Action::requeue(ctx.config.poll_unwatched) } else { Action::await_change() }
         }
         Next::Retry => Action::requeue(ctx.fail(&key)),
     })

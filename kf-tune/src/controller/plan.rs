@@ -155,16 +155,19 @@ pub fn needs_trials(experiment: &Experiment) -> bool {
         && ExperimentPlan::from_katib(experiment).is_ok()
 }
 
+/// Whether `status` holds `Succeeded` or `Failed` `True`.
+pub fn has_ended(status: &ExperimentStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| matches!(c.type_.as_deref(), Some("Succeeded" | "Failed")) && c.status.as_deref() == Some("True"))
+}
+
 /// Whether the Experiment's status says it has ended (`Succeeded` or
 /// `Failed` is `True`): nothing changes any more.
 pub fn is_finished(experiment: &Experiment) -> bool {
-    experiment
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| matches!(c.type_.as_deref(), Some("Succeeded" | "Failed")) && c.status.as_deref() == Some("True"))
+    experiment.status.as_ref().is_some_and(has_ended)
 }
 
 /// The trial template's object (`trialTemplate.trialSpec`), when the
