@@ -316,7 +316,7 @@ pub fn rebuild(plan: ExperimentPlan, uid: &str, observed: &Observed) -> std::res
 
 /// The seed of the sampler's generator: `random_state` when given, else
 /// the experiment's uid hashed (FNV-1a), mixed with the number of trials
-/// already observed as [`crate::runner`] mixes it on resume.
+/// already observed, as the runner mixes it on resume.
 pub fn seed(experiment_seed: Option<u64>, uid: &str, observed_trials: usize) -> u64 {
     let base = experiment_seed.unwrap_or_else(|| {
         uid.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
