@@ -57,6 +57,16 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A request to the Kubernetes API server failed (the controller).
+    #[error("{request}: {message}")]
+    Kubernetes {
+        /// What was asked, e.g. `apply Job kubeflow/random-0`.
+        request: String,
+        /// The HTTP status the server answered, when it answered.
+        status: Option<u16>,
+        /// What the server (or the client) said.
+        message: String,
+    },
     /// A finite algorithm (the grid) has suggested every point of the space.
     #[error("algorithm {algorithm:?}: every point of the search space has been suggested")]
     Exhausted {

@@ -30,6 +30,9 @@
 //!   tokio: the `TrialRunner` trait with an in-process closure runner and a
 //!   local process runner, early stopping hooked into metric reports, and a
 //!   fsync'd JSON-lines journal to resume from.
+//! - `controller` (feature `controller`) — a Katib Experiment reconciler on
+//!   kube-runtime: trials as owned objects of the template's kind, the
+//!   history rebuilt from them, Katib's status.
 //!
 //! This crate never depends on another kf crate.
 //!
@@ -60,6 +63,8 @@
 
 pub mod algorithm;
 pub mod ask_tell;
+#[cfg(feature = "controller")]
+pub mod controller;
 pub mod early_stopping;
 mod error;
 pub mod experiment;
