@@ -22,14 +22,15 @@ use kube::Api;
 use self::lease::Elector;
 
 /// The controllers `--controllers` may name.
-const CONTROLLERS: [&str; 2] = ["train", "tenancy"];
+const CONTROLLERS: [&str; 3] = ["train", "tune", "tenancy"];
 
 /// `kf operator` flags.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Which reconcilers to run (comma-separated): train (TrainJob → JobSet,
-    /// PodGroup), tenancy (Profile → Namespace, RBAC, quota).
-    #[arg(long, value_delimiter = ',', default_value = "train,tenancy")]
+    /// PodGroup), tune (Katib Experiment → trials), tenancy (Profile →
+    /// Namespace, RBAC, quota).
+    #[arg(long, value_delimiter = ',', default_value = "train,tune,tenancy")]
     controllers: Vec<String>,
     /// Watch one namespace only (namespaced kinds); default all.
     #[arg(long)]
@@ -178,6 +179,14 @@ fn controllers(args: &Args, client: kube::Client) -> BoxFuture<'static, ()> {
                 running.push(Box::pin(async move {
                     if let Err(err) = kf_train::controller::run(client, config).await {
                         eprintln!("kf operator: train: {err}");
+                    }
+                }));
+            }
+            "tune" => {
+                let config = kf_tune::controller::Config { namespace: args.namespace.clone(), ..Default::default() };
+                running.push(Box::pin(async move {
+                    if let Err(err) = kf_tune::controller::run(client, config).await {
+                        eprintln!("kf operator: tune: {err}");
                     }
                 }));
             }
