@@ -15,9 +15,10 @@
 //!
 //! - `/api/tuning/v1/namespaces/{ns}/…` — Katib experiments run as local
 //!   processes, and ask/tell studies over HTTP, resource `experiments` in `ns`;
-//!
-//! Not yet: the dashboard (issue #15).
+//! - `/` and `/ui/…` — the web dashboard's static files, public: the page
+//!   reads everything it shows from the APIs above with the user's credentials.
 
+mod dashboard;
 mod pipelines;
 mod tuning;
 
@@ -169,6 +170,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         let admin = guard(tenancy_api(tenancy.clone()), tenancy_scope);
         let runs = guard(pipelines::router(data_dir.join("pipelines")), pipelines_scope);
         let tuning = guard(tuning::router(data_dir.join("tuning")), tuning_scope);
+        let ui = guard(dashboard::router(), |_, _| Access::Public);
 
         // Each API keeps its own paths and fallback, so the top level only
         // picks one by prefix (nesting would strip paths or leak captures).
@@ -184,6 +186,8 @@ fn serve(args: Args) -> anyhow::Result<()> {
                 Some(runs.clone())
             } else if path.starts_with("/api/tuning/v1/") {
                 Some(tuning.clone())
+            } else if path == "/" || path == "/ui" || path.starts_with("/ui/") {
+                Some(ui.clone())
             } else {
                 None
             };
@@ -199,7 +203,10 @@ fn serve(args: Args) -> anyhow::Result<()> {
         });
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let bound = listener.local_addr()?;
-        eprintln!("kf server: listening on http://{bound} (data in {}; namespace {namespace})", data_dir.display());
+        eprintln!(
+            "kf server: listening on http://{bound} (dashboard at http://{bound}/; data in {}; namespace {namespace})",
+            data_dir.display()
+        );
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(kf_serve::server::shutdown_signal())
             .await?;

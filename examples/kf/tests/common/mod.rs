@@ -3,6 +3,8 @@
 //! exactly as written, so traversal attempts reach the server unnormalised).
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod webdriver;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,243 @@
+//! The dashboard as a person uses it: a real headless Chromium (through
+//! chromedriver's W3C WebDriver API) signs in to a real `kf server`, clicks
+//! through runs, tasks, experiments and the registry, and reads what the
+//! page shows. Objects are created through the APIs first, as users would.
+//! Set KF_DASHBOARD_SCREENSHOTS=DIR to keep a PNG of every view.
+
+mod common;
+
+use std::time::Duration;
+
+use common::webdriver::Browser;
+use common::{Server, call, json_field, start};
+
+const CONFIG: &str = r#"
+namespace = "team-a"
+cluster_admins = ["root"]
+[tokens]
+t-root = "root"
+t-alice = "alice"
+t-bob = "bob"
+"#;
+
+/// Two steps: `say` logs and writes the `greeting` artifact, `shout` reads it.
+const HELLO: &str = r#"name: hello
+components:
+  say:
+    outputs: {artifacts: {greeting: {type: system.Dataset}}}
+    container:
+      image: alpine
+      command: [sh, -c, 'echo "saying hello to kf"; echo "a warning" >&2; printf "hello kf" > "$0"', "{{$.outputs.artifacts['greeting'].path}}"]
+  shout:
+    inputs: {artifacts: {text: {type: system.Dataset}}}
+    container:
+      image: alpine
+      command: [sh, -c, 'tr a-z A-Z < "$0"', "{{$.inputs.artifacts['text'].path}}"]
+tasks:
+  say: {component: say}
+  shout:
+    component: shout
+    artifacts: {text: {task: say, output: greeting}}
+"#;
+
+const SLOW: &str = "name: slow\ncomponents:\n  wait:\n    container:\n      image: alpine\n      command: [sh, -c, 'sleep 2; echo done']\ntasks:\n  wait: {component: wait}\n";
+
+const EXPERIMENT: &str = r#"apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata: {name: quad}
+spec:
+  objective: {type: minimize, objectiveMetricName: loss}
+  algorithm: {algorithmName: random}
+  parallelTrialCount: 2
+  maxTrialCount: 5
+  parameters:
+    - {name: x, parameterType: double, feasibleSpace: {min: "0", max: "1"}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters: [{name: x, reference: x}]
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            containers:
+              - name: main
+                image: unused
+                command: [sh, -c, "awk 'BEGIN { printf \"loss=%.6f\\n\", (${trialParameters.x} - 0.3)^2 }'"]
+"#;
+
+/// The browser, or `None` (after saying so loudly) when it is not installed
+/// and KF_REQUIRE_PEERS does not demand it.
+fn browser(test: &str) -> Option<Browser> {
+    let browser = Browser::start();
+    if browser.is_none() {
+        assert!(
+            std::env::var("KF_REQUIRE_PEERS").as_deref() != Ok("1"),
+            "chromium and chromedriver are not installed; KF_REQUIRE_PEERS=1 makes this a failure \
+             (apt-get install -y chromium chromium-driver)"
+        );
+        eprintln!("SKIPPED {test}: chromium or chromedriver is not installed");
+    }
+    browser
+}
+
+fn snap(browser: &Browser, name: &str) {
+    if let Some(dir) = std::env::var_os("KF_DASHBOARD_SCREENSHOTS") {
+        browser.screenshot(&std::path::Path::new(&dir).join(format!("{name}.png")));
+    }
+}
+
+fn ok(server: &Server, method: &str, path: &str, token: &str, body: &str) -> String {
+    let (status, reply) = call(server, method, path, Some(token), body);
+    assert!((200..300).contains(&status), "{method} {path}: {status} {reply}");
+    reply
+}
+
+/// Polls `path` until its `field` is one of `done` (at most ~20 s).
+fn settled(s: &Server, path: &str, field: &str, done: &[&str]) {
+    for _ in 0..200 {
+        let (_, body) = call(s, "GET", path, Some("t-alice"), "");
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if value[field].as_str().is_some_and(|v| done.contains(&v)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{path} did not settle");
+}
+
+fn sign_in(browser: &Browser, s: &Server, token: &str) {
+    browser.goto(&format!("http://{}/", s.host));
+    browser.wait_text("#signin h1", "Sign in");
+    browser.type_into("#token", token);
+    browser.click("#signin-button");
+}
+
+/// The namespaces the selector offers.
+fn namespaces(browser: &Browser) -> Vec<String> {
+    browser.wait("the namespace selector", Duration::from_secs(20), |b| {
+        let options = b.texts("#ns-select option");
+        (!options.is_empty()).then_some(options)
+    })
+}
+
+#[test]
+fn a_person_clicks_through_runs_experiments_and_the_registry() {
+    let Some(b) = browser("a_person_clicks_through_runs_experiments_and_the_registry") else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = start(dir.path(), CONFIG);
+    for (ns, owner) in [("team-a", "alice"), ("team-b", "bob")] {
+        ok(&s, "POST", "/api/tenancy/v1/profiles", "t-root", &format!(r#"{{"name": "{ns}", "owner": "{owner}"}}"#));
+    }
+    let runs = "/api/pipelines/v1/namespaces/team-a/runs";
+    let submit = |pipeline: &str, id: &str| serde_json::json!({"pipeline": pipeline, "run_id": id}).to_string();
+    ok(&s, "POST", runs, "t-alice", &submit(HELLO, "hello-1"));
+    ok(&s, "POST", "/api/tuning/v1/namespaces/team-a/experiments", "t-alice", EXPERIMENT);
+    let mr = "/api/model_registry/v1alpha3";
+    let model =
+        ok(&s, "POST", &format!("{mr}/registered_models"), "t-alice", r#"{"name": "iris", "description": "flowers"}"#);
+    let version = serde_json::json!({"name": "v1", "registeredModelId": json_field(&model, "id"), "author": "alice",
+        "customProperties": {"accuracy": {"metadataType": "MetadataDoubleValue", "double_value": 0.97},
+                             "framework": {"metadataType": "MetadataStringValue", "string_value": "onnx"}}});
+    let version = ok(&s, "POST", &format!("{mr}/model_versions"), "t-alice", &version.to_string());
+    let artifact = r#"{"artifactType": "model-artifact", "name": "iris-onnx", "uri": "s3://models/iris/1/model.onnx",
+        "modelFormatName": "onnx", "modelFormatVersion": "13"}"#;
+    ok(&s, "POST", &format!("{mr}/model_versions/{}/artifacts", json_field(&version, "id")), "t-alice", artifact);
+    settled(&s, &format!("{runs}/hello-1"), "state", &["succeeded", "failed"]);
+    settled(&s, "/api/tuning/v1/namespaces/team-a/experiments/quad", "ended", &["ExperimentMaxTrialsReached"]);
+
+    // A wrong token is refused on the sign-in form; the right one gets in.
+    sign_in(&b, &s, "forged");
+    b.wait_text("#signin-error", "401");
+    sign_in(&b, &s, "t-alice");
+    assert_eq!(namespaces(&b), ["team-a"], "alice sees only her namespace");
+
+    // Runs: the list, the run's DAG coloured by state, a task's log and artifact.
+    b.wait_text("h1", "Pipeline runs in team-a");
+    snap(&b, "runs");
+    b.click_text("a.run-link", "hello-1");
+    for task in ["say", "shout"] {
+        b.wait(&format!("{task}'s node drawn as succeeded"), Duration::from_secs(20), |b| {
+            b.all(&format!(r#"#graph g.task.state-succeeded[data-task="{task}"] rect"#)).into_iter().next()
+        });
+    }
+    let node = b.all(r#"#graph g.task[data-task="say"] rect"#).remove(0);
+    assert_eq!(b.css_of(&node, "fill").expect("fill"), "rgb(220, 252, 231)", "a succeeded node is green");
+    b.wait_text("table", "shout");
+    snap(&b, "run");
+    b.click(r#"#graph g.task[data-task="say"]"#);
+    b.wait_text("#log-stdout", "saying hello to kf");
+    b.wait_text("#log-stderr", "a warning");
+    b.wait_text("h1", "succeeded");
+    let artifact = b.wait_text("td", "greeting");
+    assert_eq!(b.text_of(&artifact).expect("text"), "greeting");
+    assert_eq!(b.texts("button.download").len(), 1, "one artifact to download");
+    snap(&b, "task");
+    b.click_text(".crumbs a", "hello-1");
+    b.click_text("a.task-link", "shout");
+    b.wait_text("#log-stdout", "HELLO KF");
+
+    // A run in flight: its node turns from running to succeeded without a reload.
+    ok(&s, "POST", runs, "t-alice", &submit(SLOW, "slow-1"));
+    b.goto(&format!("http://{}/#/ns/team-a/runs/slow-1", s.host));
+    b.wait("the wait node running", Duration::from_secs(20), |b| {
+        b.all(r#"#graph g.task.state-running[data-task="wait"]"#).into_iter().next()
+    });
+    b.wait_text("dd", "live");
+    b.wait("the wait node succeeded", Duration::from_secs(20), |b| {
+        b.all(r#"#graph g.task.state-succeeded[data-task="wait"]"#).into_iter().next()
+    });
+    b.wait_text("h1 .state", "succeeded");
+
+    // Experiments: the history plot has one point per trial, the table one row per trial.
+    b.click_text("#nav a", "Experiments");
+    b.click_text("a.experiment-link", "quad");
+    let points = b.wait("five trial points", Duration::from_secs(20), |b| {
+        let points = b.all("svg#history circle.trial-point");
+        (points.len() == 5).then_some(points)
+    });
+    assert_eq!(points.len(), 5);
+    assert_eq!(b.all("svg#history polyline.best").len(), 1, "the best-so-far line");
+    let rows = b.texts("table tbody tr");
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert!(rows.iter().all(|r| r.contains("Succeeded")), "{rows:?}");
+    assert!(b.page_text().contains("minimize loss"), "{}", b.page_text());
+    snap(&b, "experiment");
+
+    // Registry: a model, then its version's metadata and artifact.
+    b.click_text("#nav a", "Models");
+    b.click_text("a.model-link", "iris");
+    b.wait_text("h1", "iris");
+    snap(&b, "model");
+    b.click_text("a.version-link", "v1");
+    b.wait_text("h1", "iris v1");
+    let text = b.wait_text("table", "accuracy");
+    let metadata = b.text_of(&text).expect("text");
+    assert!(metadata.contains("0.97") && metadata.contains("framework") && metadata.contains("onnx"), "{metadata}");
+    b.wait_text("table", "iris-onnx");
+    assert!(b.page_text().contains("s3://models/iris/1/model.onnx"));
+    snap(&b, "version");
+
+    // Bob signs in: his namespace only, and none of team-a's objects even by URL.
+    b.click("#signout");
+    b.wait_text("#signin h1", "Sign in");
+    ok(&s, "POST", "/api/pipelines/v1/namespaces/team-b/runs", "t-bob", &submit(SLOW, "bob-run"));
+    sign_in(&b, &s, "t-bob");
+    assert_eq!(namespaces(&b), ["team-b"], "bob sees only his namespace");
+    b.wait_text("a.run-link", "bob-run");
+    assert!(!b.page_text().contains("hello-1"));
+    for (path, hidden) in [
+        ("#/ns/team-a/runs", "hello-1"),
+        ("#/ns/team-a/runs/hello-1", "shout"),
+        ("#/ns/team-a/experiments", "quad"),
+        ("#/ns/team-a/experiments/quad", "Succeeded"),
+        ("#/models", "iris"),
+    ] {
+        b.goto(&format!("http://{}/{path}", s.host));
+        b.wait_text(".error", "403");
+        let shown = b.page_text();
+        assert!(!shown.contains(hidden), "{path} shows {hidden}: {shown}");
+    }
+    snap(&b, "forbidden");
+}
