@@ -236,6 +236,21 @@ impl Metrics {
         stats.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
+    /// Requests answered so far per model: (model, total, answered with a
+    /// status other than 200), by model name. `""` gathers requests that
+    /// named no known model. O(models).
+    pub fn requests(&self) -> Vec<(String, u64, u64)> {
+        let models = self.models.read().unwrap_or_else(PoisonError::into_inner);
+        models
+            .iter()
+            .map(|(name, stats)| {
+                let counts: Vec<u64> = stats.by_status.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+                let total: u64 = counts.iter().sum();
+                (name.clone(), total, total - counts[0])
+            })
+            .collect()
+    }
+
     /// Marks a request as started; the returned guard marks it finished when
     /// dropped, so the gauge stays right when a handler returns early.
     pub fn start(&self) -> InFlight<'_> {
@@ -378,6 +393,10 @@ mod tests {
         assert!(text.contains(r#"kf_serve_requests_total{model="a\"b",code="503"} 1"#), "{text}");
         assert!(text.contains(r#"kf_serve_request_duration_seconds_bucket{model="a\"b",le="10"} 0"#), "{text}");
         assert!(text.contains(r#"kf_serve_request_duration_seconds_bucket{model="a\"b",le="+Inf"} 1"#), "{text}");
+        m.record("iris", 200, Duration::from_millis(1));
+        m.record("iris", 400, Duration::from_millis(1));
+        m.record("iris", 200, Duration::from_millis(1));
+        assert_eq!(m.requests(), vec![("a\"b".to_owned(), 1, 1), ("iris".to_owned(), 3, 1)]);
     }
 
     #[test]

@@ -74,6 +74,17 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A Kubernetes API request of the controller (feature `controller`)
+    /// that failed: the reconcile stops there and is retried with backoff.
+    #[error("{request}: {message}")]
+    Kubernetes {
+        /// What was asked, e.g. `apply JobSet team-a/mnist`.
+        request: String,
+        /// The HTTP status of the API server's answer, when there was one.
+        status: Option<u16>,
+        /// What the API server (or the client) said.
+        message: String,
+    },
     /// A simulation that cannot run or did not finish (e.g. an event budget
     /// exhausted, which would otherwise be an endless loop).
     #[error("simulation: {message}")]
@@ -92,6 +103,7 @@ impl Error {
             Error::Trace { column, .. } => column,
             Error::Storage { uri, .. } => uri,
             Error::Process { process, .. } => process,
+            Error::Kubernetes { request, .. } => request,
             Error::Simulation { .. } => "",
         }
     }

@@ -27,11 +27,15 @@
 //!   ConfigMap and coscheduling / Volcano PodGroup the upstream controller
 //!   creates, checked offline against the Kubernetes schemas. The feature
 //!   also derives JSON schemas (schemars) for the CRD types.
+//! - [`controller`] (feature `controller`): a TrainJob reconciler on
+//!   kube-runtime — server-side apply of the rendering, status from the
+//!   JobSet; its decisions are the pure [`controller::plan`].
 //!
 //! Every wire type reads unknown fields into `extra` maps so that
 //! `from_value` → `to_value` is the identity, and `validate` rejects them the
-//! way strict field validation (`kubectl apply --validate=strict`) does. This
-//! crate is IO-free and never depends on another kf crate.
+//! way strict field validation (`kubectl apply --validate=strict`) does.
+//! Outside the `local` and `controller` adapters this crate is IO-free; it
+//! never depends on another kf crate.
 //!
 //! ```
 //! use kf_train::TrainJob;
@@ -50,6 +54,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "controller")]
+pub mod controller;
 mod error;
 pub mod jobset;
 pub mod launch;

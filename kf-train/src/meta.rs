@@ -231,7 +231,7 @@ impl Condition {
 }
 
 /// `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`, at most 1024 characters.
-fn is_condition_reason(s: &str) -> bool {
+pub(crate) fn is_condition_reason(s: &str) -> bool {
     let b = s.as_bytes();
     let inner = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b',' | b':');
     s.len() <= 1024

@@ -233,9 +233,9 @@ fn replay<P: Policy>(jobs: &[kf_train::trace::Job], config: &SimConfig, policy: 
 
 /// TrainJobs and runtimes read from manifest files.
 #[derive(Default)]
-struct Manifests {
-    jobs: Vec<(String, TrainJob)>,
-    runtimes: Vec<TrainingRuntime>,
+pub struct Manifests {
+    pub jobs: Vec<(String, TrainJob)>,
+    pub runtimes: Vec<TrainingRuntime>,
 }
 
 /// Reads every TrainJob and runtime in `files`, validated; other kinds are
@@ -244,28 +244,42 @@ fn load(files: &[PathBuf]) -> anyhow::Result<Manifests> {
     let mut found = Manifests::default();
     for file in files {
         let docs = crate::documents::load(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        for doc in docs {
-            let at = format!("{} (document {})", file.display(), doc.index);
-            let value = doc.parts.into_iter().next().unwrap_or(Value::Null);
-            match value.get("kind").and_then(Value::as_str) {
-                Some("TrainJob") => {
-                    let job = TrainJob::from_value(value).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-                    job.validate().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-                    found.jobs.push((at, job));
-                }
-                Some("TrainingRuntime" | "ClusterTrainingRuntime") => {
-                    let runtime = TrainingRuntime::from_value(value).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-                    runtime.validate().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-                    found.runtimes.push(runtime);
-                }
-                other => anyhow::bail!(
-                    "{at}: expected a TrainJob, TrainingRuntime or ClusterTrainingRuntime, found kind {:?}",
-                    other.unwrap_or_default()
-                ),
-            }
-        }
+        add_documents(&mut found, docs, &file.display().to_string())?;
     }
     Ok(found)
+}
+
+/// Every TrainJob and runtime in YAML `text`, validated; other kinds are an
+/// error. `origin` names the text in messages.
+pub fn manifests_from_text(text: &str, origin: &str) -> anyhow::Result<Manifests> {
+    let docs = crate::documents::parse(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    let mut found = Manifests::default();
+    add_documents(&mut found, docs, origin)?;
+    Ok(found)
+}
+
+fn add_documents(found: &mut Manifests, docs: Vec<crate::documents::Document>, origin: &str) -> anyhow::Result<()> {
+    for doc in docs {
+        let at = format!("{origin} (document {})", doc.index);
+        let value = doc.parts.into_iter().next().unwrap_or(Value::Null);
+        match value.get("kind").and_then(Value::as_str) {
+            Some("TrainJob") => {
+                let job = TrainJob::from_value(value).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+                job.validate().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+                found.jobs.push((at, job));
+            }
+            Some("TrainingRuntime" | "ClusterTrainingRuntime") => {
+                let runtime = TrainingRuntime::from_value(value).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+                runtime.validate().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+                found.runtimes.push(runtime);
+            }
+            other => anyhow::bail!(
+                "{at}: expected a TrainJob, TrainingRuntime or ClusterTrainingRuntime, found kind {:?}",
+                other.unwrap_or_default()
+            ),
+        }
+    }
+    Ok(())
 }
 
 fn validate(args: &ValidateArgs, output: OutputFormat) -> ExitCode {

@@ -48,6 +48,19 @@ spec:
     )
 }
 
+/// A TrainJob (one node, one shell process printing a secret) with the corpus torch runtime.
+fn trainjob(name: &str) -> String {
+    let runtime = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/trainer/manifests__base__runtimes__torch_distributed.yaml"
+    );
+    format!(
+        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata:\n  name: {name}\nspec:\n  runtimeRef:\n    \
+         name: torch-distributed\n  trainer:\n    numNodes: 1\n    command: [sh, -c, 'echo b-train-secret']\n---\n{}",
+        std::fs::read_to_string(runtime).expect("the corpus runtime")
+    )
+}
+
 const STUDY: &str = r#"{"name": "NAME", "algorithm": "random", "space": {"parameters": [
     {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}]}}"#;
 
@@ -131,7 +144,13 @@ fn every_mounted_api_refuses_the_attack_matrix() {
     ok(&s, "POST", &format!("{}/studies/b-study/requests", tuning("team-b")), "t-bob", r#"{"op": "ask"}"#);
     wait_for(&s, &format!("{}/experiments/b-exp", tuning("team-b")), "t-bob", |v| !v["ended"].is_null());
 
+    let training = |ns: &str| format!("/api/training/v1/namespaces/{ns}/trainjobs");
+    ok(&s, "POST", &training("team-b"), "t-bob", &trainjob("b-train"));
+    ok(&s, "POST", &training("team-a"), "t-alice", &trainjob("a-train"));
+    wait_for(&s, &format!("{}/b-train", training("team-b")), "t-bob", |v| v["state"] == "Complete");
+
     let (a, b) = (tuning("team-a"), tuning("team-b"));
+    let (ta, tb) = (training("team-a"), training("team-b"));
     let (ra, rb) = (runs("team-a"), runs("team-b"));
     let mut attacks: Vec<Attack> = Vec::new();
 
@@ -145,6 +164,8 @@ fn every_mounted_api_refuses_the_attack_matrix() {
         ("GET", ra.clone(), ""),
         ("GET", format!("{a}/experiments"), ""),
         ("POST", format!("{a}/studies/a-study/requests"), r#"{"op": "ask"}"#),
+        ("GET", ta.clone(), ""),
+        ("GET", "/api/serving/v1/models".to_owned(), ""),
     ];
     for (method, path, body) in &every_api {
         for headers in [
@@ -225,6 +246,8 @@ fn every_mounted_api_refuses_the_attack_matrix() {
         attack("viewer starts a study", "t-vic", "POST", format!("{a}/studies"), &STUDY.replace("NAME", "v-study")),
         attack("viewer asks a study", "t-vic", "POST", format!("{a}/studies/a-study/requests"), r#"{"op": "ask"}"#),
         attack("viewer deletes a study", "t-vic", "DELETE", format!("{a}/studies/a-study"), ""),
+        attack("viewer submits a TrainJob", "t-vic", "POST", ta.clone(), &trainjob("v-train")),
+        attack("viewer deletes a TrainJob", "t-vic", "DELETE", format!("{ta}/a-train"), ""),
     ]);
 
     // 5. Another namespace's objects: by list, by id, by log, by artifact (#12373).
@@ -244,6 +267,12 @@ fn every_mounted_api_refuses_the_attack_matrix() {
         attack("list another's studies", "t-alice", "GET", format!("{b}/studies"), ""),
         attack("ask another's study", "t-alice", "POST", format!("{b}/studies/b-study/requests"), r#"{"op": "best"}"#),
         attack("delete another's study", "t-alice", "DELETE", format!("{b}/studies/b-study"), ""),
+        attack("list another's TrainJobs", "t-alice", "GET", tb.clone(), ""),
+        attack("read another's TrainJob", "t-alice", "GET", format!("{tb}/b-train"), ""),
+        attack("read another's rank log", "t-alice", "GET", format!("{tb}/b-train/processes/0/logs"), ""),
+        attack("delete another's TrainJob", "t-alice", "DELETE", format!("{tb}/b-train"), ""),
+        attack("train in another's namespace", "t-alice", "POST", tb.clone(), &trainjob("intruder")),
+        attack("stranger lists served models", "t-bob", "GET", "/api/serving/v1/models", ""),
         attack("stranger lists the registry", "t-bob", "GET", format!("{registry}/registered_models"), ""),
         attack("stranger reads a model by id", "t-bob", "GET", format!("{registry}/registered_models/{model}"), ""),
         attack("stranger reads a version by id", "t-bob", "GET", format!("{registry}/model_versions/{version}"), ""),
@@ -271,6 +300,10 @@ fn every_mounted_api_refuses_the_attack_matrix() {
         format!("{a}/studies/..%2F..%2Fteam-b%2Fstudies%2Fb-study"),
         format!("{a}/studies/..%2F..%2Fteam-b%2Fstudies%2Fb-study/requests"),
         "/api/tuning/v1/namespaces/team-a/../team-b/experiments".to_owned(),
+        format!("{ta}/..%2F..%2Fteam-b%2Fb-train"),
+        format!("{ta}/..%2F..%2Fteam-b%2Fb-train/processes/0/logs"),
+        format!("{ta}/b-train/processes/0/logs"),
+        format!("{ta}/a-train/processes/..%2F..%2F..%2Fteam-b/logs"),
         format!("/api/kf_registry/v1/model_versions/{version}/files/..%2F..%2Ftenancy.db"),
         format!("/api/kf_registry/v1/model_versions/{version}/files/..%2F..%2F..%2Ftenancy.db"),
         "/api/kf_registry/v1/model_versions/..%2F..%2F/files/tenancy.db".to_owned(),
@@ -314,7 +347,8 @@ fn every_mounted_api_refuses_the_attack_matrix() {
     ]);
 
     // Secrets of the other side that no refused answer may carry.
-    let leaks = ["hello world", "secret-of-a", "weights-of-a", "b-exp-", "\"iris\"", "ami-id", "root:x:0:0"];
+    let leaks =
+        ["b-train-secret", "hello world", "secret-of-a", "weights-of-a", "b-exp-", "\"iris\"", "ami-id", "root:x:0:0"];
     let mut succeeded = Vec::new();
     eprintln!("{:<34} {:<7} {:>4}  path", "attack", "method", "got");
     for at in &attacks {

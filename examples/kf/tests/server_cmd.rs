@@ -409,3 +409,176 @@ fn the_registry_can_live_in_postgres() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("127.0.0.1:1") && !err.contains("s3cret"), "{err}");
 }
+
+#[test]
+fn served_models_show_their_canary_split_and_requests() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let second = dir.path().join("models/iris/2");
+    std::fs::create_dir_all(&second).expect("dir");
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/models/iris-logreg.onnx");
+    std::fs::copy(model, second.join("model.onnx")).expect("copy");
+    let canary = "[[canary]]\nmodel = \"iris\"\nstable = \"1\"\ncanary = \"2\"\npercent = 30\n";
+    let s = start(dir.path(), &format!("{CONFIG}{canary}"));
+    assert_eq!(
+        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
+        201
+    );
+    let infer = r#"{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}"#;
+    for _ in 0..10 {
+        assert_eq!(call(&s, "POST", "/v2/models/iris/infer", Some("t-alice"), infer).0, 200);
+    }
+    assert_eq!(call(&s, "POST", "/v2/models/iris/versions/1/infer", Some("t-alice"), infer).0, 200);
+    assert_eq!(call(&s, "POST", "/v2/models/iris/infer", Some("t-alice"), "{}").0, 400);
+    let (status, body) = call(&s, "GET", "/api/serving/v1/models", Some("t-alice"), "");
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let iris = &listed["items"][0];
+    assert_eq!(iris["model"], "iris", "{body}");
+    assert_eq!(iris["versions"].as_array().map(Vec::len), Some(2), "{body}");
+    assert_eq!(iris["canary"]["percent"], 30, "{body}");
+    // Ten split requests at 30 %: exactly 3 to the canary; the direct one and the bad one bypass or fail.
+    assert_eq!(iris["canary"]["served"], serde_json::json!({"stable": 7, "canary": 3}), "{body}");
+    assert_eq!((iris["requests_total"].as_u64(), iris["errors_total"].as_u64()), (Some(12), Some(1)), "{body}");
+    assert_eq!(call(&s, "GET", "/api/serving/v1/models", Some("t-bob"), "").0, 403);
+
+    // A canary naming a version that is not there stops the server with a clear error.
+    let out = Command::new(env!("CARGO_BIN_EXE_kf"))
+        .args(["server", "--addr", "127.0.0.1:0", "--config"])
+        .arg({
+            let path = dir.path().join("bad.toml");
+            std::fs::write(
+                &path,
+                format!("model_repository = {:?}\n{}", dir.path().join("models"), canary.replace("\"2\"", "\"9\"")),
+            )
+            .expect("write");
+            path
+        })
+        .arg("--data-dir")
+        .arg(dir.path().join("data2"))
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("canary") && err.contains('9'), "{err}");
+}
+
+/// A TrainJob of 2 nodes × 2 processes running `script`, followed by the
+/// corpus torch runtime: one body, as the training API takes it.
+fn trainjob(name: &str, script: &str) -> String {
+    let runtime = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/trainer/manifests__base__runtimes__torch_distributed.yaml"
+    );
+    format!(
+        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata:\n  name: {name}\nspec:\n  runtimeRef:\n    \
+         name: torch-distributed\n  trainer:\n    numNodes: 2\n    numProcPerNode: 2\n    command: [sh, -c, {script:?}]\n---\n{}",
+        std::fs::read_to_string(runtime).expect("the corpus runtime")
+    )
+}
+
+/// Polls a TrainJob until `done` holds for it (at most ~20 s).
+fn trainjob_until(s: &Server, path: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    for _ in 0..200 {
+        let (status, body) = call(s, "GET", path, Some("t-alice"), "");
+        assert_eq!(status, 200, "{body}");
+        let value: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        if done(&value) {
+            return value;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{path} never got there");
+}
+
+#[test]
+fn trainjobs_run_per_namespace_with_per_rank_state_and_logs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = start(dir.path(), CONFIG);
+    assert_eq!(
+        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
+        201
+    );
+    let jobs = "/api/training/v1/namespaces/team-a/trainjobs";
+    let body = trainjob("demo", "echo rank=$RANK world=$WORLD_SIZE; echo loss=0.5 progress=100");
+    let (status, reply) = call(&s, "POST", jobs, Some("t-alice"), &body);
+    assert_eq!(status, 201, "{reply}");
+    let done = trainjob_until(&s, &format!("{jobs}/demo"), |v| v["state"] != "Running" && v["state"] != "Pending");
+    assert_eq!(done["state"], "Complete", "{done}");
+    assert_eq!(done["runtime"], "torch-distributed", "{done}");
+    let processes = done["processes"].as_array().expect("processes");
+    assert_eq!(processes.len(), 4, "{done}");
+    assert!(processes.iter().all(|p| p["state"] == "Succeeded" && p["exit_code"] == 0), "{done}");
+    assert_eq!(done["status"]["trainerStatus"]["progressPercentage"], 100, "{done}");
+    let (status, log) = call(&s, "GET", &format!("{jobs}/demo/processes/3/logs"), Some("t-alice"), "");
+    assert!(status == 200 && log.contains("rank=3 world=4"), "{status} {log}");
+    let (_, listed) = call(&s, "GET", jobs, Some("t-alice"), "");
+    assert!(listed.contains("\"demo\"") && listed.contains("Complete"), "{listed}");
+
+    // A failing rank fails the job and the table says which; bad input is named.
+    let failing = trainjob("broken", "if [ $RANK = 2 ]; then exit 3; fi; sleep 5");
+    assert_eq!(call(&s, "POST", jobs, Some("t-alice"), &failing).0, 201);
+    let failed = trainjob_until(&s, &format!("{jobs}/broken"), |v| v["state"] == "Failed");
+    let rank2 = failed["processes"].as_array().and_then(|ps| ps.iter().find(|p| p["rank"] == 2)).cloned();
+    assert_eq!(rank2.map(|p| p["exit_code"].clone()), Some(serde_json::json!(3)), "{failed}");
+    assert_eq!(call(&s, "POST", jobs, Some("t-alice"), &body).0, 409);
+    let (status, reply) =
+        call(&s, "POST", jobs, Some("t-alice"), &body.replace("name: demo", "name: x\n  namespace: team-b"));
+    assert!(status == 400 && reply.contains("namespace"), "{status} {reply}");
+    let (status, reply) = call(&s, "POST", jobs, Some("t-alice"), &body.replace("numNodes: 2", "numNodes: -2"));
+    assert!(status == 400 && reply.contains("numNodes"), "{status} {reply}");
+    let alone = body.split("---").next().unwrap_or_default().replace("name: demo", "name: alone");
+    let (status, reply) = call(&s, "POST", jobs, Some("t-alice"), &alone);
+    assert!(status == 400 && reply.contains("runtime"), "{status} {reply}");
+    assert_eq!(call(&s, "GET", jobs, Some("t-bob"), "").0, 403);
+
+    // Deleting a running job stops its processes.
+    let slow = trainjob("slow", "echo $$ > pid-$RANK; sleep 60");
+    assert_eq!(call(&s, "POST", jobs, Some("t-alice"), &slow).0, 201);
+    trainjob_until(&s, &format!("{jobs}/slow"), |v| {
+        v["processes"].as_array().is_some_and(|ps| ps.iter().all(|p| p["state"] == "Running"))
+    });
+    let pid_file = dir.path().join("data/training/team-a/slow/pid-0");
+    for _ in 0..50 {
+        if pid_file.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pid = std::fs::read_to_string(&pid_file).expect("rank 0 wrote its pid").trim().to_owned();
+    assert_eq!(call(&s, "DELETE", &format!("{jobs}/slow"), Some("t-alice"), "").0, 204);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "rank 0 ({pid}) was stopped");
+    assert_eq!(call(&s, "GET", &format!("{jobs}/slow"), Some("t-alice"), "").0, 404);
+}
+
+#[test]
+fn a_run_in_flight_when_the_server_stops_resumes_when_it_starts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = start(dir.path(), CONFIG);
+    assert_eq!(
+        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
+        201
+    );
+    let marks = dir.path().join("marks");
+    let pipeline = format!(
+        "name: two\ncomponents:\n  first:\n    container:\n      image: alpine\n      command: [sh, -c, 'echo first >> {m}']\n  \
+         second:\n    container:\n      image: alpine\n      command: [sh, -c, 'echo second-start >> {m}; sleep 2; echo second >> {m}']\n\
+         tasks:\n  first: {{component: first}}\n  second: {{component: second, after: [first]}}\n",
+        m = marks.display()
+    );
+    let runs = "/api/pipelines/v1/namespaces/team-a/runs";
+    let submit = serde_json::json!({"pipeline": pipeline, "run_id": "two-1"}).to_string();
+    assert_eq!(call(&s, "POST", runs, Some("t-alice"), &submit).0, 201);
+    for _ in 0..100 {
+        if std::fs::read_to_string(&marks).is_ok_and(|m| m.contains("second-start")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(s); // killed while `second` sleeps
+    let s = start(dir.path(), CONFIG);
+    let run = finished(&s, &format!("{runs}/two-1"));
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let marks = std::fs::read_to_string(&marks).expect("marks");
+    assert_eq!(marks.matches("first").count(), 1, "the finished task did not run again: {marks}");
+    assert_eq!(marks.matches("second-start").count(), 2, "the task in flight ran again: {marks}");
+    assert!(marks.ends_with("second\n"), "to its end: {marks}");
+}

@@ -109,6 +109,8 @@ pub struct CanaryModel {
     canary: Arc<dyn Model>,
     percent: AtomicU64,
     tickets: AtomicU64,
+    /// Requests each revision was given: [stable, canary].
+    served: [AtomicU64; 2],
 }
 
 impl std::fmt::Debug for CanaryModel {
@@ -136,6 +138,7 @@ impl CanaryModel {
             canary,
             percent: AtomicU64::new(u64::from(split.canary_percent)),
             tickets: AtomicU64::new(0),
+            served: [AtomicU64::new(0), AtomicU64::new(0)],
         })
     }
 
@@ -143,6 +146,12 @@ impl CanaryModel {
     pub fn split(&self) -> TrafficSplit {
         let p = self.percent.load(Ordering::Relaxed).min(100);
         TrafficSplit { canary_percent: u8::try_from(p).unwrap_or(100) }
+    }
+
+    /// Requests routed so far to (stable, canary), for dashboards: the split
+    /// as it happened, next to the split configured. O(1).
+    pub fn served(&self) -> (u64, u64) {
+        (self.served[0].load(Ordering::Relaxed), self.served[1].load(Ordering::Relaxed))
     }
 
     /// Changes the split for the requests that start from now on.
@@ -172,8 +181,14 @@ impl Model for CanaryModel {
 
     fn infer(&self, request: &InferenceRequest) -> Result<InferenceResponse> {
         match self.revision_for(request) {
-            Revision::Stable => self.stable.infer(request),
-            Revision::Canary => self.canary.infer(request),
+            Revision::Stable => {
+                self.served[0].fetch_add(1, Ordering::Relaxed);
+                self.stable.infer(request)
+            }
+            Revision::Canary => {
+                self.served[1].fetch_add(1, Ordering::Relaxed);
+                self.canary.infer(request)
+            }
         }
     }
 }
@@ -217,6 +232,7 @@ mod tests {
             CanaryModel::new(constant(1), constant(2), TrafficSplit::new(25).expect("split")).expect("same inputs");
         let canary = (0..200).filter(|_| answer(&model, None) == 2).count();
         assert_eq!(canary, 50);
+        assert_eq!(model.served(), (150, 50), "what was served is what was routed");
         let first = answer(&model, Some("user-1"));
         assert!((0..20).all(|_| answer(&model, Some("user-1")) == first));
         model.set_split(model.split().promote());

@@ -11,15 +11,22 @@
 //! - `/api/tenancy/v1/…` — profiles and contributors (KFAM's job);
 //! - `/api/pipelines/v1/namespaces/{ns}/runs…` — submit, list, get and
 //!   cancel pipeline runs and read task logs, resource `runs` in `ns`;
+//! - `/api/serving/v1/models` — what is served: versions, readiness, canary
+//!   splits and request counts, resource `inferenceservices`;
 //! - `/metrics` — kf-serve's Prometheus metrics, public.
 //!
 //! - `/api/tuning/v1/namespaces/{ns}/…` — Katib experiments run as local
 //!   processes, and ask/tell studies over HTTP, resource `experiments` in `ns`;
+//!
+//! - `/api/training/v1/namespaces/{ns}/trainjobs…` — TrainJobs on kf-train's
+//!   local backend with per-rank state and logs, resource `trainjobs` in `ns`;
 //! - `/` and `/ui/…` — the web dashboard's static files, public: the page
 //!   reads everything it shows from the APIs above with the user's credentials.
 
 mod dashboard;
 mod pipelines;
+mod serving;
+mod training;
 mod tuning;
 
 use std::collections::BTreeMap;
@@ -90,6 +97,9 @@ struct Config {
     /// API tokens: `token = "user"` (`Authorization: Bearer token`).
     #[serde(default)]
     tokens: BTreeMap<String, String>,
+    /// Canary splits between two versions of a served model.
+    #[serde(default)]
+    canary: Vec<serving::CanaryConfig>,
 }
 
 /// Runs `kf server` until Ctrl-C or SIGTERM.
@@ -101,6 +111,29 @@ pub fn run(args: Args) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What [`app`] serves, resolved from flags, environment and kf.toml — or
+/// built by a program embedding the server (the quickstart does).
+pub struct Settings {
+    /// Where the stores live: tenancy.db, registry.db, pipelines/, tuning/, training/.
+    pub data_dir: PathBuf,
+    /// The namespace the registry and the served models belong to.
+    pub namespace: String,
+    /// Users (or `group:NAME`) who are cluster admins.
+    pub cluster_admins: Vec<String>,
+    /// CIDRs whose identity headers are believed.
+    pub trusted_proxies: Vec<String>,
+    /// (token, user) pairs.
+    pub tokens: Vec<(String, String)>,
+    /// `sqlite://…` or `postgres://…`.
+    pub registry_db: String,
+    /// Where registered model files go (a directory or an object_store URL).
+    pub registry_files: String,
+    /// The models served over OIP v2.
+    pub repo: Arc<ModelRepository>,
+    /// Canary splits to put in front of `repo`'s versions.
+    pub canaries: Vec<serving::CanaryConfig>,
 }
 
 fn serve(args: Args) -> anyhow::Result<()> {
@@ -119,88 +152,31 @@ fn serve(args: Args) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("HOME is not set: pass --data-dir"))?,
     };
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let namespace: &'static str =
-        Box::leak(config.namespace.clone().unwrap_or_else(|| "kubeflow".into()).into_boxed_str());
+    let repo = Arc::new(ModelRepository::new());
+    if let Some(dir) = args.model_repository.as_ref().or(config.model_repository.as_ref()) {
+        let load = |name: &str, path: &std::path::Path| -> kf_serve::Result<Arc<dyn Model>> {
+            Ok(Arc::new(OnnxModel::load(name, path)?))
+        };
+        repo.load_dir(dir, load).with_context(|| format!("the model repository {}", dir.display()))?;
+    }
+    let settings = Settings {
+        registry_db: match args.registry_db.or(config.registry_db) {
+            Some(url) => url,
+            None => format!("sqlite://{}", data_dir.join("registry.db").display()),
+        },
+        registry_files: config.registry_files.unwrap_or_else(|| data_dir.join("registry-files").display().to_string()),
+        namespace: config.namespace.unwrap_or_else(|| "kubeflow".into()),
+        cluster_admins: config.cluster_admins,
+        trusted_proxies: config.trusted_proxies,
+        tokens: config.tokens.into_iter().collect(),
+        canaries: config.canary,
+        data_dir,
+        repo,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let admins: Vec<Subject> = config.cluster_admins.iter().map(|a| subject(a)).collect();
-        let db = data_dir.join("tenancy.db");
-        let store = SqlitePolicyStore::open(&db.display().to_string())
-            .await
-            .with_context(|| format!("the policy store {}", db.display()))?;
-        let tenancy = Arc::new(Tenancy::load(store, RoleTable::default(), &admins).await?);
-        let mut authn = Authenticator::new();
-        if !config.trusted_proxies.is_empty() {
-            let proxies: Vec<&str> = config.trusted_proxies.iter().map(String::as_str).collect();
-            authn = authn.with_proxy(ProxyTrust::parse(&proxies)?);
-        }
-        let mut tokens = ApiTokens::new();
-        for (token, user) in &config.tokens {
-            tokens.insert(token, Identity::user(user.clone()));
-        }
-        authn = authn.with_tokens(tokens);
-        let guard = |router: Router, scope: for<'a> fn(&RequestHead<'a>, &'static str) -> Access<'a>| {
-            router.layer(TenancyLayer::new(authn.clone(), tenancy.policy(), move |head| scope(head, namespace)))
-        };
-
-        let registry_db = match args.registry_db.as_ref().or(config.registry_db.as_ref()) {
-            Some(url) => url.clone(),
-            None => format!("sqlite://{}", data_dir.join("registry.db").display()),
-        };
-        let files = match &config.registry_files {
-            Some(url) => url.clone(),
-            None => data_dir.join("registry-files").display().to_string(),
-        };
-        let files = kf_registry::artifact_store::ArtifactStore::from_url(&files)
-            .with_context(|| format!("the registry's file store {files}"))?;
-        let registry = crate::registry_cmd::router_for(&registry_db, Some(files))
-            .await
-            .with_context(|| format!("the registry database {}", crate::registry_cmd::redact(&registry_db)))?;
-        let registry = guard(registry, registry_scope);
-
-        let repo = Arc::new(ModelRepository::new());
-        if let Some(dir) = args.model_repository.as_ref().or(config.model_repository.as_ref()) {
-            let load = |name: &str, path: &std::path::Path| -> kf_serve::Result<Arc<dyn Model>> {
-                Ok(Arc::new(OnnxModel::load(name, path)?))
-            };
-            repo.load_dir(dir, load).with_context(|| format!("the model repository {}", dir.display()))?;
-        }
-        let metrics = Arc::new(Metrics::default());
-        let oip = guard(kf_serve::server::router(repo, metrics, ServerOptions::default()), oip_scope);
-        let admin = guard(tenancy_api(tenancy.clone()), tenancy_scope);
-        let runs = guard(pipelines::router(data_dir.join("pipelines")), pipelines_scope);
-        let tuning = guard(tuning::router(data_dir.join("tuning")), tuning_scope);
-        let ui = guard(dashboard::router(), |_, _| Access::Public);
-
-        // Each API keeps its own paths and fallback, so the top level only
-        // picks one by prefix (nesting would strip paths or leak captures).
-        let app = Router::new().fallback(move |request: axum::extract::Request| {
-            let path = request.uri().path();
-            let api = if path.starts_with("/api/model_registry/") || path.starts_with("/api/kf_registry/") {
-                Some(registry.clone())
-            } else if path == "/v2" || path.starts_with("/v2/") || path == "/metrics" {
-                Some(oip.clone())
-            } else if path.starts_with("/api/tenancy/v1/") {
-                Some(admin.clone())
-            } else if path.starts_with("/api/pipelines/v1/") {
-                Some(runs.clone())
-            } else if path.starts_with("/api/tuning/v1/") {
-                Some(tuning.clone())
-            } else if path == "/" || path == "/ui" || path.starts_with("/ui/") {
-                Some(ui.clone())
-            } else {
-                None
-            };
-            async move {
-                match api {
-                    Some(api) => match tower::ServiceExt::oneshot(api, request).await {
-                        Ok(response) => response,
-                        Err(never) => match never {},
-                    },
-                    None => error(StatusCode::NOT_FOUND, format!("no kf API at {}", request.uri().path())),
-                }
-            }
-        });
+        let (data_dir, namespace) = (settings.data_dir.clone(), settings.namespace.clone());
+        let app = app(settings).await?;
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let bound = listener.local_addr()?;
         eprintln!(
@@ -212,6 +188,92 @@ fn serve(args: Args) -> anyhow::Result<()> {
             .await?;
         anyhow::Ok(())
     })
+}
+
+/// Every kf API over the stores in `settings.data_dir`, each behind the
+/// tenancy layer, dispatched by path prefix. Serve it with connect info
+/// (`into_make_service_with_connect_info::<SocketAddr>()`): trusted-proxy
+/// checks need the peer address. Unfinished pipeline runs and experiments
+/// resume as it is built (needs a tokio runtime).
+pub async fn app(settings: Settings) -> anyhow::Result<Router> {
+    let data_dir = settings.data_dir;
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    // One per process in practice; scopes are plain fns and need it static.
+    let namespace: &'static str = Box::leak(settings.namespace.into_boxed_str());
+    let admins: Vec<Subject> = settings.cluster_admins.iter().map(|a| subject(a)).collect();
+    let db = data_dir.join("tenancy.db");
+    let store = SqlitePolicyStore::open(&db.display().to_string())
+        .await
+        .with_context(|| format!("the policy store {}", db.display()))?;
+    let tenancy = Arc::new(Tenancy::load(store, RoleTable::default(), &admins).await?);
+    let mut authn = Authenticator::new();
+    if !settings.trusted_proxies.is_empty() {
+        let proxies: Vec<&str> = settings.trusted_proxies.iter().map(String::as_str).collect();
+        authn = authn.with_proxy(ProxyTrust::parse(&proxies)?);
+    }
+    let mut tokens = ApiTokens::new();
+    for (token, user) in &settings.tokens {
+        tokens.insert(token, Identity::user(user.clone()));
+    }
+    authn = authn.with_tokens(tokens);
+    let guard = |router: Router, scope: for<'a> fn(&RequestHead<'a>, &'static str) -> Access<'a>| {
+        router.layer(TenancyLayer::new(authn.clone(), tenancy.policy(), move |head| scope(head, namespace)))
+    };
+
+    let files = &settings.registry_files;
+    let files = kf_registry::artifact_store::ArtifactStore::from_url(files)
+        .with_context(|| format!("the registry's file store {files}"))?;
+    let registry_db = &settings.registry_db;
+    let registry = crate::registry_cmd::router_for(registry_db, Some(files))
+        .await
+        .with_context(|| format!("the registry database {}", crate::registry_cmd::redact(registry_db)))?;
+    let registry = guard(registry, registry_scope);
+
+    let repo = settings.repo;
+    let canaries = serving::install(&repo, &settings.canaries)?;
+    let metrics = Arc::new(Metrics::default());
+    let served = guard(serving::router(repo.clone(), metrics.clone(), canaries), oip_scope);
+    let oip = guard(kf_serve::server::router(repo, metrics, ServerOptions::default()), oip_scope);
+    let admin = guard(tenancy_api(tenancy.clone()), tenancy_scope);
+    let runs = guard(pipelines::router(data_dir.join("pipelines")), pipelines_scope);
+    let tuning = guard(tuning::router(data_dir.join("tuning")), tuning_scope);
+    let training = guard(training::router(data_dir.join("training")), training_scope);
+    let ui = guard(dashboard::router(), |_, _| Access::Public);
+
+    // Each API keeps its own paths and fallback, so the top level only
+    // picks one by prefix (nesting would strip paths or leak captures).
+    let app = Router::new().fallback(move |request: axum::extract::Request| {
+        let path = request.uri().path();
+        let api = if path.starts_with("/api/model_registry/") || path.starts_with("/api/kf_registry/") {
+            Some(registry.clone())
+        } else if path == "/v2" || path.starts_with("/v2/") || path == "/metrics" {
+            Some(oip.clone())
+        } else if path.starts_with("/api/serving/v1/") {
+            Some(served.clone())
+        } else if path.starts_with("/api/tenancy/v1/") {
+            Some(admin.clone())
+        } else if path.starts_with("/api/pipelines/v1/") {
+            Some(runs.clone())
+        } else if path.starts_with("/api/tuning/v1/") {
+            Some(tuning.clone())
+        } else if path.starts_with("/api/training/v1/") {
+            Some(training.clone())
+        } else if path == "/" || path == "/ui" || path.starts_with("/ui/") {
+            Some(ui.clone())
+        } else {
+            None
+        };
+        async move {
+            match api {
+                Some(api) => match tower::ServiceExt::oneshot(api, request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                None => error(StatusCode::NOT_FOUND, format!("no kf API at {}", request.uri().path())),
+            }
+        }
+    });
+    Ok(app)
 }
 
 /// `alice` → a user, `group:ml` → a group.
@@ -235,25 +297,31 @@ fn oip_scope<'a>(head: &RequestHead<'a>, namespace: &'static str) -> Access<'a> 
     }
 }
 
-/// `/api/pipelines/v1/namespaces/{ns}/…`: resource `runs` in `ns`.
-fn pipelines_scope<'a>(head: &RequestHead<'a>, _namespace: &'static str) -> Access<'a> {
+/// `/api/<api>/v1/namespaces/{ns}/…`: `resource` in `ns`; anything else
+/// under such an API is for cluster admins.
+fn in_path_namespace<'a>(head: &RequestHead<'a>, resource: &'static str) -> Access<'a> {
     match (head.path_segment(3), head.path_segment(4)) {
         (Some("namespaces"), Some(ns)) => {
-            Access::Namespaced { namespace: ns.into(), resource: "runs".into(), verb: head.verb() }
+            Access::Namespaced { namespace: ns.into(), resource: resource.into(), verb: head.verb() }
         }
         _ => Access::ClusterAdmin,
     }
 }
 
+/// `/api/pipelines/v1/namespaces/{ns}/…`: resource `runs` in `ns`.
+fn pipelines_scope<'a>(head: &RequestHead<'a>, _namespace: &'static str) -> Access<'a> {
+    in_path_namespace(head, "runs")
+}
+
 /// `/api/tuning/v1/namespaces/{ns}/…`: resource `experiments` in `ns`
 /// (studies too: they are experiments driven from outside).
 fn tuning_scope<'a>(head: &RequestHead<'a>, _namespace: &'static str) -> Access<'a> {
-    match (head.path_segment(3), head.path_segment(4)) {
-        (Some("namespaces"), Some(ns)) => {
-            Access::Namespaced { namespace: ns.into(), resource: "experiments".into(), verb: head.verb() }
-        }
-        _ => Access::ClusterAdmin,
-    }
+    in_path_namespace(head, "experiments")
+}
+
+/// `/api/training/v1/namespaces/{ns}/…`: resource `trainjobs` in `ns`.
+fn training_scope<'a>(head: &RequestHead<'a>, _namespace: &'static str) -> Access<'a> {
+    in_path_namespace(head, "trainjobs")
 }
 
 /// Profiles: listing shows what the caller may see; creating one is for

@@ -31,9 +31,18 @@ pub struct Pipelines {
 
 type Shared = Arc<Pipelines>;
 
+/// A new run, or one a previous server left unfinished.
+enum Launch {
+    Run(RunRequest),
+    Resume(String),
+}
+
 /// The routes, under `/api/pipelines/v1/namespaces/{namespace}/runs`.
+/// Runs a previous server left unfinished are resumed here (needs a tokio
+/// runtime): finished tasks keep their results, tasks in flight run again.
 pub fn router(root: PathBuf) -> Router {
     let state = Arc::new(Pipelines { root, active: Mutex::new(HashMap::new()) });
+    state.resume_all();
     Router::new()
         .route("/api/pipelines/v1/namespaces/{ns}/runs", post(submit).get(list))
         .route("/api/pipelines/v1/namespaces/{ns}/runs/{run}", get(fetch))
@@ -46,6 +55,70 @@ pub fn router(root: PathBuf) -> Router {
 }
 
 impl Pipelines {
+    /// Resumes every journaled run of every namespace that has not ended.
+    fn resume_all(self: &Arc<Self>) {
+        let Ok(namespaces) = std::fs::read_dir(&self.root) else { return };
+        for ns in namespaces.flatten() {
+            let ns = ns.file_name().to_string_lossy().into_owned();
+            let Ok(runs) = self.runs(&ns) else { continue };
+            let Ok(listing) = runs.list() else { continue };
+            for run in listing.into_iter().filter(|r| matches!(r.state, None | Some(kf_dag::run::RunState::Running))) {
+                let id = run.record.id;
+                let resumed = runs.load_pipeline(&id).and_then(|saved| {
+                    let plan = Plan::new(saved.to_pipeline()?)?;
+                    Ok((saved, plan))
+                });
+                match resumed {
+                    Ok((saved, plan)) => {
+                        if let Err(e) = self.launch(&ns, &runs, &saved, plan, Launch::Resume(id.clone())) {
+                            tracing::warn!("run {ns}/{id} cannot resume: {}", e.1);
+                        }
+                    }
+                    Err(e) => tracing::warn!("run {ns}/{id} cannot resume: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Runs (or resumes) `plan` in the background; `cancel` finds it while it runs.
+    fn launch(
+        self: &Arc<Self>,
+        ns: &str,
+        runs: &LocalRuns,
+        saved: &kf_dag::local::SavedPipeline,
+        plan: Plan,
+        how: Launch,
+    ) -> Result<(), ApiError> {
+        let executor = crate::pipeline_cmd::executor_for(runs, saved, KfpRunner::new(runs.work_dir()), true)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let cancel = CancelHandle::new();
+        let executor = executor.cancel_handle(cancel.clone());
+        let id = match &how {
+            Launch::Run(request) => request.id.clone().unwrap_or_default(),
+            Launch::Resume(id) => id.clone(),
+        };
+        let key = (ns.to_owned(), id);
+        if let Ok(mut active) = self.active.lock() {
+            active.insert(key.clone(), cancel);
+        }
+        let plan: Arc<Plan> = Arc::new(plan);
+        let finished = self.clone();
+        tokio::spawn(async move {
+            // The journal records how the run ends; an error here is already in it or in the log.
+            let outcome = match how {
+                Launch::Run(request) => executor.run(plan, request).await,
+                Launch::Resume(id) => executor.resume(plan, &id).await,
+            };
+            if let Err(e) = outcome {
+                tracing::warn!("run {}/{}: {e}", key.0, key.1);
+            }
+            if let Ok(mut active) = finished.active.lock() {
+                active.remove(&key);
+            }
+        });
+        Ok(())
+    }
+
     /// The namespace's store; the name must be a DNS label (what a Profile name is).
     fn runs(&self, namespace: &str) -> Result<LocalRuns, ApiError> {
         dns_label("namespace", namespace)?;
@@ -82,12 +155,6 @@ async fn submit(State(api): State<Shared>, Path(ns): Path<String>, body: axum::b
         Ok(runs) => runs,
         Err(refused) => return refused.into_response(),
     };
-    let executor = crate::pipeline_cmd::executor_for(&runs, &saved, KfpRunner::new(runs.work_dir()), true);
-    let cancel = CancelHandle::new();
-    let executor = match executor {
-        Ok(executor) => executor.cancel_handle(cancel.clone()),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
     let id = submit.run_id.unwrap_or_else(|| {
         let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
         format!("{}-{ms}", plan.pipeline().name)
@@ -96,21 +163,9 @@ async fn submit(State(api): State<Shared>, Path(ns): Path<String>, body: axum::b
         return error(StatusCode::CONFLICT, e);
     }
     let request = RunRequest { id: Some(id.clone()), parameters };
-    let key = (ns.clone(), id.clone());
-    if let Ok(mut active) = api.active.lock() {
-        active.insert(key.clone(), cancel);
+    if let Err(refused) = api.launch(&ns, &runs, &saved, plan, Launch::Run(request)) {
+        return refused.into_response();
     }
-    let plan: Arc<Plan> = Arc::new(plan);
-    let finished = api.clone();
-    tokio::spawn(async move {
-        // The journal records how the run ends; an error here is already in it or in the log.
-        if let Err(e) = executor.run(plan, request).await {
-            tracing::warn!("run {}/{}: {e}", key.0, key.1);
-        }
-        if let Ok(mut active) = finished.active.lock() {
-            active.remove(&key);
-        }
-    });
     (StatusCode::CREATED, Json(json!({"namespace": ns, "run": id}))).into_response()
 }
 
