@@ -241,3 +241,100 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
     }
     snap(&b, "forbidden");
 }
+
+/// A TrainJob of 2 nodes × 2 processes running `script` on the corpus torch runtime.
+fn trainjob(name: &str, script: &str) -> String {
+    let runtime = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/trainer/manifests__base__runtimes__torch_distributed.yaml"
+    );
+    format!(
+        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata:\n  name: {name}\nspec:\n  runtimeRef:\n    \
+         name: torch-distributed\n  trainer:\n    numNodes: 2\n    numProcPerNode: 2\n    command: [sh, -c, {script:?}]\n---\n{}",
+        std::fs::read_to_string(runtime).expect("the corpus runtime")
+    )
+}
+
+#[test]
+fn training_jobs_show_each_rank_and_served_models_their_traffic() {
+    let Some(b) = browser("training_jobs_show_each_rank_and_served_models_their_traffic") else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let second = dir.path().join("models/iris/2");
+    std::fs::create_dir_all(&second).expect("dir");
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/models/iris-logreg.onnx");
+    std::fs::copy(model, second.join("model.onnx")).expect("copy");
+    let canary = "[[canary]]\nmodel = \"iris\"\nstable = \"1\"\ncanary = \"2\"\npercent = 30\n";
+    let s = start(dir.path(), &format!("{CONFIG}{canary}"));
+    for (ns, owner) in [("team-a", "alice"), ("team-b", "bob")] {
+        ok(&s, "POST", "/api/tenancy/v1/profiles", "t-root", &format!(r#"{{"name": "{ns}", "owner": "{owner}"}}"#));
+    }
+    let jobs = "/api/training/v1/namespaces/team-a/trainjobs";
+    ok(&s, "POST", jobs, "t-alice", &trainjob("demo", "echo rank=$RANK world=$WORLD_SIZE; echo loss=0.5 progress=100"));
+    ok(&s, "POST", jobs, "t-alice", &trainjob("broken", "if [ $RANK = 2 ]; then echo boom >&2; exit 3; fi; echo fine"));
+
+    // Training: the list, then a job's per-rank table and one rank's log.
+    sign_in(&b, &s, "t-alice");
+    b.wait_text("h1", "Pipeline runs in team-a");
+    b.click_text("#nav a", "Training jobs");
+    b.wait_text("a.trainjob-link", "demo");
+    b.wait("both jobs to finish", Duration::from_secs(20), |b| {
+        let rows = b.texts("table tbody tr");
+        let done = rows.iter().any(|r| r.contains("demo") && r.contains("Complete"))
+            && rows.iter().any(|r| r.contains("broken") && r.contains("Failed"));
+        done.then_some(())
+    });
+    snap(&b, "trainjobs");
+    b.click_text("a.trainjob-link", "demo");
+    let rows = b.wait("four succeeded processes", Duration::from_secs(20), |b| {
+        let rows = b.texts("tr[data-process]");
+        (rows.len() == 4 && rows.iter().all(|r| r.contains("Succeeded"))).then_some(rows)
+    });
+    for (rank, row) in rows.iter().enumerate() {
+        assert!(row.starts_with(&format!("rank {rank} node {rank} Succeeded")), "{rows:?}");
+    }
+    let (_, detail) = call(&s, "GET", &format!("{jobs}/demo"), Some("t-alice"), "");
+    let detail: serde_json::Value = serde_json::from_str(&detail).expect("JSON");
+    let index =
+        detail["processes"].as_array().and_then(|ps| ps.iter().find(|p| p["rank"] == 3)).expect("rank 3")["index"]
+            .clone();
+    b.click(&format!(r#"tr[data-process="{index}"] button.rank-log"#));
+    b.wait_text("#rank-log", "rank=3 world=4");
+    b.wait_text("dd", "100%");
+    snap(&b, "trainjob");
+    b.click_text(".crumbs a", "Training jobs");
+    b.click_text("a.trainjob-link", "broken");
+    let failed = b.wait_text("tr[data-process]", "Failed");
+    let row = b.text_of(&failed).expect("text");
+    assert!(row.ends_with("3 Log") || row.contains(" 3 "), "the failed rank shows exit code 3: {row}");
+    b.wait_text("h1 .state", "Failed");
+
+    // Serving: both versions ready, the 70/30 split, and a request rate measured live.
+    b.click_text("#nav a", "Serving");
+    let iris = b.wait_text(r#"tr[data-model="iris"]"#, "v2 ready");
+    let row = b.text_of(&iris).expect("text");
+    assert!(row.contains("v1 ready") && row.contains("v1 70%") && row.contains("v2 30%"), "{row}");
+    let infer = r#"{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}"#;
+    let rate = b.wait("a request rate above zero", Duration::from_secs(20), |b| {
+        for _ in 0..3 {
+            ok(&s, "POST", "/v2/models/iris/infer", "t-alice", infer);
+        }
+        let row = b.texts(r#"tr[data-model="iris"] td"#);
+        row.get(3).filter(|r| r.ends_with("req/s") && !r.starts_with("0.00")).cloned()
+    });
+    assert!(rate.ends_with("req/s"), "{rate}");
+    b.wait_text(r#"tr[data-model="iris"]"#, "served so far");
+    snap(&b, "serving");
+
+    // Bob sees none of it.
+    b.click("#signout");
+    sign_in(&b, &s, "t-bob");
+    assert_eq!(namespaces(&b), ["team-b"]);
+    for (path, hidden) in
+        [("#/ns/team-a/trainjobs", "demo"), ("#/ns/team-a/trainjobs/demo", "Succeeded"), ("#/serving", "iris")]
+    {
+        b.goto(&format!("http://{}/{path}", s.host));
+        b.wait_text(".error", "403");
+        let shown = b.page_text();
+        assert!(!shown.contains(hidden), "{path} shows {hidden}: {shown}");
+    }
+}

@@ -368,7 +368,7 @@ async function trainjobsView(live, ns) {
   const tick = async () => {
     const items = (await api(trainPath(ns))).items || [];
     body.replaceChildren(table(['TrainJob', 'Runtime', 'State', 'Processes', 'Created'], items.map((j) => [
-      link(`#/ns/${enc(ns)}/trainjobs/${enc(j.trainjob)}`, j.trainjob, 'trainjob-link'), fmt(j.runtime), badge(j.state),
+      link(`#/ns/${enc(ns)}/trainjobs/${enc(j.trainjob)}`, j.trainjob, 'trainjob-link'), fmt(j.runtime), j.error ? j.error : badge(j.state),
       fmt(Array.isArray(j.processes) ? j.processes.length : j.processes), when(j.created),
     ]), `No training jobs in ${ns} yet.`));
     return items.some((j) => !JOB_DONE.includes(j.state));
@@ -380,20 +380,26 @@ async function trainjobView(live, ns, name) {
   const base = `${trainPath(ns)}/${enc(name)}`;
   const head = h('div'), ranks = h('div'), conds = h('div');
   const log = h('pre', { class: 'log', id: 'rank-log' }, 'Choose a rank to see its log.');
-  let shown = null;
+  let shown = null, last = null;
+  const logTitle = h('h2', {}, 'Log');
   const showLog = async (index) => {
     shown = index;
+    logTitle.textContent = `Log of ${((last || {}).processes || []).find((p) => p.index === index)?.process || `process ${index}`}`;
     log.textContent = await api(`${base}/processes/${index}/logs`, 'text').catch((e) => `(${e.message})`) || '(empty)';
   };
   live.el.replaceChildren(crumbs(link(`#/ns/${enc(ns)}/trainjobs`, 'Training jobs'), name), head,
-    h('h2', {}, 'Ranks'), ranks, h('h2', {}, 'Conditions'), conds, h('h2', {}, 'Log'), log);
+    h('h2', {}, 'Processes'), ranks, h('h2', {}, 'Conditions'), conds, logTitle, log);
   const tick = async () => {
     const j = await api(base);
-    head.replaceChildren(h('h1', {}, name, ' ', badge(j.state)), dl([['Runtime', fmt(j.runtime)]]));
-    ranks.replaceChildren(table(['Rank', 'Process', 'State', 'PID', 'Exit code', 'Detail', ''], (j.processes || []).map((p) => [
-      p.index, p.process, badge(p.state), fmt(p.pid), fmt(p.exit_code), fmt(p.detail),
-      h('button', { type: 'button', class: 'rank-log', onclick: () => showLog(p.index) }, 'Log'),
-    ]), 'No processes yet.'));
+    last = j;
+    const trainer = (j.status || {}).trainerStatus || {};
+    const metrics = (trainer.metrics || []).map((m) => `${m.name}=${m.value}`).join(', ');
+    head.replaceChildren(h('h1', {}, name, ' ', badge(j.state)), dl([['Runtime', fmt(j.runtime)], ['Created', when(j.created)],
+      j.message && ['Message', j.message], trainer.progressPercentage !== undefined && ['Progress', `${trainer.progressPercentage}%`],
+      metrics && ['Metrics', metrics]]));
+    ranks.replaceChildren(table(['Process', 'Replicated job', 'Rank', 'State', 'PID', 'Exit code', 'Log'], (j.processes || []).map((p) =>
+      h('tr', { 'data-process': p.index }, [p.process, fmt(p.replicated_job), fmt(p.rank), badge(p.state), fmt(p.pid), fmt(p.exit_code),
+        h('button', { type: 'button', class: 'rank-log', onclick: () => showLog(p.index) }, 'Log')].map((c) => h('td', {}, c)))), 'No processes yet.'));
     const c = ((j.status || {}).conditions || []).map((x) => [x.type, x.status, fmt(x.reason), fmt(x.message), when(x.lastTransitionTime)]);
     conds.replaceChildren(table(['Type', 'Status', 'Reason', 'Message', 'Since'], c, 'No conditions reported.'));
     if (shown !== null) await showLog(shown);
@@ -450,7 +456,8 @@ function canaryBar(c) {
   const canary = h('div', { class: 'split-canary' }, `v${c.canary} ${c.percent}%`);
   stable.style.width = `${100 - c.percent}%`; // CSSOM, which the CSP allows (unlike style attributes)
   canary.style.width = `${c.percent}%`;
-  return h('div', { class: 'split', title: `canary v${c.canary} takes ${c.percent}% of requests` }, stable, canary);
+  const served = c.served ? h('div', { class: 'muted served' }, `served so far: v${c.stable} ${c.served.stable}, v${c.canary} ${c.served.canary}`) : '';
+  return h('div', {}, h('div', { class: 'split', title: `canary v${c.canary} takes ${c.percent}% of requests` }, stable, canary), served);
 }
 
 async function servingView(live) {
@@ -469,7 +476,7 @@ async function servingView(live) {
       seen[m.model] = { t: now, n: m.requests_total };
       const rate = prev && now > prev.t ? ((m.requests_total - prev.n) * 1000) / (now - prev.t) : null;
       return h('tr', { 'data-model': m.model }, [m.model,
-        (m.versions || []).map((v) => h('span', { class: `version ${v.ready ? 'ready' : 'not-ready'}` }, `v${v.version} ${v.ready ? 'ready' : 'not ready'}`)),
+        (m.versions || []).map((v) => h('span', { class: `version ${v.ready ? 'ready' : 'not-ready'}`, title: v.reason || null }, `v${v.version} ${v.ready ? 'ready' : (v.state || 'not ready').toLowerCase()}`)),
         fmt(m.requests_total), rate === null ? '…' : `${rate.toFixed(2)} req/s`, fmt(m.errors_total), canaryBar(m.canary)].map((c) => h('td', {}, c)));
     }), 'No models are served.'));
     return true;
