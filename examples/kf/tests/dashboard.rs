@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use common::webdriver::Browser;
@@ -337,4 +339,75 @@ fn training_jobs_show_each_rank_and_served_models_their_traffic() {
         let shown = b.page_text();
         assert!(!shown.contains(hidden), "{path} shows {hidden}: {shown}");
     }
+}
+
+/// An authenticating proxy in front of `server`, as oauth2-proxy or Istio
+/// would be: every request goes on with `kubeflow-userid: user` (one
+/// request per connection). Returns the address to browse.
+fn identity_proxy(server: &str, user: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let server = server.to_owned();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = server.clone();
+            std::thread::spawn(move || forward(client, &server, user));
+        }
+    });
+    addr
+}
+
+fn forward(mut client: TcpStream, server: &str, user: &str) -> std::io::Result<()> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        let n = client.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&buf[..n]);
+        if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+    };
+    let head = String::from_utf8_lossy(&request[..head_end]).into_owned();
+    let length = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0usize);
+    while request.len() < head_end + 4 + length {
+        let n = client.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    // What the browser says about itself is dropped; the proxy says who it is.
+    let kept: Vec<&str> = head
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            !l.starts_with("connection:") && !l.starts_with("kubeflow-")
+        })
+        .collect();
+    let mut upstream = TcpStream::connect(server)?;
+    write!(upstream, "{}\r\nkubeflow-userid: {user}\r\nConnection: close\r\n\r\n", kept.join("\r\n"))?;
+    upstream.write_all(&request[head_end + 4..])?;
+    std::io::copy(&mut upstream, &mut client)?;
+    Ok(())
+}
+
+#[test]
+fn behind_a_trusted_proxy_nobody_signs_in() {
+    let Some(b) = browser("behind_a_trusted_proxy_nobody_signs_in") else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = start(dir.path(), &format!("trusted_proxies = [\"127.0.0.1/32\"]\n{CONFIG}"));
+    ok(&s, "POST", "/api/tenancy/v1/profiles", "t-root", r#"{"name": "team-a", "owner": "alice"}"#);
+    ok(&s, "POST", "/api/tenancy/v1/profiles", "t-root", r#"{"name": "team-b", "owner": "bob"}"#);
+    let proxy = identity_proxy(&s.host, "alice");
+    b.goto(&format!("http://{proxy}/"));
+    assert_eq!(namespaces(&b), ["team-a"], "the proxy's user, and only her namespaces");
+    b.wait_text("h1", "Pipeline runs in team-a");
+    assert_eq!(b.texts("#signin h1"), [""], "no sign-in form");
+    assert_eq!(b.texts("#signout"), [""], "nothing to sign out of: the proxy owns the session");
 }
