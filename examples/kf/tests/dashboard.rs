@@ -42,6 +42,8 @@ tasks:
     artifacts: {text: {task: say, output: greeting}}
 "#;
 
+const SWEEP: &str = include_str!("../../../kf-dag/examples/pipelines/sweep.yaml");
+const BROKEN: &str = "name: broken\ncomponents:\n  fail:\n    container:\n      image: alpine\n      command: [sh, -c, 'echo no data >&2; exit 4']\ntasks:\n  fail: {component: fail}\n";
 const SLOW: &str = "name: slow\ncomponents:\n  wait:\n    container:\n      image: alpine\n      command: [sh, -c, 'sleep 2; echo done']\ntasks:\n  wait: {component: wait}\n";
 
 const EXPERIMENT: &str = r#"apiVersion: kubeflow.org/v1beta1
@@ -135,7 +137,22 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
     let runs = "/api/pipelines/v1/namespaces/team-a/runs";
     let submit = |pipeline: &str, id: &str| serde_json::json!({"pipeline": pipeline, "run_id": id}).to_string();
     ok(&s, "POST", runs, "t-alice", &submit(HELLO, "hello-1"));
+    ok(&s, "POST", runs, "t-alice", &submit(SWEEP, "sweep-1"));
+    ok(&s, "POST", runs, "t-alice", &submit(BROKEN, "broken-1"));
+    ok(&s, "POST", "/api/pipelines/v1/namespaces/team-b/runs", "t-bob", &submit(SLOW, "bob-run"));
     ok(&s, "POST", "/api/tuning/v1/namespaces/team-a/experiments", "t-alice", EXPERIMENT);
+    let studies = "/api/tuning/v1/namespaces/team-a/studies";
+    let space = r#"{"objective": {"type": "minimize"}, "parameters": [
+        {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "-5", "max": "5"}}]}"#;
+    ok(
+        &s,
+        "POST",
+        studies,
+        "t-alice",
+        &format!(r#"{{"name": "s1", "space": {space}, "algorithm": "random", "seed": 7}}"#),
+    );
+    ok(&s, "POST", &format!("{studies}/s1/requests"), "t-alice", r#"{"op": "ask"}"#);
+    ok(&s, "POST", &format!("{studies}/s1/requests"), "t-alice", r#"{"op": "tell", "id": "0", "value": 0.25}"#);
     let mr = "/api/model_registry/v1alpha3";
     let model =
         ok(&s, "POST", &format!("{mr}/registered_models"), "t-alice", r#"{"name": "iris", "description": "flowers"}"#);
@@ -146,7 +163,9 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
     let artifact = r#"{"artifactType": "model-artifact", "name": "iris-onnx", "uri": "s3://models/iris/1/model.onnx",
         "modelFormatName": "onnx", "modelFormatVersion": "13"}"#;
     ok(&s, "POST", &format!("{mr}/model_versions/{}/artifacts", json_field(&version, "id")), "t-alice", artifact);
-    settled(&s, &format!("{runs}/hello-1"), "state", &["succeeded", "failed"]);
+    for run in ["hello-1", "sweep-1", "broken-1"] {
+        settled(&s, &format!("{runs}/{run}"), "state", &["succeeded", "failed"]);
+    }
     settled(&s, "/api/tuning/v1/namespaces/team-a/experiments/quad", "ended", &["ExperimentMaxTrialsReached"]);
 
     // A wrong token is refused on the sign-in form; the right one gets in.
@@ -180,6 +199,25 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
     b.click_text("a.task-link", "shout");
     b.wait_text("#log-stdout", "HELLO KF");
 
+    // Loops and nested DAGs: each node shows its instances' outcome; a failure is red and says why.
+    b.goto(&format!("http://{}/#/ns/team-a/runs/sweep-1", s.host));
+    for (component, task) in [("", "sweep"), ("", "report"), ("", "notify"), ("body", "train")] {
+        let css = format!(r#"#graph g.task.state-succeeded[data-component="{component}"][data-task="{task}"]"#);
+        b.wait(&css, Duration::from_secs(20), |b| b.all(&css).into_iter().next());
+    }
+    b.wait_text("a.task-link", "sweep[2].train");
+    snap(&b, "sweep");
+    b.goto(&format!("http://{}/#/ns/team-a/runs/broken-1", s.host));
+    b.wait_text("h1 .state", "failed");
+    let node = b.wait("the failed node", Duration::from_secs(20), |b| {
+        b.all(r#"#graph g.task.state-failed[data-task="fail"] rect"#).into_iter().next()
+    });
+    assert_eq!(b.css_of(&node, "fill").expect("fill"), "rgb(254, 226, 226)", "a failed node is red");
+    b.click(r#"#graph g.task[data-task="fail"]"#);
+    b.wait_text("dd", "exit code 4");
+    b.wait_text("#log-stderr", "no data");
+    snap(&b, "failed-task");
+
     // A run in flight: its node turns from running to succeeded without a reload.
     ok(&s, "POST", runs, "t-alice", &submit(SLOW, "slow-1"));
     b.goto(&format!("http://{}/#/ns/team-a/runs/slow-1", s.host));
@@ -187,6 +225,7 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
         b.all(r#"#graph g.task.state-running[data-task="wait"]"#).into_iter().next()
     });
     b.wait_text("dd", "live");
+    snap(&b, "run-live");
     b.wait("the wait node succeeded", Duration::from_secs(20), |b| {
         b.all(r#"#graph g.task.state-succeeded[data-task="wait"]"#).into_iter().next()
     });
@@ -194,6 +233,11 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
 
     // Experiments: the history plot has one point per trial, the table one row per trial.
     b.click_text("#nav a", "Experiments");
+    b.wait_text("table", "minimize loss");
+    let study = b.wait_text("table tbody tr", "s1");
+    let study = b.text_of(&study).expect("text");
+    assert!(study.contains("random") && study.contains("0.25 (trial 0: x="), "{study}");
+    snap(&b, "experiments");
     b.click_text("a.experiment-link", "quad");
     let points = b.wait("five trial points", Duration::from_secs(20), |b| {
         let points = b.all("svg#history circle.trial-point");
@@ -221,10 +265,18 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
     assert!(b.page_text().contains("s3://models/iris/1/model.onnx"));
     snap(&b, "version");
 
+    // Made a viewer of team-b, alice finds it in the selector and switches to it.
+    ok(&s, "PUT", "/api/tenancy/v1/profiles/team-b/contributors/alice", "t-bob", r#"{"role": "view"}"#);
+    b.goto(&format!("http://{}/", s.host));
+    assert_eq!(namespaces(&b), ["team-a", "team-b"]);
+    b.click(r#"#ns-select option[value="team-b"]"#);
+    b.wait_text("h1", "Pipeline runs in team-b");
+    b.wait_text("a.run-link", "bob-run");
+    ok(&s, "DELETE", "/api/tenancy/v1/profiles/team-b/contributors/alice", "t-bob", "");
+
     // Bob signs in: his namespace only, and none of team-a's objects even by URL.
     b.click("#signout");
     b.wait_text("#signin h1", "Sign in");
-    ok(&s, "POST", "/api/pipelines/v1/namespaces/team-b/runs", "t-bob", &submit(SLOW, "bob-run"));
     sign_in(&b, &s, "t-bob");
     assert_eq!(namespaces(&b), ["team-b"], "bob sees only his namespace");
     b.wait_text("a.run-link", "bob-run");

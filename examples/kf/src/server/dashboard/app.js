@@ -266,7 +266,7 @@ async function taskView(live, ns, run, task) {
       h('button', { type: 'button', class: 'download', 'data-artifact': a.name, onclick: () => download(`${runsPath(ns)}/${enc(run)}/tasks/${enc(task)}/artifacts/${enc(a.name)}`, a.name).catch((e) => outs.append(errorBox(e))) }, 'Download')]);
     outs.replaceChildren(
       params.length ? table(['Parameter', 'Value'], params) : '',
-      table(['Artifact', 'Digest', 'Metadata', ''], arts, params.length ? '' : 'No outputs recorded (yet).'));
+      table(['Artifact', 'Digest', 'Metadata', ''], arts, params.length ? '' : FINISHED.includes(t.state) ? 'No outputs.' : 'No outputs yet.'));
     for (const stream of ['stdout', 'stderr']) {
       const text = await api(`${base}/logs?stream=${stream}&attempt=${t.attempt}`, 'text').catch((e) => (e.status === 404 ? null : Promise.reject(e)));
       logs[stream].textContent = text === null ? '(nothing captured)' : text || '(empty)';
@@ -295,9 +295,16 @@ async function experimentsView(live, ns) {
   };
   const more = await tick();
   api(`${tuningPath(ns)}/studies`).then((r) => studies.replaceChildren(table(['Study', 'Algorithm', 'Requests', 'Best'],
-    (r.items || []).map((x) => [x.study, fmt(x.algorithm), fmt(x.requests), x.best ? fmt(x.best.value ?? x.best) : '—']), 'No studies.')))
+    (r.items || []).map((x) => [x.study, fmt(x.algorithm), fmt(x.requests), studyBest(x.best)]), 'No studies.')))
     .catch((e) => studies.replaceChildren(errorBox(e)));
   if (more) every(live, 2000, tick);
+}
+
+/** A study's `best` reply: one trial, or a Pareto front. */
+function studyBest(b) {
+  if (!b) return '—';
+  if (Array.isArray(b.pareto)) return `${b.pareto.length} on the Pareto front`;
+  return `${num(b.value)} (trial ${b.id}: ${Object.entries(b.params || {}).map(([k, v]) => `${k}=${param(String(v))}`).join(', ')})`;
 }
 
 /** Objective per trial (points) and the best so far (a step line), as SVG. */
