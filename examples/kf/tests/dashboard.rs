@@ -231,6 +231,33 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
     });
     b.wait_text("h1 .state", "succeeded");
 
+    // A run can be cancelled from its page.
+    let long = SLOW.replace("sleep 2", "sleep 30").replace("name: slow", "name: long");
+    ok(&s, "POST", runs, "t-alice", &submit(&long, "long-1"));
+    b.goto(&format!("http://{}/#/ns/team-a/runs/long-1", s.host));
+    b.click("#cancel-run");
+    b.wait_text("h1 .state", "cancelled");
+    b.wait("the node cancelled", Duration::from_secs(20), |b| {
+        b.all(r#"#graph g.task.state-cancelled[data-task="wait"]"#).into_iter().next()
+    });
+    assert!(b.all("#cancel-run").is_empty(), "nothing left to cancel");
+
+    // A retried task: every attempt's log, the latest first.
+    let marker = dir.path().join("tried");
+    let flaky = format!(
+        "name: flaky\ncomponents:\n  flaky:\n    container:\n      image: alpine\n      command: [sh, -c, 'if [ -f \"$0\" ]; \
+         then echo second try; else touch \"$0\"; echo first try; exit 1; fi', {:?}]\ntasks:\n  flaky:\n    component: flaky\n    \
+         retry: {{maxRetryCount: 1, backoff: 0s}}\n",
+        marker.display().to_string()
+    );
+    ok(&s, "POST", runs, "t-alice", &submit(&flaky, "flaky-1"));
+    settled(&s, &format!("{runs}/flaky-1"), "state", &["succeeded", "failed"]);
+    b.goto(&format!("http://{}/#/ns/team-a/runs/flaky-1/tasks/flaky", s.host));
+    b.wait_text("#log-stdout", "second try");
+    b.click_text("button.attempt", "#1");
+    b.wait_text("#log-stdout", "first try");
+    snap(&b, "attempts");
+
     // Experiments: the history plot has one point per trial, the table one row per trial.
     b.click_text("#nav a", "Experiments");
     b.wait_text("table", "minimize loss");

@@ -64,9 +64,9 @@ class HttpError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
-async function api(path, as = 'json') {
+async function api(path, as = 'json', method = 'GET') {
   const headers = st.token ? { Authorization: `Bearer ${st.token}` } : {};
-  const r = await fetch(path, { headers, cache: 'no-store' });
+  const r = await fetch(path, { method, headers, cache: 'no-store' });
   if (r.status === 401) {
     signIn(st.token ? 'The server did not accept this token (401): sign in again.' : '');
     throw new HttpError(401, 'not signed in');
@@ -239,7 +239,11 @@ async function runView(live, ns, run) {
     const r = await api(base);
     last = r;
     const done = FINISHED.includes(r.state);
-    head.replaceChildren(h('h1', {}, run, ' ', badge(r.state)),
+    const cancel = r.state === 'running' && h('button', { type: 'button', id: 'cancel-run', class: 'danger', onclick: (ev) => {
+      ev.target.disabled = true;
+      api(`${base}/cancel`, 'json', 'POST').catch((e) => { if (e.status !== 401) head.append(errorBox(e)); });
+    } }, 'Cancel run');
+    head.replaceChildren(h('h1', {}, run, ' ', badge(r.state), cancel),
       dl([['Pipeline', r.pipeline], ['Updates', done ? 'finished' : 'live, every second']]));
     const rows = Object.entries(r.tasks || {}).map(([path, t]) => [link(taskLink(path), path, 'task-link'), badge(t.state), t.attempt, fmt(t.message)]);
     tasks.replaceChildren(table(['Task', 'State', 'Attempt', 'Message'], rows, 'No task has started yet.'));
@@ -256,10 +260,14 @@ async function taskView(live, ns, run, task) {
   const logs = { stdout: h('pre', { class: 'log', id: 'log-stdout' }), stderr: h('pre', { class: 'log', id: 'log-stderr' }) };
   live.el.replaceChildren(crumbs(link(`#/ns/${enc(ns)}/runs`, 'Runs'), link(`#/ns/${enc(ns)}/runs/${enc(run)}`, run), task),
     info, h('h2', {}, 'Outputs'), outs, h('h2', {}, 'Standard output'), logs.stdout, h('h2', {}, 'Standard error'), logs.stderr);
+  let attempt = null; // null: follow the latest
   const tick = async () => {
     const t = await api(base);
+    const shown = attempt || t.attempt;
+    const attempts = t.attempt > 1 ? Array.from({ length: t.attempt }, (_, i) => i + 1).map((n) => h('button', { type: 'button',
+      class: `attempt${n === shown ? ' active' : ''}`, onclick: () => { attempt = n; tick(); } }, `#${n}`)) : t.attempt;
     info.replaceChildren(h('h1', {}, task, ' ', badge(t.state)),
-      dl([['Attempt', t.attempt], ['Since', when(t.since_ms)], ['Message', fmt(t.message)]]));
+      dl([['Attempt', attempts], ['Since', when(t.since_ms)], ['Message', fmt(t.message)]]));
     const o = t.outputs || { parameters: {}, artifacts: [] };
     const params = Object.entries(o.parameters || {}).map(([k, v]) => [k, fmt(v)]);
     const arts = (o.artifacts || []).map((a) => [a.name, h('code', { title: fmt(a.digest) }, a.digest ? `${a.digest.slice(0, 19)}…` : '—'), fmt(a.metadata && Object.keys(a.metadata).length ? a.metadata : null),
@@ -268,7 +276,7 @@ async function taskView(live, ns, run, task) {
       params.length ? table(['Parameter', 'Value'], params) : '',
       table(['Artifact', 'Digest', 'Metadata', ''], arts, params.length ? '' : FINISHED.includes(t.state) ? 'No outputs.' : 'No outputs yet.'));
     for (const stream of ['stdout', 'stderr']) {
-      const text = await api(`${base}/logs?stream=${stream}&attempt=${t.attempt}`, 'text').catch((e) => (e.status === 404 ? null : Promise.reject(e)));
+      const text = await api(`${base}/logs?stream=${stream}&attempt=${shown}`, 'text').catch((e) => (e.status === 404 ? null : Promise.reject(e)));
       logs[stream].textContent = text === null ? '(nothing captured)' : text || '(empty)';
     }
     return !FINISHED.includes(t.state);
