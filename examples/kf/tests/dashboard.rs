@@ -177,6 +177,23 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
     // Runs: the list, the run's DAG coloured by state, a task's log and artifact.
     b.wait_text("h1", "Pipeline runs in team-a");
     snap(&b, "runs");
+
+    // A run started from the page: a bad pipeline is refused with the field named, a good one runs.
+    b.click_text("summary", "New run");
+    b.type_into("#new-pipeline", "name: x\ntasks: {a: {component: nope}}\n");
+    b.click("#start-run");
+    b.wait_text(".new-run .error", "nope");
+    snap(&b, "new-run");
+    b.clear("#new-pipeline");
+    let talk = "name: talk\ncomponents:\n  speak:\n    container:\n      image: alpine\n      command: [sh, -c, 'echo hello from the page']\ntasks:\n  speak: {component: speak}\n";
+    b.type_into("#new-pipeline", talk);
+    b.type_into("#new-run-id", "from-page");
+    b.click("#start-run");
+    b.wait_text("h1", "from-page");
+    b.wait_text("h1 .state", "succeeded");
+    b.click_text("a.task-link", "speak");
+    b.wait_text("#log-stdout", "hello from the page");
+    b.click_text(".crumbs a", "Runs");
     b.click_text("a.run-link", "hello-1");
     for task in ["say", "shout"] {
         b.wait(&format!("{task}'s node drawn as succeeded"), Duration::from_secs(20), |b| {

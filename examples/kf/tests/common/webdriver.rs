@@ -200,6 +200,13 @@ impl Browser {
             .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
     }
 
+    /// Empties the first input or textarea matching `css`.
+    pub fn clear(&self, css: &str) {
+        let element = self.wait(css, Duration::from_secs(20), |b| b.all(css).into_iter().next());
+        self.call("POST", &format!("/element/{element}/clear"), Some(json!({})))
+            .unwrap_or_else(|e| panic!("clearing {css}: {e}"));
+    }
+
     /// Saves a PNG of the window to `path`.
     pub fn screenshot(&self, path: &Path) {
         let png = self.call("GET", "/screenshot", None).expect("a screenshot");

@@ -64,9 +64,10 @@ class HttpError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
-async function api(path, as = 'json', method = 'GET') {
+async function api(path, as = 'json', method = 'GET', body = undefined) {
   const headers = st.token ? { Authorization: `Bearer ${st.token}` } : {};
-  const r = await fetch(path, { method, headers, cache: 'no-store' });
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const r = await fetch(path, { method, headers, body, cache: 'no-store' });
   if (r.status === 401) {
     signIn(st.token ? 'The server did not accept this token (401): sign in again.' : '');
     throw new HttpError(401, 'not signed in');
@@ -187,9 +188,29 @@ function every(live, ms, tick) {
 
 const runsPath = (ns) => `/api/pipelines/v1/namespaces/${enc(ns)}/runs`;
 
+/** Start a run: a kf or KFP-compiled pipeline's YAML (typed, or read from a file), parameters as JSON. */
+function newRunForm(ns) {
+  const yaml = h('textarea', { id: 'new-pipeline', rows: 10, placeholder: 'pipeline YAML (kf format or KFP-compiled)', required: true });
+  const file = h('input', { type: 'file', accept: '.yaml,.yml,.json', onchange: async () => { if (file.files[0]) yaml.value = await file.files[0].text(); } });
+  const id = h('input', { id: 'new-run-id', placeholder: 'run id (optional)' });
+  const params = h('input', { id: 'new-params', placeholder: 'parameters: {"who": "kf"}' });
+  const problem = h('p', { class: 'error', hidden: true });
+  const form = h('form', { class: 'new-run', onsubmit: async (ev) => {
+    ev.preventDefault();
+    problem.hidden = true;
+    try {
+      const body = { pipeline: yaml.value, parameters: params.value.trim() ? JSON.parse(params.value) : {} };
+      if (id.value.trim()) body.run_id = id.value.trim();
+      const made = await api(runsPath(ns), 'json', 'POST', JSON.stringify(body));
+      location.hash = `#/ns/${enc(ns)}/runs/${enc(made.run)}`;
+    } catch (e) { if (e.status !== 401) { problem.textContent = e.message; problem.hidden = false; } }
+  } }, yaml, h('div', { class: 'row' }, file, id, params, h('button', { type: 'submit', id: 'start-run' }, 'Start run')), problem);
+  return h('details', { class: 'new-run-box' }, h('summary', {}, 'New run'), form);
+}
+
 async function runsView(live, ns) {
   const body = h('div');
-  live.el.replaceChildren(h('h1', {}, `Pipeline runs in ${ns}`), body);
+  live.el.replaceChildren(h('h1', {}, `Pipeline runs in ${ns}`), newRunForm(ns), body);
   const tick = async () => {
     const runs = ((await api(runsPath(ns))).items || []).sort((a, b) => (b.created_ms || 0) - (a.created_ms || 0));
     body.replaceChildren(table(['Run', 'Pipeline', 'State', 'Created'], runs.map((r) => [
