@@ -163,7 +163,7 @@ function render() {
     return;
   }
   const [match, section, view] = found;
-  const args = match.slice(1).map(decodeURIComponent);
+  const args = match.slice(1).map((a) => { try { return decodeURIComponent(a); } catch (_) { return a; } });
   // A namespace one may not see is tried (and refused by the API), but not put in the selector.
   setNamespace(hash.startsWith('#/ns/') && st.namespaces.includes(args[0]) ? args[0] : st.ns);
   for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.section === section);
@@ -173,12 +173,24 @@ function render() {
   Promise.resolve(view(live, ...args)).catch((e) => { if (live.alive() && e.status !== 401) el.replaceChildren(errorBox(e)); });
 }
 
-/** Runs `tick` every `ms` while the view is shown and `tick` returns true. */
+/** Runs `tick` every `ms` while the view is shown and `tick` returns true.
+ * A failed refresh shows why and tries again (a server restart or a network
+ * blip heals by itself), except when the answer was a refusal (4xx). */
 function every(live, ms, tick) {
+  let banner = null;
   const go = async () => {
     if (!live.alive()) return;
     let again = false;
-    try { again = await tick(); } catch (e) { if (live.alive() && e.status !== 401) live.el.prepend(errorBox(e)); }
+    try {
+      again = await tick();
+      if (banner) { banner.remove(); banner = null; }
+    } catch (e) {
+      if (!live.alive() || e.status === 401) return;
+      const box = errorBox(e);
+      if (banner) banner.replaceWith(box); else live.el.prepend(box);
+      banner = box;
+      again = !(e.status >= 400 && e.status < 500);
+    }
     if (again && live.alive()) st.timer = setTimeout(go, ms);
   };
   st.timer = setTimeout(go, ms);
