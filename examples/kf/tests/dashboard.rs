@@ -338,6 +338,17 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
         assert!(!shown.contains(hidden), "{path} shows {hidden}: {shown}");
     }
     snap(&b, "forbidden");
+
+    no_policy_broken(&b);
+}
+
+/// Through all the test did, the page broke no rule of its own
+/// Content-Security-Policy and threw no script error.
+fn no_policy_broken(b: &Browser) {
+    let console = b.console();
+    let broken: Vec<&String> =
+        console.iter().filter(|m| m.contains("Content Security Policy") || m.contains("Uncaught")).collect();
+    assert!(broken.is_empty(), "{broken:#?}");
 }
 
 /// A TrainJob of 2 nodes × 2 processes running `script` on the corpus torch runtime.
@@ -435,6 +446,7 @@ fn training_jobs_show_each_rank_and_served_models_their_traffic() {
         let shown = b.page_text();
         assert!(!shown.contains(hidden), "{path} shows {hidden}: {shown}");
     }
+    no_policy_broken(&b);
 }
 
 /// An authenticating proxy in front of `server`, as oauth2-proxy or Istio
@@ -506,4 +518,5 @@ fn behind_a_trusted_proxy_nobody_signs_in() {
     b.wait_text("h1", "Pipeline runs in team-a");
     assert_eq!(b.texts("#signin h1"), [""], "no sign-in form");
     assert_eq!(b.texts("#signout"), [""], "nothing to sign out of: the proxy owns the session");
+    no_policy_broken(&b);
 }

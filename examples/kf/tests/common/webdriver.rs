@@ -60,7 +60,7 @@ impl Browser {
             "--window-size=1280,900",
         ];
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
-            "goog:chromeOptions": {"binary": chromium, "args": args}}}});
+            "goog:chromeOptions": {"binary": chromium, "args": args}, "goog:loggingPrefs": {"browser": "ALL"}}}});
         let created = browser.raw("POST", "/session", Some(caps)).expect("a new session");
         browser.session = created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
         Some(browser)
@@ -205,6 +205,20 @@ impl Browser {
         let element = self.wait(css, Duration::from_secs(20), |b| b.all(css).into_iter().next());
         self.call("POST", &format!("/element/{element}/clear"), Some(json!({})))
             .unwrap_or_else(|e| panic!("clearing {css}: {e}"));
+    }
+
+    /// The browser console's messages since the last call (chromedriver's
+    /// log endpoint): script errors and Content-Security-Policy violations
+    /// show up here.
+    pub fn console(&self) -> Vec<String> {
+        let logs = self.call("POST", "/se/log", Some(json!({"type": "browser"}))).expect("the browser's log");
+        logs.as_array()
+            .into_iter()
+            .flatten()
+            .map(|entry| {
+                format!("{} {}", entry["level"].as_str().unwrap_or(""), entry["message"].as_str().unwrap_or(""))
+            })
+            .collect()
     }
 
     /// Saves a PNG of the window to `path`.

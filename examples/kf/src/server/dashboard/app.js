@@ -251,9 +251,9 @@ async function runView(live, ns, run) {
   live.el.replaceChildren(crumbs(link(`#/ns/${enc(ns)}/runs`, 'Runs'), run), head, graph, key, h('h2', {}, 'Tasks'), tasks);
   const taskLink = (path) => `#/ns/${enc(ns)}/runs/${enc(run)}/tasks/${enc(path)}`;
   api(`${base}/graph.svg`, 'text').then((text) => {
-    const doc = new DOMParser().parseFromString(text, 'image/svg+xml');
+    // Its <style> goes before parsing (even an inert document applies the CSP); style.css has those rules.
+    const doc = new DOMParser().parseFromString(text.replace(/<style>[\s\S]*?<\/style>/g, ''), 'image/svg+xml');
     if (doc.querySelector('parsererror')) throw new Error('the graph is not valid SVG');
-    for (const style of doc.querySelectorAll('style')) style.remove(); // style.css has these rules (CSP: no inline style)
     graph.replaceChildren(document.importNode(doc.documentElement, true));
     for (const g of graph.querySelectorAll('g.task')) {
       if (g.dataset.component) continue;
