@@ -12,13 +12,14 @@ use axum::routing::get;
 const INDEX: &str = include_str!("dashboard/index.html");
 const APP: &str = include_str!("dashboard/app.js");
 const STYLE: &str = include_str!("dashboard/style.css");
+const ICON: &str = include_str!("dashboard/favicon.svg");
 
 /// Scripts, styles, images and fetches from this origin only; no inline
 /// script or style, no plugins, no framing, no foreign form targets.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
                    connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// The routes: `/` (and `/ui/`) the page, `/ui/app.js`, `/ui/style.css`.
+/// The routes: `/` (and `/ui/`) the page, `/ui/app.js`, `/ui/style.css`, `/ui/favicon.svg`.
 pub fn router() -> Router {
     Router::new()
         .route("/", get(|| async { asset(INDEX, "text/html; charset=utf-8") }))
@@ -26,6 +27,7 @@ pub fn router() -> Router {
         .route("/ui/", get(|| async { asset(INDEX, "text/html; charset=utf-8") }))
         .route("/ui/app.js", get(|| async { asset(APP, "text/javascript; charset=utf-8") }))
         .route("/ui/style.css", get(|| async { asset(STYLE, "text/css; charset=utf-8") }))
+        .route("/ui/favicon.svg", get(|| async { asset(ICON, "image/svg+xml") }))
         .fallback(|uri: axum::http::Uri| async move {
             super::error(StatusCode::NOT_FOUND, format!("no dashboard file at {}", uri.path()))
         })
@@ -52,7 +54,12 @@ mod tests {
 
     #[tokio::test]
     async fn files_have_their_types_and_a_strict_policy() {
-        for (path, kind) in [("/", "text/html"), ("/ui/app.js", "text/javascript"), ("/ui/style.css", "text/css")] {
+        for (path, kind) in [
+            ("/", "text/html"),
+            ("/ui/app.js", "text/javascript"),
+            ("/ui/style.css", "text/css"),
+            ("/ui/favicon.svg", "image/svg+xml"),
+        ] {
             let request = axum::http::Request::get(path).body(axum::body::Body::empty()).expect("request");
             let response = tower::ServiceExt::oneshot(router(), request).await.expect("infallible");
             assert_eq!(response.status(), StatusCode::OK, "{path}");
