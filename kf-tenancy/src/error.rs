@@ -51,6 +51,16 @@ pub enum Error {
         /// What exists.
         what: String,
     },
+    /// A Kubernetes API request failed (feature `controller`).
+    #[cfg(feature = "controller")]
+    #[error("kubernetes: {action}: {source}")]
+    Kubernetes {
+        /// What the controller was doing, e.g. `apply RoleBinding "x"`.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: Box<kube::Error>,
+    },
     /// A storage backend failed.
     #[error("policy store: {0}")]
     Storage(String),

@@ -35,6 +35,8 @@
 //! - [`render`] (feature `kube`): the Kubernetes objects a Profile
 //!   reconciles into (namespace, service accounts, role bindings, quota, Istio
 //!   policies).
+//! - [`controller`] (feature `controller`): the Profile reconciler on
+//!   kube-runtime that applies that rendering, with finalizer cleanup.
 //!
 //! ```
 //! use kf_tenancy::Profile;
@@ -52,9 +54,14 @@
 //! # Ok::<(), kf_tenancy::Error>(())
 //! ```
 #![deny(missing_docs)]
+// The contents above link every module, some behind features; documented with
+// fewer features (e.g. `--features controller`) those links cannot resolve.
+#![cfg_attr(not(all(feature = "server", feature = "sqlite")), allow(rustdoc::broken_intra_doc_links))]
 
 pub mod artifact;
 pub mod authz;
+#[cfg(feature = "controller")]
+pub mod controller;
 mod error;
 #[cfg(feature = "server")]
 pub mod identity;

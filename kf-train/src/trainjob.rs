@@ -56,8 +56,10 @@ pub struct TrainJob {
 #[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TrainJobSpec {
-    /// The runtime to run on (required).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The runtime to run on (required: optional here only so that its
+    /// absence is a validation error naming the field, not a parse error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kube", schemars(required))]
     pub runtime_ref: Option<RuntimeRef>,
     /// Dataset and model initializers.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,8 +11,10 @@
 #[macro_use]
 mod output;
 
+mod crds;
 mod documents;
 mod fmt;
+mod operator;
 mod pending;
 mod pipeline_cmd;
 mod quickstart;
@@ -81,6 +83,10 @@ enum Command {
     Quickstart(quickstart::QuickstartArgs),
     /// Run the kf APIs and dashboard behind the tenancy layer.
     Server(server::Args),
+    /// Print the CustomResourceDefinitions of the kinds kf's controllers reconcile (for kubectl apply).
+    Crds,
+    /// Run the reconcilers (TrainJob, Profile) against the cluster of the kubeconfig, one leader at a time.
+    Operator(operator::Args),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +100,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve_cmd::run(args),
         Command::Tenancy(args) => tenancy_cmd::run(args, cli.output),
         Command::Server(args) => server::run(args),
+        Command::Crds => crds::run(cli.output),
+        Command::Operator(args) => operator::run(args),
         Command::Validate { files } => validate::run(&files, cli.output),
         Command::Fmt { file } => fmt::run(&file),
         Command::Quickstart(args) => quickstart::run(args, cli.output),

@@ -265,7 +265,7 @@ fn quickstart_runs_the_lifecycle_and_a_rerun_reuses_the_cached_data() {
     for task in ["prepare succeeded", "train succeeded", "evaluate succeeded"] {
         assert!(pipeline.contains(task), "{task}: {pipeline}");
     }
-    let artifacts = dir.path().join("pipeline/artifacts").join(&run);
+    let artifacts = dir.path().join("pipelines/kf-quickstart/artifacts").join(&run);
     let dataset = std::fs::read_to_string(artifacts.join("prepare/dataset")).expect("the Dataset artifact");
     assert_eq!(dataset.lines().filter(|l| l.starts_with("test,")).count(), 60, "60 test rows");
     let model = std::fs::read(artifacts.join("train/model")).expect("the Model artifact");
@@ -292,7 +292,10 @@ fn quickstart_runs_the_lifecycle_and_a_rerun_reuses_the_cached_data() {
     assert_eq!(experiment["trials"], 20, "{report}");
     assert!(experiment["best_value"].as_f64().is_some_and(f64::is_finite), "{report}");
     assert!(experiment["best_params"]["lr"].as_str().is_some(), "{report}");
-    let best_model = dir.path().join("tune/quickstart-lr-v1").join(experiment["best_trial"].as_str().unwrap_or("?"));
+    let best_model = dir
+        .path()
+        .join("tuning/kf-quickstart/experiments/quickstart-lr-v1")
+        .join(experiment["best_trial"].as_str().unwrap_or("?"));
     assert!(best_model.join("model.onnx").exists(), "the canary is the best trial's model: {}", best_model.display());
     assert_eq!(report["model"]["version"], "v1", "{report}");
     let uri = format!("file://{}", best_model.join("model.onnx").display());
@@ -316,7 +319,7 @@ fn quickstart_runs_the_lifecycle_and_a_rerun_reuses_the_cached_data() {
     assert_eq!(status, "done", "{pipeline}");
     assert!(pipeline.contains("prepare cached") && pipeline.contains("train succeeded"), "{pipeline}");
     assert!(
-        dir.path().join("pipeline/artifacts").join(second_run).join("train/model").exists(),
+        dir.path().join("pipelines/kf-quickstart/artifacts").join(second_run).join("train/model").exists(),
         "the re-run's train task wrote its own Model artifact"
     );
     assert_eq!(again["train_job"], "quickstart-train-v2", "{again}");
@@ -400,7 +403,7 @@ fn a_closed_stdout_ends_kf_quietly() {
 }
 
 #[test]
-fn quickstart_keep_running_leaves_the_servers_up_behind_the_tenancy_layer_until_ctrl_c() {
+fn quickstart_keep_running_leaves_kf_server_up_over_its_data_until_ctrl_c() {
     use std::io::{BufRead, BufReader, Read, Write};
     let dir = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kf"))
@@ -410,46 +413,56 @@ fn quickstart_keep_running_leaves_the_servers_up_behind_the_tenancy_layer_until_
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("kf runs");
-    // The report ends with the servers it left up, their URLs and the token.
-    let mut registry = None;
-    // Read stdout to its end on a thread, so kf never writes to a closed pipe.
+    // The report ends with where to look: the dashboard's URL and the token.
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().expect("stdout");
+    // Read stdout to its end on a thread, so kf never writes to a closed pipe.
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
-    for line in rx.iter() {
-        if line.trim_start().starts_with("OIP v2 inference server") {
-            break;
-        }
-        if line.trim_start().starts_with("model registry REST API") {
-            registry = Some(line);
-        }
-    }
-    let registry = registry.expect("the registry is listed as running");
-    let url = registry.split_whitespace().find(|w| w.starts_with("http://")).expect("a URL").to_owned();
-    let token = registry.rsplit("Bearer ").next().expect("a token").trim_end_matches(')').to_owned();
-    let (host, path) = url.trim_start_matches("http://").split_once('/').expect("host/path");
-    let get = |auth: Option<&str>| {
-        let mut stream = std::net::TcpStream::connect(host).expect("the registry is still up");
+    let dashboard = rx.iter().find(|line| line.trim_start().starts_with("dashboard")).expect("the dashboard is listed");
+    let url = dashboard.split_whitespace().find(|w| w.starts_with("http://")).expect("a URL").to_owned();
+    let token = dashboard.rsplit("token ").next().expect("a token").trim_end_matches(')').to_owned();
+    let host = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let get = |path: &str, auth: Option<&str>| {
+        let mut stream = std::net::TcpStream::connect(&host).expect("the server is still up");
         let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-        write!(stream, "GET /{path}/registered_models HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n")
-            .expect("send");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n").expect("send");
         let mut reply = String::new();
         stream.read_to_string(&mut reply).expect("reply");
         reply
     };
-    let listed = get(Some(&token));
-    assert!(listed.starts_with("HTTP/1.1 200") && listed.contains("quickstart-logreg"), "{listed}");
-    assert!(get(None).starts_with("HTTP/1.1 401"), "no token, no access");
+    // Every step of the run is visible through kf server's APIs, as the tenant.
+    let ns = "/api/pipelines/v1/namespaces/kf-quickstart/runs";
+    for (path, expected) in [
+        ("/api/model_registry/v1alpha3/registered_models", "quickstart-logreg"),
+        (ns, "quickstart-v1-"),
+        ("/api/tuning/v1/namespaces/kf-quickstart/experiments", "quickstart-lr-v1"),
+        ("/api/training/v1/namespaces/kf-quickstart/trainjobs/quickstart-train-v1", "\"Succeeded\""),
+        ("/api/serving/v1/models", "\"canary\":\"1-tuned\""),
+        ("/api/tenancy/v1/profiles", "kf-quickstart"),
+    ] {
+        let reply = get(path, Some(&token));
+        assert!(reply.starts_with("HTTP/1.1 200") && reply.contains(expected), "{path}: {reply}");
+        assert!(get(path, None).starts_with("HTTP/1.1 401"), "{path}: no token, no access");
+    }
+    let run = get(ns, Some(&token));
+    let id = run.split("\"run\":\"").nth(1).and_then(|r| r.split('"').next()).expect("a run id").to_owned();
+    let detail = get(&format!("{ns}/{id}"), Some(&token));
+    assert!(detail.contains("\"state\":\"succeeded\"") && detail.contains("evaluate"), "{detail}");
     // Ctrl-C stops it cleanly.
     let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
     assert!(interrupted.success());
     let status = child.wait().expect("kf exits");
     assert!(status.success(), "{status:?}");
-    assert!(std::net::TcpStream::connect(host).is_err(), "the registry stopped with kf");
+    assert!(std::net::TcpStream::connect(&host).is_err(), "the server stopped with kf");
+    let config = std::fs::read_to_string(dir.path().join("kf.toml")).expect("kf.toml");
+    assert!(config.contains(&token), "kf.toml holds the tenant's token: {config}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("kf.toml")).expect("meta").permissions().mode();
+    assert_eq!(mode & 0o077, 0, "kf.toml is readable by its owner only");
 }
 
 #[test]

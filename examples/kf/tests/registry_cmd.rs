@@ -584,3 +584,33 @@ fn the_official_client_probe_passes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// schemathesis, an OpenAPI-driven fuzzer, against `kf registry serve` with
+/// the upstream spec (../shared/specs/model-registry.yaml) for a bounded
+/// time: every operation, examples, coverage, fuzzing and stateful phases,
+/// and not one 5xx. The fuzzer is `$KF_SCHEMATHESIS_PYTHON -m
+/// schemathesis.cli` (CI builds it from .ci/requirements-schemathesis.txt).
+#[test]
+fn the_openapi_fuzzer_gets_no_server_error() {
+    let required = std::env::var("KF_REQUIRE_PEERS").is_ok_and(|v| v == "1");
+    let Some(python) = std::env::var_os("KF_SCHEMATHESIS_PYTHON") else {
+        assert!(!required, "KF_SCHEMATHESIS_PYTHON (a Python with schemathesis) is not set; KF_REQUIRE_PEERS=1");
+        eprintln!("SKIP: no schemathesis (KF_SCHEMATHESIS_PYTHON)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(&format!("sqlite://{}", dir.path().join("registry.db").display()));
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/specs/model-registry.yaml");
+    let out = Command::new(&python)
+        .args(["-m", "schemathesis.cli", "run", spec, "--url"])
+        .arg(format!("http://{}", server.addr))
+        .args(["--checks", "not_a_server_error", "--workers", "2", "--request-timeout", "5"])
+        .args(["--max-examples", "20", "--max-time", "45", "--seed", "1", "--no-color"])
+        .output()
+        .expect("schemathesis runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    let summary = report.rsplit("SUMMARY").next().unwrap_or_default();
+    assert!(out.status.success(), "{summary}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(summary.contains("Tested: 56"), "every operation of the spec was fuzzed: {summary}");
+    assert!(!summary.contains("failed"), "{summary}");
+}

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Server, call, json_field, request, start};
+use common::{Server, call, json_field, poll, request, start};
 use serde_json::Value;
 
 const CONFIG: &str = r#"
@@ -73,14 +73,7 @@ fn ok(s: &Server, method: &str, path: &str, token: &str, body: &str) -> String {
 
 /// Waits until a GET of `path` answers with `done(body)`.
 fn wait_for(s: &Server, path: &str, token: &str, done: impl Fn(&Value) -> bool) {
-    for _ in 0..200 {
-        let (_, body) = call(s, "GET", path, Some(token), "");
-        if serde_json::from_str::<Value>(&body).is_ok_and(|v| done(&v)) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("setup: {path} never got there");
+    poll(s, path, token, done);
 }
 
 /// One attack: who, what request, and what must not come back.

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Server, call, json_field, start};
+use common::{Server, call, json_field, poll, start};
 
 /// The id of the first registered model.
 fn registered_id(server: &Server) -> String {
@@ -113,26 +113,23 @@ const SLOW: &str = "name: slow\ncomponents:\n  wait:\n    container:\n      imag
 /// Polls a run until it ends (at most ~20 s); it is `pending` until the
 /// executor records its start, then `running`.
 fn finished(s: &Server, path: &str) -> serde_json::Value {
-    for _ in 0..200 {
-        let (status, body) = call(s, "GET", path, Some("t-alice"), "");
-        assert_eq!(status, 200, "{body}");
-        let run: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        if run["state"].as_str().is_some_and(|state| matches!(state, "succeeded" | "failed" | "cancelled")) {
-            return run;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("{path} did not finish");
+    poll(s, path, "t-alice", |run| {
+        run["state"].as_str().is_some_and(|state| matches!(state, "succeeded" | "failed" | "cancelled"))
+    })
+}
+
+/// A server whose profile team-a is owned by alice.
+fn team_a(dir: &std::path::Path, config: &str) -> Server {
+    let s = start(dir, config);
+    let profile = r#"{"name": "team-a", "owner": "alice"}"#;
+    assert_eq!(call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), profile).0, 201);
+    s
 }
 
 #[test]
 fn pipeline_runs_belong_to_their_namespace() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let s = start(dir.path(), CONFIG);
-    assert_eq!(
-        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
-        201
-    );
+    let s = team_a(dir.path(), CONFIG);
     let runs = "/api/pipelines/v1/namespaces/team-a/runs";
     let submit = |pipeline: &str, id: &str| serde_json::json!({"pipeline": pipeline, "run_id": id}).to_string();
 
@@ -208,28 +205,15 @@ spec:
     )
 }
 
-/// Polls an experiment until it ends (at most ~30 s).
+/// Polls an experiment until it ends.
 fn experiment_ended(s: &Server, path: &str) -> serde_json::Value {
-    for _ in 0..300 {
-        let (status, body) = call(s, "GET", path, Some("t-alice"), "");
-        assert_eq!(status, 200, "{body}");
-        let value: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        if !value["ended"].is_null() {
-            return value;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("{path} did not end");
+    poll(s, path, "t-alice", |v| !v["ended"].is_null())
 }
 
 #[test]
 fn experiments_run_per_namespace_and_resume_after_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let s = start(dir.path(), CONFIG);
-    assert_eq!(
-        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
-        201
-    );
+    let s = team_a(dir.path(), CONFIG);
     let experiments = "/api/tuning/v1/namespaces/team-a/experiments";
     let (status, body) = call(&s, "POST", experiments, Some("t-alice"), &experiment("quad", 4, "0"));
     assert_eq!(status, 201, "{body}");
@@ -296,11 +280,7 @@ fn experiments_run_per_namespace_and_resume_after_a_restart() {
 #[test]
 fn studies_speak_the_ask_tell_protocol_and_survive_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let s = start(dir.path(), CONFIG);
-    assert_eq!(
-        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
-        201
-    );
+    let s = team_a(dir.path(), CONFIG);
     let studies = "/api/tuning/v1/namespaces/team-a/studies";
     let space = r#"{"objective": {"type": "minimize"}, "parameters": [
         {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "-5", "max": "5"}}]}"#;
@@ -475,33 +455,15 @@ fn trainjob(name: &str, script: &str) -> String {
     )
 }
 
-/// Polls a TrainJob until `done` holds for it (at most ~20 s).
-fn trainjob_until(s: &Server, path: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    for _ in 0..200 {
-        let (status, body) = call(s, "GET", path, Some("t-alice"), "");
-        assert_eq!(status, 200, "{body}");
-        let value: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        if done(&value) {
-            return value;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("{path} never got there");
-}
-
 #[test]
 fn trainjobs_run_per_namespace_with_per_rank_state_and_logs() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let s = start(dir.path(), CONFIG);
-    assert_eq!(
-        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
-        201
-    );
+    let s = team_a(dir.path(), CONFIG);
     let jobs = "/api/training/v1/namespaces/team-a/trainjobs";
     let body = trainjob("demo", "echo rank=$RANK world=$WORLD_SIZE; echo loss=0.5 progress=100");
     let (status, reply) = call(&s, "POST", jobs, Some("t-alice"), &body);
     assert_eq!(status, 201, "{reply}");
-    let done = trainjob_until(&s, &format!("{jobs}/demo"), |v| v["state"] != "Running" && v["state"] != "Pending");
+    let done = poll(&s, &format!("{jobs}/demo"), "t-alice", |v| v["state"] != "Running" && v["state"] != "Pending");
     assert_eq!(done["state"], "Complete", "{done}");
     assert_eq!(done["runtime"], "torch-distributed", "{done}");
     let processes = done["processes"].as_array().expect("processes");
@@ -516,7 +478,7 @@ fn trainjobs_run_per_namespace_with_per_rank_state_and_logs() {
     // A failing rank fails the job and the table says which; bad input is named.
     let failing = trainjob("broken", "if [ $RANK = 2 ]; then exit 3; fi; sleep 5");
     assert_eq!(call(&s, "POST", jobs, Some("t-alice"), &failing).0, 201);
-    let failed = trainjob_until(&s, &format!("{jobs}/broken"), |v| v["state"] == "Failed");
+    let failed = poll(&s, &format!("{jobs}/broken"), "t-alice", |v| v["state"] == "Failed");
     let rank2 = failed["processes"].as_array().and_then(|ps| ps.iter().find(|p| p["rank"] == 2)).cloned();
     assert_eq!(rank2.map(|p| p["exit_code"].clone()), Some(serde_json::json!(3)), "{failed}");
     assert_eq!(call(&s, "POST", jobs, Some("t-alice"), &body).0, 409);
@@ -533,7 +495,7 @@ fn trainjobs_run_per_namespace_with_per_rank_state_and_logs() {
     // Deleting a running job stops its processes.
     let slow = trainjob("slow", "echo $$ > pid-$RANK; sleep 60");
     assert_eq!(call(&s, "POST", jobs, Some("t-alice"), &slow).0, 201);
-    trainjob_until(&s, &format!("{jobs}/slow"), |v| {
+    poll(&s, &format!("{jobs}/slow"), "t-alice", |v| {
         v["processes"].as_array().is_some_and(|ps| ps.iter().all(|p| p["state"] == "Running"))
     });
     let pid_file = dir.path().join("data/training/team-a/slow/pid-0");
@@ -552,11 +514,7 @@ fn trainjobs_run_per_namespace_with_per_rank_state_and_logs() {
 #[test]
 fn a_run_in_flight_when_the_server_stops_resumes_when_it_starts() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let s = start(dir.path(), CONFIG);
-    assert_eq!(
-        call(&s, "POST", "/api/tenancy/v1/profiles", Some("t-root"), r#"{"name": "team-a", "owner": "alice"}"#).0,
-        201
-    );
+    let s = team_a(dir.path(), CONFIG);
     let marks = dir.path().join("marks");
     let pipeline = format!(
         "name: two\ncomponents:\n  first:\n    container:\n      image: alpine\n      command: [sh, -c, 'echo first >> {m}']\n  \
@@ -581,4 +539,22 @@ fn a_run_in_flight_when_the_server_stops_resumes_when_it_starts() {
     assert_eq!(marks.matches("first").count(), 1, "the finished task did not run again: {marks}");
     assert_eq!(marks.matches("second-start").count(), 2, "the task in flight ran again: {marks}");
     assert!(marks.ends_with("second\n"), "to its end: {marks}");
+}
+
+#[test]
+fn pipeline_artifacts_can_live_in_an_object_store_url() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let objects = dir.path().join("objects");
+    let s = team_a(dir.path(), &format!("pipeline_objects = \"file://{}\"\n{CONFIG}", objects.display()));
+    let runs = "/api/pipelines/v1/namespaces/team-a/runs";
+    let submit = serde_json::json!({"pipeline": HELLO, "run_id": "hello-1"}).to_string();
+    assert_eq!(call(&s, "POST", runs, Some("t-alice"), &submit).0, 201);
+    assert_eq!(finished(&s, &format!("{runs}/hello-1"))["state"], "succeeded");
+    let greeting = format!("{runs}/hello-1/tasks/say/artifacts/greeting");
+    assert_eq!(call(&s, "GET", &greeting, Some("t-alice"), ""), (200, "hello world".to_owned()));
+    // The bytes are under the namespace's prefix of the URL, not in the data dir.
+    let stored = std::fs::read_to_string(objects.join("team-a/artifacts/hello-1/say/greeting")).expect("in the store");
+    assert_eq!(stored, "hello world");
+    let local = dir.path().join("data/pipelines/team-a/artifacts/hello-1");
+    assert!(!local.exists(), "no artifact went to the data dir");
 }

@@ -22,7 +22,7 @@ use serde_json::json;
 use self::pipeline::pipeline_step;
 use self::registering::{MODEL_NAME, registry_step};
 use self::serving::{Canary, SERVING, serving_step};
-use self::tenant::{PROFILE, Running, Tenant};
+use self::tenant::{PROFILE, Tenant};
 use self::tuning::tuning_step;
 use crate::output::OutputFormat;
 
@@ -34,8 +34,8 @@ pub struct QuickstartArgs {
     /// ~/.local/share/kf/quickstart]
     #[arg(long = "data-dir", alias = "dir", value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Leave the registry and inference servers up (behind the tenancy
-    /// layer) after the run, until Ctrl-C.
+    /// Leave every API and the dashboard up (`kf server` over this run's
+    /// data, behind the tenancy layer) after the run, until Ctrl-C.
     #[arg(long)]
     keep_running: bool,
 }
@@ -106,7 +106,6 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
     let Some(tenant) = tenant else {
         return report(output, &Summary { steps, dir, started, ..Summary::default() });
     };
-    let mut running: Vec<Running> = Vec::new();
     // Local steps ask the same authorizer the HTTP APIs wear, as the tenant.
     let (pipeline_steps, pipeline) = match tenant.authorize(Verb::Create, "runs") {
         Ok(_) => progress.step("pipeline and training", || runtime.block_on(pipeline_step(&dir))),
@@ -132,9 +131,8 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
     };
     let registered = match (&tuned, &pipeline) {
         (Some(t), Some(p)) => {
-            let keep = args.keep_running.then_some(&mut running);
-            let (step, registered) = progress
-                .step("registry", || runtime.block_on(registry_step(&dir, &tenant, t, &p.run, p.version, keep)));
+            let (step, registered) =
+                progress.step("registry", || runtime.block_on(registry_step(&dir, &tenant, t, &p.run, p.version)));
             steps.push(step);
             registered
         }
@@ -150,8 +148,7 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
                 label: format!("{MODEL_NAME} {} (trial {}, {})", r.version, t.best_trial, r.uri),
                 path: &r.path,
             });
-            let keep = args.keep_running.then_some(&mut running);
-            progress.step("serving", || runtime.block_on(serving_step(&tenant, model, canary, keep)))
+            progress.step("serving", || runtime.block_on(serving_step(&tenant, model, canary)))
         }
         None => {
             let detail = "no model: the pipeline failed".into();
@@ -159,21 +156,104 @@ pub fn run(args: QuickstartArgs, output: OutputFormat) -> ExitCode {
         }
     };
     steps.push(serving);
+    // What `kf server --config <dir>/kf.toml` needs to show this run: the
+    // stores are already laid out as it keeps them.
+    let config = match &pipeline {
+        Some(p) => {
+            let canary = registered.as_ref().map(|r| (r.version.as_str(), r.path.as_path()));
+            match server_config(&dir, &tenant, p, canary) {
+                Ok(path) => Some(path),
+                Err(err) => {
+                    eprintln!("kf quickstart: cannot write the server's configuration: {err:#}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let code =
         report(output, &Summary { steps, dir: dir.clone(), started, profile, pipeline, tuned, registered, served });
-    if matches!(output, OutputFormat::Text) {
-        where_to_look(&dir, &running, &tenant);
+    if !args.keep_running {
+        if matches!(output, OutputFormat::Text) {
+            where_to_look(&dir, None, &tenant);
+        }
+        return code;
     }
-    if !running.is_empty() {
-        eprintln!("kf quickstart: serving until Ctrl-C (the token above identifies {}).", tenant.user());
-        runtime.block_on(async {
-            let _ = tokio::signal::ctrl_c().await;
-            for r in running {
-                let _ = r.server.stop().await;
-            }
-        });
+    let Some(config) = config else { return code };
+    // `--keep-running`: the same server `kf server --config` runs, with the dashboard, until Ctrl-C.
+    let kept = runtime.block_on(async {
+        let app = crate::server::app(crate::server::settings_from_config(&config)?).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        if matches!(output, OutputFormat::Text) {
+            where_to_look(&dir, Some(addr), &tenant);
+        }
+        eprintln!(
+            "kf quickstart: serving on http://{addr}/ until Ctrl-C (the token above identifies {}).",
+            tenant.user()
+        );
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        anyhow::Ok(())
+    });
+    match kept {
+        Ok(()) => code,
+        Err(err) => {
+            eprintln!("kf quickstart: the server: {err:#}");
+            ExitCode::FAILURE
+        }
     }
-    code
+}
+
+/// Writes `<dir>/kf.toml` for `kf server`: the data directory, the tenant's
+/// namespace and token, and a model repository `<dir>/serving` holding this
+/// run's models as served — the pipeline's as version `<n>`, the registered
+/// one (when there is one) as `<n>-tuned` behind the canary split.
+fn server_config(
+    dir: &Path,
+    tenant: &Tenant,
+    pipeline: &pipeline::PipelineRun,
+    canary: Option<(&str, &Path)>,
+) -> anyhow::Result<PathBuf> {
+    let models = dir.join("serving").join(serving::MODEL);
+    let copy = |version: &str, from: &Path| -> anyhow::Result<()> {
+        let to = models.join(version);
+        std::fs::create_dir_all(&to)?;
+        std::fs::copy(from, to.join("model.onnx"))
+            .map_err(|e| anyhow::anyhow!("cannot copy {} into {}: {e}", from.display(), to.display()))?;
+        Ok(())
+    };
+    let stable = pipeline.version.to_string();
+    copy(&stable, &pipeline.model)?;
+    let mut text = format!(
+        "# kf server --config {config} serves this quickstart's data: every API and the dashboard.\n\
+         data_dir = {data:?}\nnamespace = {PROFILE:?}\nmodel_repository = {repo:?}\n[tokens]\n{token:?} = {user:?}\n",
+        config = dir.join("kf.toml").display(),
+        data = dir.display().to_string(),
+        repo = dir.join("serving").display().to_string(),
+        token = tenant.token(),
+        user = tenant.user(),
+    );
+    if let Some((_, path)) = canary {
+        let tuned = format!("{stable}-tuned");
+        copy(&tuned, path)?;
+        text.push_str(&format!(
+            "[[canary]]\nmodel = {:?}\nstable = {stable:?}\ncanary = {tuned:?}\npercent = {}\n",
+            serving::MODEL,
+            serving::CANARY_PERCENT
+        ));
+    }
+    let path = dir.join("kf.toml");
+    // It holds a token: readable by its owner only.
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?
+    };
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
+    Ok(path)
 }
 
 /// One line per step on stderr as it starts and ends, so a person sees the
@@ -199,14 +279,21 @@ impl Progress {
     }
 }
 
-/// Where the run left things and the `kf` commands that do each step alone.
-fn where_to_look(dir: &Path, running: &[Running], tenant: &Tenant) {
+/// Where the run left things and the `kf` commands that do each step
+/// alone; `serving` is the address of the server `--keep-running` left up.
+fn where_to_look(dir: &Path, serving: Option<std::net::SocketAddr>, tenant: &Tenant) {
     let d = dir.display();
     outln!("\nwhere to look");
     outln!("  data directory   {d}");
-    outln!("  dashboard        not built yet (issue #15: kf server and the dashboard)");
-    for r in running {
-        outln!("  {:<16} {} (Authorization: Bearer {})", r.what, r.url, tenant.token());
+    match serving {
+        Some(addr) => {
+            outln!("  dashboard        http://{addr}/ (sign in with the token {})", tenant.token());
+            outln!("  APIs             http://{addr}/api/… and /v2/… (Authorization: Bearer {})", tenant.token());
+            outln!("                   e.g. http://{addr}/api/model_registry/v1alpha3/registered_models");
+        }
+        None => outln!(
+            "  dashboard        kf server --config {d}/kf.toml, then http://127.0.0.1:8080/ (its token is in kf.toml)"
+        ),
     }
     outln!("\nthe same steps with kf");
     outln!("  tenant     kf tenancy --db {d}/tenancy.db profile list");
@@ -214,11 +301,12 @@ fn where_to_look(dir: &Path, running: &[Running], tenant: &Tenant) {
         "             kf tenancy --db {d}/tenancy.db check --user {} --namespace {PROFILE} --verb create --resource runs",
         tenant.user()
     );
-    outln!("  pipeline   kf pipeline list --store {d}/pipeline");
+    outln!("  pipeline   kf pipeline list --store {}", pipeline::store_root(dir).display());
     outln!("  training   kf train run {d}/manifests/trainjob.yaml --runtime {d}/manifests/runtime.yaml");
-    outln!("  tuning     the experiment's journal: {d}/tune/ (one folder per experiment, journal.jsonl)");
-    outln!("  registry   kf registry serve --db sqlite://{d}/registry.db --addr 127.0.0.1:8080");
-    outln!("  serving    kf serve --model-repository <dir with <model>/<version>/model.onnx> --addr 127.0.0.1:8000");
+    outln!("  tuning     the experiments: {d}/tuning/{PROFILE}/experiments/ (experiment.yaml and journal.jsonl each)");
+    outln!("  registry   kf registry models --db sqlite://{d}/registry.db");
+    outln!("  serving    kf serve --model-repository {d}/serving --addr 127.0.0.1:8000");
+    outln!("  all of it  kf server --config {d}/kf.toml");
 }
 
 /// What the run did, for the report.

@@ -19,7 +19,7 @@ use kf_dag::artifact::ArtifactStore;
 use kf_dag::builder::{Dataset as DatasetArtifact, Metrics, Model, PipelineBuilder};
 use kf_dag::clock::{Clock, SystemClock};
 use kf_dag::exec::{RunOutcome, RunRequest};
-use kf_dag::local::LocalRuns;
+use kf_dag::local::{LocalRuns, SavedPipeline};
 use kf_dag::run::{RunState, TaskState};
 use kf_dag::runner::{FunctionInput, FunctionOutput, FunctionRunner};
 use kf_serve::protocol::{BinaryOutputs, InferenceRequest};
@@ -88,7 +88,7 @@ pub async fn pipeline_step(dir: &Path) -> (Vec<Step>, Option<PipelineRun>) {
         Ok((ran, artifacts, train_metrics)) => {
             let detail = format!(
                 "{tasks} on kf-dag (journal, artifacts and step cache in {}); {artifacts}",
-                dir.join("pipeline").display()
+                store_root(dir).display()
             );
             let training = format!(
                 "TrainJob {} ran 2 ranks in the pipeline's train task: final {train_metrics}; model {}",
@@ -116,14 +116,9 @@ struct Ran {
 /// Builds and runs the pipeline as model version `n`, `n` the next free
 /// training workspace.
 async fn run(dir: &Path) -> anyhow::Result<Ran> {
-    let workspace = crate::train_cmd::claim_workspace(&dir.join("train"))?;
-    let version: u32 = workspace
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("{} is not a numbered workspace", workspace.display()))?;
+    let version = training::claim_version(dir)?;
     let trainer = Arc::new(Trainer::new(dir)?);
-    let root = dir.join("pipeline");
+    let root = store_root(dir);
     let runs = LocalRuns::open(&root.display().to_string())?;
     let store = runs.artifacts().clone();
     let executor = runs.executor(functions(dir, trainer.clone()), true)?.parallelism(1);
@@ -131,8 +126,17 @@ async fn run(dir: &Path) -> anyhow::Result<Ran> {
         id: Some(format!("quickstart-v{version}-{}", SystemClock.now_ms())),
         parameters: [("version".to_string(), json!(version))].into(),
     };
-    let outcome = executor.run(Arc::new(plan()?), request).await?;
+    let plan = plan()?;
+    // Saved beside the journal, as `kf server` saves what it runs: it shows the run's DAG.
+    let id = request.id.clone().unwrap_or_default();
+    runs.save_pipeline(&id, &SavedPipeline::Kf(Box::new(plan.pipeline().clone())))?;
+    let outcome = executor.run(Arc::new(plan), request).await?;
     Ok(Ran { outcome, store, version, trainer })
+}
+
+/// The quickstart's kf-dag store: the tenant's namespace, where `kf server` looks.
+pub fn store_root(dir: &Path) -> std::path::PathBuf {
+    dir.join("pipelines").join(super::tenant::PROFILE)
 }
 
 /// prepare → train → evaluate, typed: a Dataset, a Model, Metrics.
@@ -199,7 +203,7 @@ fn functions(dir: &Path, trainer: Arc<Trainer>) -> FunctionRunner {
             .parameter("train_job", trained.job)
             .parameter("metrics", trained.metrics))
     });
-    let scratch = dir.join("pipeline").join("models");
+    let scratch = dir.join("scratch");
     functions.register("quickstart.evaluate", move |input| {
         let dataset = dataset_of(&input)?;
         let model = input.artifacts.get("model").and_then(|a| a.first()).ok_or("no model artifact")?;
@@ -260,7 +264,7 @@ async fn read_outputs(dir: &Path, ran: Ran) -> anyhow::Result<(PipelineRun, Stri
     let parameter = |name: &str| outcome.outputs.parameters.get(name).and_then(Value::as_str).unwrap_or_default();
     let (dataset, model, metrics) = (artifact("dataset")?, artifact("model")?, artifact("metrics")?);
     let rows = store.get(dataset).await?;
-    let model_file = onnx_file(&store.get(model).await?, &dir.join("pipeline").join("models"))?;
+    let model_file = onnx_file(&store.get(model).await?, &dir.join("scratch"))?;
     let scores: Value = serde_json::from_slice(&store.get(metrics).await?)?;
     let number = |name: &str| scores[name].as_f64().unwrap_or(f64::NAN);
     let artifacts = format!(

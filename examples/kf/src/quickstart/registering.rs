@@ -16,7 +16,7 @@ use kf_registry::sqlite::SqliteStore;
 use serde_json::{Value, json};
 
 use super::Step;
-use super::tenant::{Running, Tenant, http, keep_or_stop, serve};
+use super::tenant::{Tenant, http, serve};
 use super::tuning::Tuned;
 
 /// The API prefix the official client uses.
@@ -44,9 +44,8 @@ pub async fn registry_step(
     tuned: &Tuned,
     pipeline_run: &str,
     run: u32,
-    keep: Option<&mut Vec<Running>>,
 ) -> (Step, Option<Registered>) {
-    match register(dir, tenant, tuned, pipeline_run, run, keep).await {
+    match register(dir, tenant, tuned, pipeline_run, run).await {
         Ok((r, addr)) => {
             let detail = format!(
                 "as {} through the TenancyLayer on http://{addr}{API} (a call without a token got 401): \
@@ -69,13 +68,12 @@ async fn register(
     tuned: &Tuned,
     pipeline_run: &str,
     run: u32,
-    keep: Option<&mut Vec<Running>>,
 ) -> anyhow::Result<(Registered, std::net::SocketAddr)> {
     let store = open_registry(dir).await?;
     let app = tenant.guard(kf_registry::server::router(Arc::new(Registry::new(store))), "registeredmodels");
     let (addr, server) = serve(app).await?;
     let result = calls(addr, tenant, tuned, pipeline_run, run).await;
-    keep_or_stop(keep, "model registry REST API", format!("http://{addr}{API}"), server).await?;
+    server.stop().await?;
     Ok((result?, addr))
 }
 

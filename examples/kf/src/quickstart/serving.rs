@@ -19,13 +19,13 @@ use serde_json::{Value, json};
 use super::Step;
 use super::dataset::CLASSES;
 use super::pipeline::PipelineRun;
-use super::tenant::{Running, Tenant, http, keep_or_stop, serve};
+use super::tenant::{Tenant, http, serve};
 
 /// Share of requests the canary (the tuned model) gets.
-const CANARY_PERCENT: u8 = 30;
+pub const CANARY_PERCENT: u8 = 30;
 
 pub const SERVING: &str = "serving: live OIP v2 predictions from the trained model";
-const MODEL: &str = "quickstart-logreg";
+pub const MODEL: &str = "quickstart-logreg";
 
 /// What the live predictions showed.
 pub struct Served {
@@ -43,13 +43,8 @@ pub struct Canary<'a> {
     pub path: &'a std::path::Path,
 }
 
-pub async fn serving_step(
-    tenant: &Tenant,
-    model: &PipelineRun,
-    tuned: Option<Canary<'_>>,
-    keep: Option<&mut Vec<Running>>,
-) -> (Step, Option<Served>) {
-    match serve_and_predict(tenant, model, tuned, keep).await {
+pub async fn serving_step(tenant: &Tenant, model: &PipelineRun, tuned: Option<Canary<'_>>) -> (Step, Option<Served>) {
+    match serve_and_predict(tenant, model, tuned).await {
         Ok((detail, served)) => (Step { name: SERVING, status: "done", detail }, Some(served)),
         Err(err) => (Step { name: SERVING, status: "failed", detail: format!("{err:#}") }, None),
     }
@@ -59,7 +54,6 @@ async fn serve_and_predict(
     tenant: &Tenant,
     model: &PipelineRun,
     tuned: Option<Canary<'_>>,
-    keep: Option<&mut Vec<Running>>,
 ) -> anyhow::Result<(String, Served)> {
     tenant.authorize(Verb::Create, "inferenceservices")?;
     let repo = Arc::new(ModelRepository::new());
@@ -79,7 +73,7 @@ async fn serve_and_predict(
     let app = router(repo, Arc::new(Metrics::default()), ServerOptions::default());
     let (addr, server) = serve(tenant.guard(app, "inferenceservices")).await?;
     let result = predict(tenant, addr, model, &version, &stable, canary.as_ref()).await;
-    keep_or_stop(keep, "OIP v2 inference server", format!("http://{addr}/v2/models/{MODEL}"), server).await?;
+    server.stop().await?;
     let (path, correct, served_by_canary, shown) = result?;
 
     let n = model.dataset.test.len();

@@ -153,32 +153,6 @@ pub async fn serve(app: Router) -> anyhow::Result<(SocketAddr, Server)> {
     Ok((addr, Server { stop: Some(stop), task: Some(task) }))
 }
 
-/// A server `--keep-running` leaves up, and what to tell the user about it.
-pub struct Running {
-    /// What it serves, e.g. `registry REST API`.
-    pub what: &'static str,
-    /// Where.
-    pub url: String,
-    /// The server.
-    pub server: Server,
-}
-
-/// Keeps `server` in `keep` when `--keep-running` asked for it, stops it otherwise.
-pub async fn keep_or_stop(
-    keep: Option<&mut Vec<Running>>,
-    what: &'static str,
-    url: String,
-    server: Server,
-) -> anyhow::Result<()> {
-    match keep {
-        Some(kept) => {
-            kept.push(Running { what, url, server });
-            Ok(())
-        }
-        None => server.stop().await,
-    }
-}
-
 /// A server started by [`serve`].
 pub struct Server {
     stop: Option<tokio::sync::oneshot::Sender<()>>,

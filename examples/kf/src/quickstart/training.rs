@@ -12,6 +12,8 @@ use kf_train::{TrainJob, TrainingRuntime};
 use serde_json::json;
 
 use super::dataset::Dataset;
+use super::tenant::PROFILE;
+use crate::server::training::{ProcessTable, write_manifest};
 
 /// The trainer the TrainJob runs.
 const TRAINER: &str = include_str!("train.py");
@@ -64,7 +66,7 @@ impl Trainer {
     pub fn manifest(&self, name: &str, data: &Path, lr: &str, out: &Path) -> serde_json::Value {
         json!({
             "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
-            "metadata": {"name": name, "namespace": "kf-quickstart"},
+            "metadata": {"name": name, "namespace": PROFILE},
             "spec": {
                 "runtimeRef": {"name": "torch-distributed"},
                 "initializer": {"dataset": {"storageUri": format!("file://{}", data.display())}},
@@ -93,19 +95,24 @@ impl Trainer {
     }
 
     /// Runs `job` in `workspace` on the local backend until it ends or
-    /// `cancel` completes; `on_line` sees every output line of rank 0.
+    /// `cancel` completes; `on_line` sees every output line of rank 0, and
+    /// `table` (when given) follows every process for `kf server`.
     pub async fn run(
         &self,
         job: &TrainJob,
         workspace: &Path,
         mut on_line: impl FnMut(&str) + Send,
+        mut table: Option<&mut ProcessTable>,
         cancel: impl std::future::Future<Output = ()> + Send,
     ) -> anyhow::Result<LocalRun> {
         job.validate()?;
         let mut options = LocalOptions::new(workspace);
-        options.namespace = "kf-quickstart".into();
+        options.namespace = PROFILE.into();
         options.kill_grace = std::time::Duration::from_secs(1);
         let show = |event: LocalEvent| {
+            if let Some(table) = table.as_deref_mut() {
+                table.event(&event);
+            }
             if let LocalEvent::Line { process, line, .. } = event
                 && process == "rank 0"
             {
@@ -116,19 +123,51 @@ impl Trainer {
     }
 }
 
-/// Runs TrainJob `quickstart-train-v<version>` on `dataset` in workspace
-/// `dir/train/<version>` (claimed by the caller); the model goes to
+/// The TrainJob of model version `version`.
+pub fn job_name(version: u32) -> String {
+    format!("quickstart-train-v{version}")
+}
+
+/// Where TrainJob `name` lives, as `kf server`'s training API lays it out.
+pub fn job_dir(dir: &Path, name: &str) -> std::path::PathBuf {
+    dir.join("training").join(PROFILE).join(name)
+}
+
+/// The next free model version: the first `n` whose TrainJob directory
+/// could be created (so two runs never share one).
+pub fn claim_version(dir: &Path) -> anyhow::Result<u32> {
+    let parent = job_dir(dir, "");
+    std::fs::create_dir_all(&parent).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+    for n in 1.. {
+        let candidate = job_dir(dir, &job_name(n));
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => anyhow::bail!("cannot create {}: {e}", candidate.display()),
+        }
+    }
+    anyhow::bail!("no free model version")
+}
+
+/// Runs TrainJob `quickstart-train-v<version>` on `dataset` in its
+/// directory under `dir/training/` (claimed by the caller, laid out as
+/// `kf server` shows TrainJobs); the model goes to
 /// `dir/models/v<version>/model.onnx`.
 pub async fn train(trainer: &Trainer, dir: &Path, version: u32, dataset: &Dataset) -> anyhow::Result<Trained> {
-    let name = format!("quickstart-train-v{version}");
+    let name = job_name(version);
     let data = std::path::absolute(dir.join("data").join(format!("v{version}")))?;
     dataset.write_for_trainer(&data)?;
-    let workspace = std::path::absolute(dir.join("train").join(version.to_string()))?;
+    let home = std::path::absolute(job_dir(dir, &name))?;
+    let workspace = home.join("workspace");
     let model_path = std::path::absolute(dir.join("models").join(format!("v{version}")).join("model.onnx"))?;
     let manifest = trainer.manifest(&name, &data, "0.5", &model_path);
     trainer.write_manifests(dir, &manifest)?;
     let job = TrainJob::from_value(manifest)?;
-    let run = trainer.run(&job, &workspace, |line| eprintln!("  [train] {line}"), std::future::pending()).await?;
+    write_manifest(&home, &job, &trainer.runtime)?;
+    let mut table = ProcessTable::plan(&home, &job, &trainer.runtime, PROFILE)?;
+    let show = |line: &str| eprintln!("  [train] {line}");
+    let run = trainer.run(&job, &workspace, show, Some(&mut table), std::future::pending()).await?;
+    table.finish();
     anyhow::ensure!(
         run.outcome.succeeded(),
         "the TrainJob ended {}: {} (logs in {})",

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::Step;
 use super::dataset::Dataset;
+use super::tenant::PROFILE;
 use super::training::Trainer;
 
 const NAME: &str = "tuning: a 20-trial TPE experiment with early stopping";
@@ -65,7 +66,8 @@ pub async fn tuning_step(dir: &Path, trainer: Arc<Trainer>, dataset: &Dataset, v
 
 async fn tune(dir: &Path, trainer: Arc<Trainer>, dataset: &Dataset, version: u32) -> anyhow::Result<Tuned> {
     let name = format!("quickstart-lr-v{version}");
-    let root = std::path::absolute(dir.join("tune").join(&name))?;
+    // Laid out as `kf server`'s tuning API keeps experiments, so it shows this one.
+    let root = std::path::absolute(dir.join("tuning").join(PROFILE).join("experiments").join(&name))?;
     std::fs::create_dir_all(&root)?;
     let data = root.join("data");
     dataset.write_for_trainer(&data)?;
@@ -77,7 +79,7 @@ async fn tune(dir: &Path, trainer: Arc<Trainer>, dataset: &Dataset, version: u32
     );
     let experiment = Experiment::from_value(json!({
         "apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
-        "metadata": {"name": name, "namespace": "kf-quickstart"},
+        "metadata": {"name": name, "namespace": PROFILE},
         "spec": {
             "objective": {"type": "minimize", "objectiveMetricName": OBJECTIVE, "additionalMetricNames": ["val_accuracy"]},
             "algorithm": {"algorithmName": "tpe", "algorithmSettings": [{"name": "n_startup_trials", "value": "6"}]},
@@ -99,6 +101,7 @@ async fn tune(dir: &Path, trainer: Arc<Trainer>, dataset: &Dataset, version: u32
         },
     }))?;
     experiment.validate()?;
+    std::fs::write(root.join("experiment.yaml"), serde_saphyr::to_string(&experiment.to_value())?)?;
     let spec = experiment.to_value()["spec"]["trialTemplate"]["trialSpec"].clone();
     let plan = Plan::from_katib(&experiment)?;
     let (mut journal, past) = Journal::open(&root.join("journal.jsonl"))?;
@@ -160,7 +163,8 @@ impl TrialRunner for TrainJobTrials {
                 metrics.report(&name, value);
             }
         };
-        let run = self.trainer.run(&job, &workspace, report, metrics.stopped()).await.map_err(|e| format!("{e:#}"))?;
+        let run =
+            self.trainer.run(&job, &workspace, report, None, metrics.stopped()).await.map_err(|e| format!("{e:#}"))?;
         match run.outcome.reason {
             Reason::AllJobsCompleted => Ok(()),
             Reason::Cancelled if metrics.stop_requested() => Ok(()),

@@ -25,8 +25,8 @@
 
 mod dashboard;
 mod pipelines;
-mod serving;
-mod training;
+pub mod serving;
+pub mod training;
 mod tuning;
 
 use std::collections::BTreeMap;
@@ -82,6 +82,9 @@ struct Config {
     model_repository: Option<PathBuf>,
     /// The registry's database: `sqlite://PATH` or `postgres://…`.
     registry_db: Option<String>,
+    /// Where pipeline artifacts and the step cache go (`s3://bucket/prefix`,
+    /// `file:///dir`); AWS_* variables configure S3 [default: the data dir].
+    pipeline_objects: Option<String>,
     /// Where registered model files go (a directory, `file://`, `s3://…`)
     /// [default: <data_dir>/registry-files].
     registry_files: Option<String>,
@@ -130,13 +133,17 @@ pub struct Settings {
     pub registry_db: String,
     /// Where registered model files go (a directory or an object_store URL).
     pub registry_files: String,
+    /// Where pipeline artifacts and the step cache go (`s3://…`, `file://…`)
+    /// instead of `<data_dir>/pipelines/<ns>`; journals stay local.
+    pub pipeline_objects: Option<String>,
     /// The models served over OIP v2.
     pub repo: Arc<ModelRepository>,
     /// Canary splits to put in front of `repo`'s versions.
     pub canaries: Vec<serving::CanaryConfig>,
 }
 
-fn serve(args: Args) -> anyhow::Result<()> {
+/// The address and settings flags, environment and the TOML file describe.
+fn resolve(args: Args) -> anyhow::Result<(SocketAddr, Settings)> {
     let config: Config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -164,6 +171,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
             Some(url) => url,
             None => format!("sqlite://{}", data_dir.join("registry.db").display()),
         },
+        pipeline_objects: config.pipeline_objects,
         registry_files: config.registry_files.unwrap_or_else(|| data_dir.join("registry-files").display().to_string()),
         namespace: config.namespace.unwrap_or_else(|| "kubeflow".into()),
         cluster_admins: config.cluster_admins,
@@ -173,6 +181,18 @@ fn serve(args: Args) -> anyhow::Result<()> {
         data_dir,
         repo,
     };
+    Ok((addr, settings))
+}
+
+/// What `kf server --config path` would serve (its address aside).
+pub fn settings_from_config(path: &std::path::Path) -> anyhow::Result<Settings> {
+    let args =
+        Args { config: Some(path.to_owned()), addr: None, data_dir: None, model_repository: None, registry_db: None };
+    Ok(resolve(args)?.1)
+}
+
+fn serve(args: Args) -> anyhow::Result<()> {
+    let (addr, settings) = resolve(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let (data_dir, namespace) = (settings.data_dir.clone(), settings.namespace.clone());
@@ -235,7 +255,7 @@ pub async fn app(settings: Settings) -> anyhow::Result<Router> {
     let served = guard(serving::router(repo.clone(), metrics.clone(), canaries), oip_scope);
     let oip = guard(kf_serve::server::router(repo, metrics, ServerOptions::default()), oip_scope);
     let admin = guard(tenancy_api(tenancy.clone()), tenancy_scope);
-    let runs = guard(pipelines::router(data_dir.join("pipelines")), pipelines_scope);
+    let runs = guard(pipelines::router(data_dir.join("pipelines"), settings.pipeline_objects.clone()), pipelines_scope);
     let tuning = guard(tuning::router(data_dir.join("tuning")), tuning_scope);
     let training = guard(training::router(data_dir.join("training")), training_scope);
     let ui = guard(dashboard::router(), |_, _| Access::Public);

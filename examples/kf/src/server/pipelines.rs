@@ -26,6 +26,9 @@ use super::{ApiError, dns_label, error};
 /// Where the API keeps runs, and the runs in flight (for cancel).
 pub struct Pipelines {
     root: PathBuf,
+    /// Where artifacts and the step cache go instead of `root` (`s3://…`,
+    /// `file://…`), one prefix per namespace.
+    objects: Option<String>,
     active: Mutex<HashMap<(String, String), CancelHandle>>,
 }
 
@@ -40,8 +43,8 @@ enum Launch {
 /// The routes, under `/api/pipelines/v1/namespaces/{namespace}/runs`.
 /// Runs a previous server left unfinished are resumed here (needs a tokio
 /// runtime): finished tasks keep their results, tasks in flight run again.
-pub fn router(root: PathBuf) -> Router {
-    let state = Arc::new(Pipelines { root, active: Mutex::new(HashMap::new()) });
+pub fn router(root: PathBuf, objects: Option<String>) -> Router {
+    let state = Arc::new(Pipelines { root, objects, active: Mutex::new(HashMap::new()) });
     state.resume_all();
     Router::new()
         .route("/api/pipelines/v1/namespaces/{ns}/runs", post(submit).get(list))
@@ -122,8 +125,12 @@ impl Pipelines {
     /// The namespace's store; the name must be a DNS label (what a Profile name is).
     fn runs(&self, namespace: &str) -> Result<LocalRuns, ApiError> {
         dns_label("namespace", namespace)?;
-        LocalRuns::open(&self.root.join(namespace).display().to_string())
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        let internal = |e: kf_dag::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        let runs = LocalRuns::open(&self.root.join(namespace).display().to_string()).map_err(internal)?;
+        match &self.objects {
+            Some(url) => runs.with_objects(&format!("{}/{namespace}", url.trim_end_matches('/'))).map_err(internal),
+            None => Ok(runs),
+        }
     }
 }
 

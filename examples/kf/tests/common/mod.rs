@@ -79,3 +79,18 @@ pub fn json_field(body: &str, field: &str) -> String {
     let value: serde_json::Value = serde_json::from_str(body).expect("JSON");
     value[field].as_str().expect("a string field").to_owned()
 }
+
+/// Polls a GET of `path` as the holder of `token` until `done` holds for
+/// its JSON body (at most ~30 s); every answer must be 200.
+pub fn poll(server: &Server, path: &str, token: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    for _ in 0..300 {
+        let (status, body) = call(server, "GET", path, Some(token), "");
+        assert_eq!(status, 200, "{path}: {body}");
+        let value: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        if done(&value) {
+            return value;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{path} never got there");
+}
