@@ -11,7 +11,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use common::webdriver::Browser;
-use common::{Server, call, json_field, start};
+use common::{Server, call, json_field, poll, start, trainjob};
 
 const CONFIG: &str = r#"
 namespace = "team-a"
@@ -98,19 +98,6 @@ fn ok(server: &Server, method: &str, path: &str, token: &str, body: &str) -> Str
     reply
 }
 
-/// Polls `path` until its `field` is one of `done` (at most ~20 s).
-fn settled(s: &Server, path: &str, field: &str, done: &[&str]) {
-    for _ in 0..200 {
-        let (_, body) = call(s, "GET", path, Some("t-alice"), "");
-        let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        if value[field].as_str().is_some_and(|v| done.contains(&v)) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{path} did not settle");
-}
-
 fn sign_in(browser: &Browser, s: &Server, token: &str) {
     browser.goto(&format!("http://{}/", s.host));
     browser.wait_text("#signin h1", "Sign in");
@@ -164,9 +151,9 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
         "modelFormatName": "onnx", "modelFormatVersion": "13"}"#;
     ok(&s, "POST", &format!("{mr}/model_versions/{}/artifacts", json_field(&version, "id")), "t-alice", artifact);
     for run in ["hello-1", "sweep-1", "broken-1"] {
-        settled(&s, &format!("{runs}/{run}"), "state", &["succeeded", "failed"]);
+        poll(&s, &format!("{runs}/{run}"), "t-alice", |r| r["state"] == "succeeded" || r["state"] == "failed");
     }
-    settled(&s, "/api/tuning/v1/namespaces/team-a/experiments/quad", "ended", &["ExperimentMaxTrialsReached"]);
+    poll(&s, "/api/tuning/v1/namespaces/team-a/experiments/quad", "t-alice", |x| !x["ended"].is_null());
 
     // A wrong token is refused on the sign-in form; the right one gets in.
     sign_in(&b, &s, "forged");
@@ -268,7 +255,7 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
         marker.display().to_string()
     );
     ok(&s, "POST", runs, "t-alice", &submit(&flaky, "flaky-1"));
-    settled(&s, &format!("{runs}/flaky-1"), "state", &["succeeded", "failed"]);
+    poll(&s, &format!("{runs}/flaky-1"), "t-alice", |r| r["state"] == "succeeded" || r["state"] == "failed");
     b.goto(&format!("http://{}/#/ns/team-a/runs/flaky-1/tasks/flaky", s.host));
     b.wait_text("#log-stdout", "second try");
     b.click_text("button.attempt", "#1");
@@ -349,19 +336,6 @@ fn no_policy_broken(b: &Browser) {
     let broken: Vec<&String> =
         console.iter().filter(|m| m.contains("Content Security Policy") || m.contains("Uncaught")).collect();
     assert!(broken.is_empty(), "{broken:#?}");
-}
-
-/// A TrainJob of 2 nodes × 2 processes running `script` on the corpus torch runtime.
-fn trainjob(name: &str, script: &str) -> String {
-    let runtime = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpus/trainer/manifests__base__runtimes__torch_distributed.yaml"
-    );
-    format!(
-        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata:\n  name: {name}\nspec:\n  runtimeRef:\n    \
-         name: torch-distributed\n  trainer:\n    numNodes: 2\n    numProcPerNode: 2\n    command: [sh, -c, {script:?}]\n---\n{}",
-        std::fs::read_to_string(runtime).expect("the corpus runtime")
-    )
 }
 
 #[test]

@@ -94,3 +94,17 @@ pub fn poll(server: &Server, path: &str, token: &str, done: impl Fn(&serde_json:
     }
     panic!("{path} never got there");
 }
+
+/// A TrainJob of 2 nodes × 2 processes running `script`, followed by the
+/// corpus torch runtime: one body, as the training API takes it.
+pub fn trainjob(name: &str, script: &str) -> String {
+    let runtime = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/trainer/manifests__base__runtimes__torch_distributed.yaml"
+    );
+    format!(
+        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata:\n  name: {name}\nspec:\n  runtimeRef:\n    \
+         name: torch-distributed\n  trainer:\n    numNodes: 2\n    numProcPerNode: 2\n    command: [sh, -c, {script:?}]\n---\n{}",
+        std::fs::read_to_string(runtime).expect("the corpus runtime")
+    )
+}
