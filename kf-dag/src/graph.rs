@@ -134,6 +134,10 @@ fn xml_escape(s: &str) -> String {
 /// The plan as a standalone SVG: each DAG laid out in rows by topological
 /// level (tasks of a row can run at once), edges as curves from producer to
 /// consumer, colours by task kind and a legend. O(T + E) plus the text.
+///
+/// Each task node is a `<g class="task" data-task="NAME" data-component="C">`
+/// (`C` empty in the root DAG, else the DAG component's name), so a page can
+/// find a task's node and colour it by the run's state.
 pub fn to_svg(plan: &Plan) -> String {
     const BOX_H: f64 = 46.0;
     const ROW_GAP: f64 = 44.0;
@@ -144,8 +148,12 @@ pub fn to_svg(plan: &Plan) -> String {
     let mut y = MARGIN + 40.0;
     // Wide enough for the legend line at the bottom.
     let mut width: f64 = 640.0;
-    for (title, dag_plan, dag) in dags(plan) {
+    for (section, (title, dag_plan, dag)) in dags(plan).into_iter().enumerate() {
         let _ = writeln!(body, r#"<text x="{MARGIN}" y="{y}" class="section">{}</text>"#, xml_escape(&title));
+        // Which DAG a node belongs to, for readers that colour nodes by run
+        // state: empty for the root (whose task names are execution paths),
+        // the component's name for the others.
+        let component = if section == 0 { "" } else { title.strip_prefix("component ").unwrap_or(&title) };
         y += 14.0;
         let mut centers = std::collections::HashMap::new();
         let mut nodes = String::new();
@@ -166,7 +174,9 @@ pub fn to_svg(plan: &Plan) -> String {
                 let dash = if s.conditional { r#" stroke-dasharray="6 4""# } else { "" };
                 let _ = writeln!(
                     nodes,
-                    r#"<g><title>{}</title><rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{BOX_H}" rx="9" class="{class}"{dash}/><text x="{:.1}" y="{:.1}" class="name">{}{}</text><text x="{:.1}" y="{:.1}" class="detail">{}</text></g>"#,
+                    r#"<g class="task" data-task="{}" data-component="{}"><title>{}</title><rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{BOX_H}" rx="9" class="{class}"{dash}/><text x="{:.1}" y="{:.1}" class="name">{}{}</text><text x="{:.1}" y="{:.1}" class="detail">{}</text></g>"#,
+                    xml_escape(name),
+                    xml_escape(component),
                     xml_escape(&task_tooltip(dag.and_then(|d| d.tasks.get(*name)))),
                     x + w / 2.0,
                     y + 19.0,
@@ -250,6 +260,9 @@ mod tests {
             assert!(svg.contains(&format!(">{name}")), "{name} is drawn");
         }
         assert_eq!(svg.matches("class=\"edge\"").count(), 2, "sweep → report, sweep → notify");
+        // Every node names its task and DAG, so a dashboard can colour it by state.
+        assert!(svg.contains(r#"<g class="task" data-task="sweep" data-component="">"#), "{svg}");
+        assert_eq!(svg.matches(r#"<g class="task" "#).count(), svg.matches("<rect x=").count());
         assert!(svg.contains("for each of 3 items, ≤2 at once"));
         let dot = to_dot(&plan);
         assert!(dot.contains("\"0:sweep\" -> \"0:report\"") && dot.contains("cluster_1"));

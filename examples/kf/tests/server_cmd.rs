@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Server, call, json_field, poll, start};
+use common::{Server, call, json_field, poll, start, trainjob};
 
 /// The id of the first registered model.
 fn registered_id(server: &Server) -> String {
@@ -439,20 +439,6 @@ fn served_models_show_their_canary_split_and_requests() {
         .expect("runs");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("canary") && err.contains('9'), "{err}");
-}
-
-/// A TrainJob of 2 nodes × 2 processes running `script`, followed by the
-/// corpus torch runtime: one body, as the training API takes it.
-fn trainjob(name: &str, script: &str) -> String {
-    let runtime = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpus/trainer/manifests__base__runtimes__torch_distributed.yaml"
-    );
-    format!(
-        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata:\n  name: {name}\nspec:\n  runtimeRef:\n    \
-         name: torch-distributed\n  trainer:\n    numNodes: 2\n    numProcPerNode: 2\n    command: [sh, -c, {script:?}]\n---\n{}",
-        std::fs::read_to_string(runtime).expect("the corpus runtime")
-    )
 }
 
 #[test]

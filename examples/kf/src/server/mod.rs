@@ -20,9 +20,10 @@
 //!
 //! - `/api/training/v1/namespaces/{ns}/trainjobs…` — TrainJobs on kf-train's
 //!   local backend with per-rank state and logs, resource `trainjobs` in `ns`;
-//!
-//! Not yet: the dashboard (issue #15).
+//! - `/` and `/ui/…` — the web dashboard's static files, public: the page
+//!   reads everything it shows from the APIs above with the user's credentials.
 
+mod dashboard;
 mod pipelines;
 pub mod serving;
 pub mod training;
@@ -198,7 +199,10 @@ fn serve(args: Args) -> anyhow::Result<()> {
         let app = app(settings).await?;
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let bound = listener.local_addr()?;
-        eprintln!("kf server: listening on http://{bound} (data in {}; namespace {namespace})", data_dir.display());
+        eprintln!(
+            "kf server: listening on http://{bound} (dashboard at http://{bound}/; data in {}; namespace {namespace})",
+            data_dir.display()
+        );
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(kf_serve::server::shutdown_signal())
             .await?;
@@ -254,6 +258,7 @@ pub async fn app(settings: Settings) -> anyhow::Result<Router> {
     let runs = guard(pipelines::router(data_dir.join("pipelines"), settings.pipeline_objects.clone()), pipelines_scope);
     let tuning = guard(tuning::router(data_dir.join("tuning")), tuning_scope);
     let training = guard(training::router(data_dir.join("training")), training_scope);
+    let ui = guard(dashboard::router(), |_, _| Access::Public);
 
     // Each API keeps its own paths and fallback, so the top level only
     // picks one by prefix (nesting would strip paths or leak captures).
@@ -273,6 +278,8 @@ pub async fn app(settings: Settings) -> anyhow::Result<Router> {
             Some(tuning.clone())
         } else if path.starts_with("/api/training/v1/") {
             Some(training.clone())
+        } else if path == "/" || path == "/ui" || path.starts_with("/ui/") {
+            Some(ui.clone())
         } else {
             None
         };

@@ -1,5 +1,5 @@
-//! The pipeline API of `kf server`: submit, list, get and cancel runs, and
-//! read task logs and output artifacts, per namespace. Each namespace keeps its runs in its own
+//! The pipeline API of `kf server`: submit, list, get and cancel runs, draw
+//! a run's graph, and read a task's state, logs and output artifacts, per namespace. Each namespace keeps its runs in its own
 //! kf-dag store (`<data_dir>/pipelines/<namespace>`), so one namespace's
 //! runs, logs and artifacts are never reachable from another's paths; the
 //! tenancy layer decides who may touch a namespace (resource `runs`).
@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use kf_dag::exec::{CancelHandle, RunRequest};
 use kf_dag::local::LocalRuns;
 use kf_dag::runner::KfpRunner;
+use kf_dag::store::{RunStore, RunStoreExt};
 use kf_dag::{Plan, encoding};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,6 +50,8 @@ pub fn router(root: PathBuf, objects: Option<String>) -> Router {
         .route("/api/pipelines/v1/namespaces/{ns}/runs", post(submit).get(list))
         .route("/api/pipelines/v1/namespaces/{ns}/runs/{run}", get(fetch))
         .route("/api/pipelines/v1/namespaces/{ns}/runs/{run}/cancel", post(cancel))
+        .route("/api/pipelines/v1/namespaces/{ns}/runs/{run}/graph.svg", get(graph))
+        .route("/api/pipelines/v1/namespaces/{ns}/runs/{run}/tasks/{task}", get(task))
         .route("/api/pipelines/v1/namespaces/{ns}/runs/{run}/tasks/{task}/logs", get(logs))
         .route("/api/pipelines/v1/namespaces/{ns}/runs/{run}/tasks/{task}/artifacts/{output}", get(artifact))
         .with_state(state)
@@ -198,7 +201,6 @@ async fn fetch(State(api): State<Shared>, Path((ns, run)): Path<(String, String)
         Ok(runs) => runs,
         Err(refused) => return refused.into_response(),
     };
-    use kf_dag::store::{RunStore, RunStoreExt};
     // One run's record and one replay of its journal, not every run's.
     let store = runs.run_store();
     let Some(record) = store.runs().ok().and_then(|r| r.into_iter().find(|r| r.id == run)) else {
@@ -221,6 +223,60 @@ async fn fetch(State(api): State<Shared>, Path((ns, run)): Path<(String, String)
         .collect();
     Json(json!({"run": run, "pipeline": record.pipeline, "state": snapshot.run.map(encoding::run_state_str),
                 "tasks": tasks}))
+    .into_response()
+}
+
+/// The run's pipeline drawn as SVG (kf-dag's `graph::to_svg`), each task
+/// node carrying `data-task` so the dashboard can colour it by state.
+async fn graph(State(api): State<Shared>, Path((ns, run)): Path<(String, String)>) -> Response {
+    let runs = match api.runs(&ns) {
+        Ok(runs) => runs,
+        Err(refused) => return refused.into_response(),
+    };
+    let Ok(saved) = runs.load_pipeline(&run) else {
+        return error(StatusCode::NOT_FOUND, format!("no run {run:?} in namespace {ns}"));
+    };
+    match saved.to_pipeline().and_then(Plan::new) {
+        Ok(plan) => (
+            StatusCode::OK,
+            [("content-type", "image/svg+xml"), ("cache-control", "private, max-age=3600")],
+            kf_dag::graph::to_svg(&plan),
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("run {run:?}: its saved pipeline: {e}")),
+    }
+}
+
+/// One task of a run: its state, attempt and message, and what it produced
+/// (output parameters, and each output artifact's name, digest, metadata and
+/// how many files it has; `…/artifacts/{name}` downloads it). Store
+/// locations are not shown: they are the server's paths, not the tenant's.
+async fn task(State(api): State<Shared>, Path((ns, run, task)): Path<(String, String, String)>) -> Response {
+    let runs = match api.runs(&ns) {
+        Ok(runs) => runs,
+        Err(refused) => return refused.into_response(),
+    };
+    let snapshot = match runs.run_store().snapshot(&run) {
+        Ok(snapshot) => snapshot,
+        Err(_) => return error(StatusCode::NOT_FOUND, format!("no run {run:?} in namespace {ns}")),
+    };
+    let Some(status) = snapshot.tasks.get(&task) else {
+        return error(StatusCode::NOT_FOUND, format!("run {run:?} has no task {task:?} (yet)"));
+    };
+    let outputs = status.outputs.as_ref().map(|o| {
+        let artifacts: Vec<Value> = o
+            .artifacts
+            .iter()
+            .map(|(name, refs)| {
+                let first = refs.first();
+                json!({"name": name, "count": refs.len(), "digest": first.map(|r| r.digest.clone()),
+                       "metadata": first.map(|r| r.metadata.clone())})
+            })
+            .collect();
+        json!({"parameters": o.parameters, "artifacts": artifacts})
+    });
+    Json(json!({"run": run, "task": task, "state": status.state.as_str(), "attempt": status.attempt,
+                "message": status.message, "since_ms": status.since_ms, "outputs": outputs}))
     .into_response()
 }
 

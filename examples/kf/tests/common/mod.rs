@@ -3,6 +3,8 @@
 //! exactly as written, so traversal attempts reach the server unnormalised).
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod webdriver;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -91,4 +93,18 @@ pub fn poll(server: &Server, path: &str, token: &str, done: impl Fn(&serde_json:
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     panic!("{path} never got there");
+}
+
+/// A TrainJob of 2 nodes × 2 processes running `script`, followed by the
+/// corpus torch runtime: one body, as the training API takes it.
+pub fn trainjob(name: &str, script: &str) -> String {
+    let runtime = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/trainer/manifests__base__runtimes__torch_distributed.yaml"
+    );
+    format!(
+        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata:\n  name: {name}\nspec:\n  runtimeRef:\n    \
+         name: torch-distributed\n  trainer:\n    numNodes: 2\n    numProcPerNode: 2\n    command: [sh, -c, {script:?}]\n---\n{}",
+        std::fs::read_to_string(runtime).expect("the corpus runtime")
+    )
 }
