@@ -248,7 +248,7 @@ fn not_ready(type_: &str, message: &str) -> Value {
 fn single_revision_status(conditions: Value) -> Value {
     let rev = revision(FLOWERS);
     json!({
-        "url": URL, "address": {"url": URL},
+        "url": URL, "address": {"url": URL}, "deploymentMode": "RawDeployment",
         "components": {"predictor": {
             "url": URL, "latestCreatedRevision": rev, "latestRolledoutRevision": rev,
             "traffic": [{"revisionName": rev, "percent": 100, "latestRevision": true}],
@@ -487,7 +487,7 @@ async fn promoting_the_canary_deletes_only_our_traffic_config_map() {
         {"type": "Ready", "status": "True", "lastTransitionTime": NOW},
     ]);
     let status = json!({
-        "url": URL, "address": {"url": URL},
+        "url": URL, "address": {"url": URL}, "deploymentMode": "RawDeployment",
         "components": {"predictor": {"url": URL, "latestCreatedRevision": rev, "latestRolledoutRevision": rev,
                                      "traffic": [{"revisionName": rev, "percent": 100, "latestRevision": true}]}},
         "conditions": ready, "observedGeneration": 1,
@@ -536,7 +536,7 @@ async fn an_autoscaled_service_gets_the_recommended_replicas() {
         {"type": "Ready", "status": "True", "lastTransitionTime": NOW},
     ]);
     let status = json!({
-        "url": url, "address": {"url": url},
+        "url": url, "address": {"url": url}, "deploymentMode": "RawDeployment",
         "components": {"predictor": {"url": url, "latestCreatedRevision": rev, "latestRolledoutRevision": rev,
                                      "traffic": [{"revisionName": rev, "percent": 100, "latestRevision": true}]}},
         "conditions": ready, "observedGeneration": 1,

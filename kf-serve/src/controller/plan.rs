@@ -585,7 +585,9 @@ pub fn owned_by(object: &Value, uid: &str) -> bool {
 /// fields a server-side apply manages. Fields the server adds (defaults,
 /// status, resourceVersion) do not count; arrays must match element by
 /// element; numbers compare by value; an empty object or array matches an
-/// absent field. O(size of `desired`).
+/// absent field; resource `limits` and `requests` compare as quantities
+/// (the server writes `cpu: 1000m` or `cpu: 1` back as `"1"`). O(size of
+/// `desired`).
 ///
 /// ```
 /// use kf_serve::controller::plan::is_subset;
@@ -594,16 +596,30 @@ pub fn owned_by(object: &Value, uid: &str) -> bool {
 /// let observed = json!({"spec": {"replicas": 2, "ports": [{"port": 80, "protocol": "TCP"}]}, "status": {}});
 /// assert!(is_subset(&desired, &observed));
 /// assert!(!is_subset(&json!({"spec": {"replicas": 3}}), &observed));
+/// let limits = json!({"resources": {"limits": {"cpu": 1, "memory": "1024Mi"}}});
+/// assert!(is_subset(&limits, &json!({"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}})));
 /// ```
 pub fn is_subset(desired: &Value, observed: &Value) -> bool {
+    subset_at(desired, observed, false)
+}
+
+fn subset_at(desired: &Value, observed: &Value, quantities: bool) -> bool {
+    let quantity = |v: &Value| match v {
+        Value::String(s) => crate::quantity::milli_units(s),
+        Value::Number(n) => n.as_i64().and_then(|n| i128::from(n).checked_mul(1000)),
+        _ => None,
+    };
     match (desired, observed) {
         (Value::Object(d), Value::Object(o)) => d.iter().all(|(k, v)| match o.get(k) {
-            Some(w) => is_subset(v, w),
+            Some(w) => subset_at(v, w, quantities || k == "limits" || k == "requests"),
             None => is_empty(v),
         }),
-        (Value::Array(d), Value::Array(o)) => d.len() == o.len() && d.iter().zip(o).all(|(v, w)| is_subset(v, w)),
-        (Value::Number(a), Value::Number(b)) => a == b || a.as_f64() == b.as_f64(),
-        (d, o) => d == o || (is_empty(d) && o.is_null()),
+        (Value::Array(d), Value::Array(o)) => {
+            d.len() == o.len() && d.iter().zip(o).all(|(v, w)| subset_at(v, w, false))
+        }
+        (Value::Number(a), Value::Number(b)) if a == b || a.as_f64() == b.as_f64() => true,
+        (d, o) if d == o || (is_empty(d) && o.is_null()) => true,
+        (d, o) => quantities && quantity(d).is_some_and(|q| Some(q) == quantity(o)),
     }
 }
 
@@ -789,6 +805,21 @@ mod tests {
         );
         assert_eq!(done.apply.len(), 1);
         assert_eq!(done.apply[0]["metadata"]["annotations"][ROLLED_OUT_ANNOTATION], "gs://m/flowers-2");
+    }
+
+    #[test]
+    fn resources_the_server_writes_back_canonical_are_not_a_change() {
+        let resources = json!({"limits": {"cpu": 1, "memory": "1024Mi"}, "requests": {"cpu": "500m"}});
+        let isvc = isvc_with(json!({"onnx": {"storageUri": "gs://m", "resources": resources}}), json!({}));
+        let first = plan(&isvc, &Observed::default(), None);
+        assert_eq!(first.desired[0]["spec"]["template"]["spec"]["containers"][0]["resources"], resources);
+        let (settled, mut observed) = settle(&isvc, &first, 1);
+        if let Some(d) = observed.deployment.as_mut() {
+            d["spec"]["template"]["spec"]["containers"][0]["resources"] =
+                json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}});
+        }
+        let second = plan(&settled, &observed, None);
+        assert!(second.apply.is_empty(), "{:?}", second.apply);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The InferenceService status this controller owns, in KServe's shape:
-//! `url`, `address.url`, `components.predictor` (URL, revisions, traffic
+//! `url`, `address.url`, `deploymentMode`, `components.predictor` (URL, revisions, traffic
 //! split), the conditions `PredictorReady` and `Ready`, and
 //! `observedGeneration`.
 //!
@@ -115,6 +115,7 @@ pub fn serving(isvc: &InferenceService, rollout: &Rollout, readiness: &Readiness
     let status = json!({
         "url": url,
         "address": {"url": url},
+        "deploymentMode": "RawDeployment",
         "components": {"predictor": {
             "url": url,
             "latestCreatedRevision": latest.name,
@@ -135,7 +136,7 @@ pub fn failed(isvc: &InferenceService, reason: &str, message: &str, now: &str) -
     let mut conds = conditions(&current);
     set_condition(&mut conds, READY, false, reason, message, now);
     let mut status = json!({"conditions": conds});
-    for field in ["url", "address", "components"] {
+    for field in ["url", "address", "deploymentMode", "components"] {
         if let Some(value) = current.get(field) {
             status[field] = value.clone();
         }
