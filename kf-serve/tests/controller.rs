@@ -88,7 +88,8 @@ fn stored_deployment(deployment: Value, available: i64) -> Value {
     d["spec"]["revisionHistoryLimit"] = json!(10);
     d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("Always");
     d["spec"]["template"]["spec"]["restartPolicy"] = json!("Always");
-    d["status"] = json!({"observedGeneration": 1, "replicas": 1, "availableReplicas": available});
+    d["metadata"]["generation"] = json!(1);
+    d["status"] = json!({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": available});
     d
 }
 
@@ -345,7 +346,10 @@ async fn a_deployment_that_became_available_updates_only_the_status() {
         {"type": "PredictorReady", "status": "True", "lastTransitionTime": NOW},
         {"type": "Ready", "status": "True", "lastTransitionTime": NOW},
     ]);
-    script.push(apply(status_path(), status_body(single_revision_status(ready))));
+    let mut status = single_revision_status(ready);
+    // The rollout is complete: the revision is the ready one now.
+    status["components"]["predictor"]["latestReadyRevision"] = json!(revision(FLOWERS));
+    script.push(apply(status_path(), status_body(status)));
     let outcome = reconcile_with(&isvc, Config::default(), script).await;
     assert_eq!(outcome.result.unwrap(), Action::await_change());
 }

@@ -551,7 +551,10 @@ pub fn reconcile_plan(
             uid: t.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
         })
         .collect();
-    let readiness = Readiness::of(deployment, &predictor_name(name));
+    let mut readiness = Readiness::of(deployment, &predictor_name(name));
+    // A Deployment applied now rolls out a template the observed status
+    // does not describe yet.
+    readiness.rolled_out &= !apply.iter().any(|a| child_key(a).1 == "Deployment");
     let wanted = status::serving(isvc, &rollout, &readiness, now);
     let next = if matches!(scaling, Scaling::Kpa { .. }) { Next::Rescale } else { Next::AwaitChange };
     Plan { desired, apply, delete, status: status::changed(isvc, wanted), next }
@@ -688,7 +691,9 @@ mod tests {
                     c["spec"]["strategy"] = json!({"type": "RollingUpdate"});
                     c["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] =
                         json!("/dev/termination-log");
-                    c["status"] = json!({"availableReplicas": available});
+                    c["metadata"]["generation"] = json!(2);
+                    c["status"] = json!({"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
+                                         "availableReplicas": available});
                     observed.deployment = Some(c);
                 }
                 "Service" => {
@@ -759,6 +764,8 @@ mod tests {
         assert!(second.apply.is_empty() && second.delete.is_empty());
         let status = second.status.unwrap_or_default();
         assert_eq!(condition(&status, READY), &json!({"type": "Ready", "status": "True", "lastTransitionTime": "t1"}));
+        let predictor = &status["components"]["predictor"];
+        assert_eq!(predictor["latestReadyRevision"], predictor["latestCreatedRevision"]);
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! split), the conditions `PredictorReady` and `Ready`, and
 //! `observedGeneration`.
 //!
+//! `Ready` means requests are answered (at least one available replica,
+//! old pods included while a rollout runs); `latestReadyRevision` moves to
+//! the latest revision only once the Deployment's rollout is complete.
+//!
 //! Pure: the time is an argument. A condition keeps its
 //! `lastTransitionTime` unless its status flips, so deriving twice from the
 //! same inputs gives the same status (no write). Conditions of other types
@@ -30,23 +34,35 @@ pub const DEPLOYMENT_UNAVAILABLE: &str = "DeploymentUnavailable";
 /// Whether the predictor serves, from its Deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {
-    /// At least one replica is available.
+    /// At least one replica is available: requests are answered (by the
+    /// previous pods while a rollout runs, as KServe's `Ready` does).
     pub ready: bool,
     /// Why not, when not.
     pub message: String,
+    /// The Deployment's rollout is complete (as `kubectl rollout status`
+    /// sees it: the controller observed the latest generation, every
+    /// replica runs the latest template, no old pod is left, one is
+    /// available), so the latest revision is the one serving.
+    pub rolled_out: bool,
 }
 
 impl Readiness {
     /// From the observed Deployment named `name` (`None`: not there yet).
     pub fn of(deployment: Option<&Value>, name: &str) -> Readiness {
-        let available = deployment.and_then(|d| d.pointer("/status/availableReplicas")).and_then(Value::as_i64);
-        match (deployment, available) {
-            (_, Some(n)) if n > 0 => Readiness { ready: true, message: String::new() },
-            (None, _) => Readiness { ready: false, message: format!("Deployment {name:?} does not exist yet") },
-            (Some(_), _) => {
-                Readiness { ready: false, message: format!("Deployment {name:?} has no available replica") }
-            }
-        }
+        let number = |p: &str| deployment.and_then(|d| d.pointer(p)).and_then(Value::as_i64);
+        let available = number("/status/availableReplicas").unwrap_or(0);
+        let updated = number("/status/updatedReplicas").unwrap_or(0);
+        let rolled_out = available > 0
+            && number("/status/observedGeneration") >= number("/metadata/generation")
+            && number("/metadata/generation").is_some()
+            && updated >= number("/spec/replicas").unwrap_or(1)
+            && number("/status/replicas").unwrap_or(0) <= updated;
+        let (ready, message) = match deployment {
+            _ if available > 0 => (true, String::new()),
+            None => (false, format!("Deployment {name:?} does not exist yet")),
+            Some(_) => (false, format!("Deployment {name:?} has no available replica")),
+        };
+        Readiness { ready, message, rolled_out }
     }
 }
 
@@ -112,16 +128,26 @@ pub fn serving(isvc: &InferenceService, rollout: &Rollout, readiness: &Readiness
             (&rollout.stable, json!([{"revisionName": rollout.stable.name, "percent": 100, "latestRevision": true}]))
         }
     };
+    let mut predictor = json!({
+        "url": url,
+        "latestCreatedRevision": latest.name,
+        "latestRolledoutRevision": rollout.stable.name,
+        "traffic": traffic,
+    });
+    // The newest revision seen fully rolled out; kept while the next rolls.
+    let ready_revision = if readiness.rolled_out {
+        Some(json!(latest.name))
+    } else {
+        current(isvc).pointer("/components/predictor/latestReadyRevision").cloned()
+    };
+    if let Some(revision) = ready_revision {
+        predictor["latestReadyRevision"] = revision;
+    }
     let status = json!({
         "url": url,
         "address": {"url": url},
         "deploymentMode": "RawDeployment",
-        "components": {"predictor": {
-            "url": url,
-            "latestCreatedRevision": latest.name,
-            "latestRolledoutRevision": rollout.stable.name,
-            "traffic": traffic,
-        }},
+        "components": {"predictor": predictor},
         "conditions": conds,
     });
     with_generation(isvc, status)
@@ -172,5 +198,15 @@ mod tests {
         assert!(!Readiness::of(None, "d").ready);
         assert!(!Readiness::of(Some(&json!({"status": {"availableReplicas": 0}})), "d").ready);
         assert!(Readiness::of(Some(&json!({"status": {"availableReplicas": 2}})), "d").ready);
+        let rolling = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2},
+                             "status": {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 2}});
+        let r = Readiness::of(Some(&rolling), "d");
+        assert!(r.ready && !r.rolled_out, "an old pod is left");
+        let done = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2},
+                          "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1}});
+        assert!(Readiness::of(Some(&done), "d").rolled_out);
+        let stale = json!({"metadata": {"generation": 4}, "spec": {"replicas": 2},
+                           "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
+        assert!(!Readiness::of(Some(&stale), "d").rolled_out, "the new spec is not observed yet");
     }
 }
