@@ -316,6 +316,12 @@ async fn first_reconcile_applies_deployment_service_then_status() {
         "metadata": {"name": "my-model-predictor", "namespace": NS, "labels": labels, "ownerReferences": owner},
         "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]},
     });
+    // Plus the digest of what is applied, on each.
+    let (mut deployment, mut service) = (deployment, service);
+    for child in [&mut deployment, &mut service] {
+        let digest = plan::digest(child);
+        child["metadata"]["annotations"]["serving.kf-rs.dev/applied-digest"] = json!(digest);
+    }
     let message = "Deployment \"my-model-predictor\" does not exist yet";
     let mut script = reads(None, None, None);
     script.push(apply(deployment_path(), deployment));

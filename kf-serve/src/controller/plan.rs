@@ -49,6 +49,12 @@ pub const TRAFFIC_FILE: &str = "traffic.json";
 /// The `kf serve` flag that reads the canary split; `kf serve` must
 /// implement it (see the module documentation of [`super`]).
 pub const TRAFFIC_FLAG: &str = "--traffic";
+/// Annotation on every child: a digest of what the controller applied
+/// ([`digest`]). Comparing fields finds drift but not a field the
+/// InferenceService stopped asking for (a removed `env` or `resources`);
+/// the digest changes then, so the child is applied and server-side apply
+/// drops the field.
+pub const DIGEST_ANNOTATION: &str = "serving.kf-rs.dev/applied-digest";
 /// KServe's name of the volume holding the downloaded models.
 const MODEL_VOLUME: &str = "kserve-provision-location";
 const TRAFFIC_VOLUME: &str = "traffic";
@@ -467,7 +473,25 @@ pub fn desired_children(
             "ports": [{"name": "http", "port": 80, "targetPort": CONTAINER_PORT, "protocol": "TCP"}],
         },
     }));
+    for child in &mut children {
+        let digest = digest(child);
+        if let Some(meta) = child.get_mut("metadata").and_then(Value::as_object_mut) {
+            let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+            annotations[DIGEST_ANNOTATION] = json!(digest);
+        }
+    }
     Ok(children)
+}
+
+/// FNV-1a (64 bits, 16 hex digits) of the object's JSON text: stable for
+/// equal documents built the same way, which is all the controller needs
+/// to notice that what it would apply has changed. O(size).
+pub fn digest(object: &Value) -> String {
+    let hash = object
+        .to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}")
 }
 
 /// Whether this controller reconciles `isvc` at all: not being deleted
@@ -827,6 +851,19 @@ mod tests {
         }
         let second = plan(&settled, &observed, None);
         assert!(second.apply.is_empty(), "{:?}", second.apply);
+    }
+
+    #[test]
+    fn a_field_the_inference_service_no_longer_sets_is_a_change() {
+        let with_env =
+            isvc_with(json!({"onnx": {"storageUri": "gs://m", "env": [{"name": "A", "value": "1"}]}}), json!({}));
+        let first = plan(&with_env, &Observed::default(), None);
+        let (settled, observed) = settle(&with_env, &first, 1);
+        let mut without = isvc("gs://m", None);
+        without.status = settled.status;
+        let second = plan(&without, &observed, None);
+        assert_eq!(second.apply.iter().map(|c| child_key(c).1).collect::<Vec<_>>(), ["Deployment"]);
+        assert!(second.apply[0]["spec"]["template"]["spec"]["containers"][0].get("env").is_none());
     }
 
     #[test]
