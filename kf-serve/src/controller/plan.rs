@@ -510,7 +510,8 @@ pub fn acts_on(isvc: &InferenceService) -> bool {
 ///
 /// In order: an InferenceService this controller does not act on
 /// ([`acts_on`]) gets [`Plan::idle`]; one that fails
-/// [`InferenceService::validate`] gets `Ready` `False` (`InvalidSpec`), one
+/// [`InferenceService::validate`] or asks for autoscaler settings
+/// [`scaling`] rejects gets `Ready` `False` (`InvalidSpec`), one
 /// `kf serve` cannot serve gets `Ready` `False` (`NoSupportingRuntime`),
 /// both naming the field and waiting for an edit; a child name held by an
 /// object it does not own is `Ready` `False` (`ChildNotOwned`) and a
@@ -535,9 +536,13 @@ pub fn reconcile_plan(
     if let Err(err) = isvc.validate() {
         return invalid_plan(isvc, &err, now);
     }
-    let (latest, scaling) = match supported_storage_uri(isvc, config).and_then(|uri| Ok((uri, scaling(isvc)?))) {
-        Ok(found) => found,
+    let latest = match supported_storage_uri(isvc, config) {
+        Ok(uri) => uri,
         Err(err) => return failed_plan(isvc, status::NO_SUPPORTING_RUNTIME, &err, Next::AwaitChange, now),
+    };
+    let scaling = match scaling(isvc) {
+        Ok(scaling) => scaling,
+        Err(err) => return invalid_plan(isvc, &err, now),
     };
     let name = isvc.name().unwrap_or_default();
     let deployment = observed.deployment.as_ref();
@@ -951,6 +956,7 @@ mod tests {
         let bad = isvc_with(json!({"onnx": onnx}), json!({"autoscaling.knative.dev/target": "lots"}));
         let p = plan(&bad, &Observed::default(), None);
         let status = p.status.unwrap_or_default();
+        assert_eq!(condition(&status, READY)["reason"], "InvalidSpec");
         assert!(
             condition(&status, READY)["message"]
                 .as_str()
