@@ -72,6 +72,16 @@
 //! InferenceServices in ModelMesh mode are left to ModelMesh. This
 //! controller replaces KServe's; do not run both on one cluster.
 //!
+//! A child is applied when a field it should have differs from the
+//! observed one or when its [`plan::DIGEST_ANNOTATION`] does (so a field
+//! the InferenceService stopped setting is dropped too).
+//!
+//! **Not yet.** Transformers, explainers, custom containers and several
+//! storage URIs (a condition says so); creating an HPA or KEDA object (those
+//! classes only leave `spec.replicas` alone); a scraper of the pods'
+//! autoscaler gauges feeding [`Recommendations`]; ingress (the URL is the
+//! cluster-local Service).
+//!
 //! This module does the IO; everything it decides is in [`plan`] and
 //! [`status`], which are pure and unit-tested.
 //!
