@@ -90,6 +90,17 @@ pub enum Error {
         /// What the step's target answered.
         source: Box<Error>,
     },
+    /// A Kubernetes API request of the controller (feature `controller`)
+    /// that failed: the reconcile stops there and is retried with backoff.
+    #[error("{request}: {message}")]
+    Kubernetes {
+        /// What was asked, e.g. `apply Deployment team-a/iris-predictor`.
+        request: String,
+        /// The HTTP status of the API server's answer, when there was one.
+        status: Option<u16>,
+        /// What the API server (or the client) said.
+        message: String,
+    },
     /// The server produced something it cannot encode (e.g. non-UTF-8 `BYTES`
     /// for a JSON output). The client did nothing wrong.
     #[error("internal error: {message}")]
@@ -151,7 +162,9 @@ impl Error {
             Error::ModelNotFound { .. } => ErrorClass::NotFound,
             Error::ModelNotReady { .. } => ErrorClass::Unavailable,
             Error::PayloadTooLarge { .. } => ErrorClass::PayloadTooLarge,
-            Error::ModelLoad { .. } | Error::Inference { .. } | Error::Internal { .. } => ErrorClass::Internal,
+            Error::ModelLoad { .. } | Error::Inference { .. } | Error::Kubernetes { .. } | Error::Internal { .. } => {
+                ErrorClass::Internal
+            }
             Error::GraphStep { source, .. } => source.class(),
         }
     }

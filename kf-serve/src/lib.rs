@@ -36,6 +36,9 @@
 //! - [`autoscale`]: the Knative Pod Autoscaler as a pure function of metric
 //!   windows ([`autoscale::Kpa`], [`autoscale::MetricWindow`]); the server
 //!   exposes its recommendation per model on `/metrics`.
+//! - `controller` (feature `controller`): an InferenceService reconciler
+//!   in raw-deployment mode on kube-runtime — a Deployment running
+//!   `kf serve`, a Service, the canary split, KPA replicas, KServe's status.
 //! - [`Error`]: one error type; [`Error::class`] gives the protocol status
 //!   class (400, 404, 503, 500) without any HTTP here.
 //! - [`is_quantity`]: Kubernetes quantity syntax.
@@ -46,6 +49,8 @@
 #![deny(missing_docs)]
 
 pub mod autoscale;
+#[cfg(feature = "controller")]
+pub mod controller;
 mod error;
 pub mod kserve;
 pub mod metrics;
