@@ -37,6 +37,36 @@ pub struct Args {
     /// `POST /graphs/<its name>` (repeatable).
     #[arg(long = "graph", value_name = "FILE")]
     graphs: Vec<PathBuf>,
+
+    /// A canary split (JSON, as kf-serve's InferenceService controller
+    /// writes it: `{"model", "stable": {"version"}, "canary": {"version"},
+    /// "canaryPercent"}`): requests naming no version, and the canary's
+    /// version, go `canaryPercent` % to the canary and the rest to stable.
+    #[arg(long, value_name = "FILE")]
+    traffic: Option<PathBuf>,
+}
+
+/// Reads a traffic file into the canary setting kf server uses too.
+fn load_traffic(path: &std::path::Path) -> anyhow::Result<crate::server::serving::CanaryConfig> {
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    let text = |pointer: &str| -> anyhow::Result<String> {
+        doc.pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("{}: expected a string", pointer.trim_start_matches('/').replace('/', ".")))
+    };
+    let percent = doc
+        .get("canaryPercent")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|p| u8::try_from(p).ok())
+        .filter(|p| *p <= 100)
+        .ok_or_else(|| anyhow::anyhow!("canaryPercent: expected an integer from 0 to 100"))?;
+    Ok(crate::server::serving::CanaryConfig {
+        model: text("/model")?,
+        stable: text("/stable/version")?,
+        canary: text("/canary/version")?,
+        percent,
+    })
 }
 
 /// Reads an InferenceGraph file into a router over `repo`.
@@ -97,6 +127,20 @@ pub fn run(args: Args) -> ExitCode {
                 entry.version,
                 entry.reason.unwrap_or_default()
             );
+        }
+    }
+    if let Some(path) = &args.traffic {
+        let installed = load_traffic(path)
+            .and_then(|canary| crate::server::serving::install(&repo, std::slice::from_ref(&canary)).map(|_| canary));
+        match installed {
+            Ok(c) => eprintln!(
+                "kf serve: {}: version {} gets {} % of requests naming no version (stable: version {})",
+                c.model, c.canary, c.percent, c.stable
+            ),
+            Err(e) => {
+                eprintln!("kf serve: {}: {e:#}", path.display());
+                return ExitCode::FAILURE;
+            }
         }
     }
     let mut options = ServerOptions { body_limit: args.max_body_bytes, ..Default::default() };

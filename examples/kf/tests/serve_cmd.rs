@@ -246,3 +246,55 @@ fn serves_inference_graphs_over_the_served_models() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("graph.yaml"), "{err}");
 }
+
+/// `--traffic`, the file kf-serve's InferenceService controller mounts: a
+/// canary split between two versions; a bad file is named, with its field.
+#[test]
+fn a_traffic_file_puts_a_canary_split_in_front_of_the_latest_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for version in ["1", "2"] {
+        let target = dir.path().join("models/iris").join(version);
+        std::fs::create_dir_all(&target).expect("mkdir");
+        std::fs::copy(shared("models/iris-logreg.onnx"), target.join("model.onnx")).expect("copy");
+    }
+    let traffic = dir.path().join("traffic.json");
+    let doc = serde_json::json!({"model": "iris", "stable": {"version": "1", "revision": "iris-predictor-1"},
+                                 "canary": {"version": "2", "revision": "iris-predictor-2"}, "canaryPercent": 30});
+    std::fs::write(&traffic, doc.to_string()).expect("write");
+    let repo = dir.path().join("models").display().to_string();
+    let server =
+        Server::start(&["--model-repository".into(), repo.clone(), "--traffic".into(), traffic.display().to_string()]);
+    let one = r#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}"#;
+    for _ in 0..10 {
+        let (status, reply) = server.request("POST", "/v2/models/iris/infer", one);
+        assert_eq!(status, 200, "{reply}");
+    }
+    drop(server);
+    for (bad, field) in [
+        (
+            serde_json::json!({"model": "iris", "stable": {"version": "1"}, "canary": {}, "canaryPercent": 30}),
+            "canary.version",
+        ),
+        (
+            serde_json::json!({"model": "iris", "stable": {"version": "1"}, "canary": {"version": "2"}, "canaryPercent": 130}),
+            "canaryPercent",
+        ),
+        (
+            serde_json::json!({"model": "iris", "stable": {"version": "1"}, "canary": {"version": "9"}, "canaryPercent": 30}),
+            "9",
+        ),
+    ] {
+        std::fs::write(&traffic, bad.to_string()).expect("write");
+        let out = kf(&[
+            "serve",
+            "--model-repository",
+            &repo,
+            "--traffic",
+            &traffic.display().to_string(),
+            "--addr",
+            "127.0.0.1:0",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(field) && err.contains("traffic.json"), "{field}: {err}");
+    }
+}

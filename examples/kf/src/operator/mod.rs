@@ -22,15 +22,16 @@ use kube::Api;
 use self::lease::Elector;
 
 /// The controllers `--controllers` may name.
-const CONTROLLERS: [&str; 3] = ["train", "tune", "tenancy"];
+const CONTROLLERS: [&str; 4] = ["train", "tune", "serve", "tenancy"];
 
 /// `kf operator` flags.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Which reconcilers to run (comma-separated): train (TrainJob → JobSet,
-    /// PodGroup), tune (Katib Experiment → trials), tenancy (Profile →
+    /// PodGroup), tune (Katib Experiment → trials), serve (InferenceService
+    /// → Deployment running `kf serve`, Service), tenancy (Profile →
     /// Namespace, RBAC, quota).
-    #[arg(long, value_delimiter = ',', default_value = "train,tune,tenancy")]
+    #[arg(long, value_delimiter = ',', default_value = "train,tune,serve,tenancy")]
     controllers: Vec<String>,
     /// Watch one namespace only (namespaced kinds); default all.
     #[arg(long)]
@@ -187,6 +188,14 @@ fn controllers(args: &Args, client: kube::Client) -> BoxFuture<'static, ()> {
                 running.push(Box::pin(async move {
                     if let Err(err) = kf_tune::controller::run(client, config).await {
                         eprintln!("kf operator: tune: {err}");
+                    }
+                }));
+            }
+            "serve" => {
+                let config = kf_serve::controller::Config { namespace: args.namespace.clone(), ..Default::default() };
+                running.push(Box::pin(async move {
+                    if let Err(err) = kf_serve::controller::run(client, config).await {
+                        eprintln!("kf operator: serve: {err}");
                     }
                 }));
             }
