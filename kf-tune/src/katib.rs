@@ -126,6 +126,23 @@ impl Serialize for Scalar {
     }
 }
 
+/// Katib's CRD preserves unknown fields everywhere and its Go types say
+/// string; a scalar is a string, a number or a boolean, so its schema leaves
+/// the type open (an untyped, structural field) rather than claim one.
+#[cfg(feature = "controller")]
+impl schemars::JsonSchema for Scalar {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Scalar".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A string, a number or a boolean.",
+            "x-kubernetes-preserve-unknown-fields": true,
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         match Value::deserialize(deserializer)? {
@@ -139,6 +156,7 @@ impl<'de> Deserialize<'de> for Scalar {
 
 /// A Katib Experiment: a search space, an objective, an algorithm and a trial template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Experiment {
     /// Always `kubeflow.org/v1beta1`.
@@ -161,6 +179,7 @@ pub struct Experiment {
 
 /// The part of Kubernetes `ObjectMeta` an experiment needs; the rest is kept in `extra`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     /// Object name.
@@ -182,6 +201,7 @@ pub struct ObjectMeta {
 
 /// `spec` of an Experiment (`v1beta1.ExperimentSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExperimentSpec {
     /// The hyperparameters to search (absent for NAS experiments, which use `nasConfig`).
@@ -224,6 +244,7 @@ pub struct ExperimentSpec {
 
 /// One hyperparameter (`v1beta1.ParameterSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ParameterSpec {
     /// Parameter name, referenced by `trialTemplate.trialParameters[].reference`.
@@ -242,6 +263,7 @@ pub struct ParameterSpec {
 
 /// The values a parameter may take (`v1beta1.FeasibleSpace`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FeasibleSpace {
     /// Lower bound (`double`, `int`).
@@ -266,6 +288,7 @@ pub struct FeasibleSpace {
 
 /// What to optimise (`v1beta1.ObjectiveSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectiveSpec {
     /// `minimize` or `maximize`.
@@ -290,6 +313,7 @@ pub struct ObjectiveSpec {
 
 /// One metric strategy (`v1beta1.MetricStrategy`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MetricStrategy {
     /// Metric name.
@@ -305,6 +329,7 @@ pub struct MetricStrategy {
 
 /// The suggestion algorithm (`v1beta1.AlgorithmSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AlgorithmSpec {
     /// One of [`ALGORITHM_NAMES`].
@@ -320,6 +345,7 @@ pub struct AlgorithmSpec {
 
 /// The early-stopping algorithm (`v1beta1.EarlyStoppingSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EarlyStoppingSpec {
     /// Katib ships one: `medianstop`.
@@ -335,6 +361,7 @@ pub struct EarlyStoppingSpec {
 
 /// A name/value setting of an algorithm (`v1beta1.AlgorithmSetting`, `EarlyStoppingSetting`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Setting {
     /// Setting name.
@@ -350,6 +377,7 @@ pub struct Setting {
 
 /// Template for each trial (`v1beta1.TrialTemplate`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TrialTemplate {
     /// Keep trial resources after completion.
@@ -383,6 +411,7 @@ pub struct TrialTemplate {
 
 /// A ConfigMap holding a trial template (`v1beta1.ConfigMapSource`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapSource {
     /// ConfigMap name.
@@ -401,6 +430,7 @@ pub struct ConfigMapSource {
 
 /// One trial-template placeholder (`v1beta1.TrialParameterSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TrialParameterSpec {
     /// Placeholder name: `${trialParameters.<name>}` in the trial spec.
@@ -419,6 +449,7 @@ pub struct TrialParameterSpec {
 
 /// How metrics are collected (`v1beta1.MetricsCollectorSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsCollectorSpec {
     /// Where the metrics come from.
@@ -434,6 +465,7 @@ pub struct MetricsCollectorSpec {
 
 /// Where metrics come from (`v1beta1.SourceSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SourceSpec {
     /// A file or directory the trial writes.
@@ -452,6 +484,7 @@ pub struct SourceSpec {
 
 /// A metrics file or directory (`v1beta1.FileSystemPath`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FileSystemPath {
     /// Absolute path.
@@ -470,6 +503,7 @@ pub struct FileSystemPath {
 
 /// Metric filters (`v1beta1.FilterSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FilterSpec {
     /// Regular expressions with two groups: metric name and value.
@@ -482,6 +516,7 @@ pub struct FilterSpec {
 
 /// The collector (`v1beta1.CollectorSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CollectorSpec {
     /// One of [`COLLECTOR_KINDS`].
@@ -497,6 +532,7 @@ pub struct CollectorSpec {
 
 /// Neural-architecture-search configuration (`v1beta1.NasConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NasConfig {
     /// Shape of the network.
@@ -512,6 +548,7 @@ pub struct NasConfig {
 
 /// Network shape (`v1beta1.GraphConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct GraphConfig {
     /// Number of layers.
@@ -531,6 +568,7 @@ pub struct GraphConfig {
 
 /// One NAS operation (`v1beta1.Operation`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
     /// Operation type, e.g. `convolution`.
@@ -546,6 +584,7 @@ pub struct Operation {
 
 /// `status` of an Experiment (`v1beta1.ExperimentStatus`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExperimentStatus {
     /// When the controller acknowledged the experiment (RFC 3339).
@@ -615,6 +654,7 @@ pub struct ExperimentStatus {
 
 /// One status condition (`v1beta1.ExperimentCondition`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Condition type, e.g. `Succeeded`.
@@ -642,6 +682,7 @@ pub struct Condition {
 
 /// The best trial so far (`v1beta1.OptimalTrial`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OptimalTrial {
     /// Name of the best trial.
@@ -660,6 +701,7 @@ pub struct OptimalTrial {
 
 /// A parameter's value in a trial (`v1beta1.ParameterAssignment`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ParameterAssignment {
     /// Parameter name.
@@ -675,6 +717,7 @@ pub struct ParameterAssignment {
 
 /// A trial's metrics (`v1beta1.Observation`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Observation {
     /// One entry per metric.
@@ -687,6 +730,7 @@ pub struct Observation {
 
 /// One metric's reduced values (`v1beta1.Metric`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Metric {
     /// Metric name.

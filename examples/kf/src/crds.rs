@@ -25,7 +25,7 @@ struct Kind {
     schema: fn() -> anyhow::Result<Value>,
 }
 
-fn kinds() -> [Kind; 4] {
+fn kinds() -> [Kind; 6] {
     let trainer = |kind, plural, singular, namespaced, schema| Kind {
         group: "trainer.kubeflow.org",
         version: "v1alpha1",
@@ -53,6 +53,24 @@ fn kinds() -> [Kind; 4] {
             singular: "profile",
             namespaced: false,
             schema: schema::<kf_tenancy::Profile>,
+        },
+        Kind {
+            group: "kubeflow.org",
+            version: "v1beta1",
+            kind: "Experiment",
+            plural: "experiments",
+            singular: "experiment",
+            namespaced: true,
+            schema: schema::<kf_tune::Experiment>,
+        },
+        Kind {
+            group: "serving.kserve.io",
+            version: "v1beta1",
+            kind: "InferenceService",
+            plural: "inferenceservices",
+            singular: "inferenceservice",
+            namespaced: true,
+            schema: schema::<kf_serve::kserve::InferenceService>,
         },
     ]
 }

@@ -87,6 +87,7 @@ const ART_EXTENSION_FIELDS: &[&str] = &["runtimeVersion", "storage"];
 
 /// An InferenceService: a model served behind one endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct InferenceService {
     /// Always `serving.kserve.io/v1beta1`.
@@ -109,6 +110,8 @@ pub struct InferenceService {
 
 /// `spec` of an InferenceService.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "controller", schemars(transform = require_predictor))]
 #[serde(rename_all = "camelCase")]
 pub struct InferenceServiceSpec {
     /// The model server (required).
@@ -130,6 +133,7 @@ pub struct InferenceServiceSpec {
 /// share everything but the implementations they allow, which
 /// [`InferenceService::validate`] checks per role.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ComponentSpec {
     /// scikit-learn predictor.
@@ -204,6 +208,7 @@ pub struct ComponentSpec {
 /// A framework spec (`sklearn`, `onnx`, …) or the generic `model` spec: a
 /// container override plus where the model is and how to serve it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ModelSpec {
     /// The model's format; only under `model`.
@@ -232,6 +237,7 @@ pub struct ModelSpec {
 
 /// `modelFormat` of a `model` spec.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 pub struct ModelFormat {
     /// Format name, e.g. `sklearn`, `onnx`, `huggingface`.
     pub name: String,
@@ -245,6 +251,7 @@ pub struct ModelFormat {
 
 /// The ART explainer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ArtExplainerSpec {
     /// Attack type, e.g. `SquareAttack`.
@@ -263,6 +270,7 @@ pub struct ArtExplainerSpec {
 
 /// `logger` of a component.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 pub struct LoggerSpec {
     /// `all`, `request` or `response` (KServe defaults it to `all`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -273,6 +281,18 @@ pub struct LoggerSpec {
     /// Logger fields kf does not model.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// The predictor is optional in the type so that [`InferenceService::validate`]
+/// can name a missing one; the CRD requires it, as KServe's does.
+#[cfg(feature = "controller")]
+fn require_predictor(schema: &mut schemars::Schema) {
+    if let Some(object) = schema.as_object_mut() {
+        let required = object.entry("required").or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(required) = required.as_array_mut() {
+            required.push("predictor".into());
+        }
+    }
 }
 
 /// The role of a component, which decides the implementations it may have.

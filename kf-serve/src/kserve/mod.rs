@@ -49,6 +49,7 @@ pub type Extra = BTreeMap<String, Value>;
 
 /// The part of Kubernetes `ObjectMeta` kf reads; the rest is kept in `extra`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     /// Object name.
