@@ -12,8 +12,10 @@
 //! independent: each is chosen on its own.
 //!
 //! Bandwidths: an observation's σ is the larger distance to its sorted
-//! neighbours (the range bounds for the extremes), clipped to
-//! [range / min(100, 1 + n), range] (Bergstra's "magic clip").
+//! neighbours (the lowest and highest take their one neighbour's distance:
+//! the bounds are not neighbours, Optuna's default `consider_endpoints =
+//! False`), clipped to [range / min(100, n + 2), range] (Bergstra's "magic
+//! clip", counting the prior kernel).
 //! Log priors work on ln x. Integer and stepped ranges widen the range by half
 //! a step on each side, draw continuously, round to the grid, and score the
 //! probability mass of the grid point's bin rather than a density, so l/g
@@ -399,20 +401,8 @@ impl<'a> Numeric<'a> {
             .filter_map(|(v, w)| Some((self.internal(v)?.clamp(self.lo, self.hi), w)))
             .collect();
         let n = points.len();
-        // Bandwidth from sorted neighbours, bounds standing in at the ends.
-        // Ties keep observation order (the position breaks them), as a stable
-        // sort would: tied points get different σ and different weights.
-        // Integer keys in f64::total_cmp's order sort faster than the floats.
-        let mut order: Vec<(u64, usize)> = points.iter().enumerate().map(|(i, p)| (total_order_key(p.0), i)).collect();
-        order.sort_unstable();
-        let min_sigma = range / (1.0 + n as f64).min(100.0);
-        let mut sigmas = vec![range; n];
-        for (rank, &(_, i)) in order.iter().enumerate() {
-            let left = if rank == 0 { self.lo } else { points[order[rank - 1].1].0 };
-            let right = if rank + 1 == n { self.hi } else { points[order[rank + 1].1].0 };
-            let x = points[i].0;
-            sigmas[i] = (x - left).max(right - x).clamp(min_sigma, range);
-        }
+        let xs: Vec<f64> = points.iter().map(|p| p.0).collect();
+        let mut sigmas = self.neighbour_sigmas(&xs);
         let mut mus: Vec<f64> = points.iter().map(|p| p.0).collect();
         let mut weights: Vec<f64> = points.iter().map(|p| p.1).collect();
         mus.push(0.5 * (self.lo + self.hi));
@@ -450,6 +440,37 @@ impl<'a> Numeric<'a> {
             .collect();
         let inv_sigmas = sigmas.iter().map(|s| 1.0 / s).collect();
         Parzen { mus, sigmas, weights, norms, log_consts, inv_sigmas, lo: self.lo, hi: self.hi }
+    }
+
+    /// Each observation's bandwidth in internal coordinates: the larger gap
+    /// to its sorted neighbours; the lowest and the highest observation take
+    /// the gap to their one neighbour (Optuna's default `consider_endpoints =
+    /// False`: a bound is not a neighbour), a lone observation the distance to
+    /// the farther bound. Clipped to [range / min(100, n + 2), range]
+    /// (Bergstra's magic clip, counting the prior kernel as Optuna does).
+    /// Ties keep observation order (the position breaks them), as a stable
+    /// sort would. O(n log n).
+    pub(super) fn neighbour_sigmas(&self, xs: &[f64]) -> Vec<f64> {
+        let range = (self.hi - self.lo).max(f64::MIN_POSITIVE);
+        let n = xs.len();
+        // Integer keys in f64::total_cmp's order sort faster than the floats.
+        let mut order: Vec<(u64, usize)> = xs.iter().enumerate().map(|(i, x)| (total_order_key(*x), i)).collect();
+        order.sort_unstable();
+        let min_sigma = range / (2.0 + n as f64).min(100.0);
+        let mut sigmas = vec![range; n];
+        for (rank, &(_, i)) in order.iter().enumerate() {
+            let x = xs[i];
+            let left = (rank > 0).then(|| xs[order[rank - 1].1]);
+            let right = (rank + 1 < n).then(|| xs[order[rank + 1].1]);
+            let gap = match (left, right) {
+                (Some(l), Some(r)) => (x - l).max(r - x),
+                (None, Some(r)) => r - x,
+                (Some(l), None) => x - l,
+                (None, None) => (x - self.lo).max(self.hi - x),
+            };
+            sigmas[i] = gap.clamp(min_sigma, range);
+        }
+        sigmas
     }
 
     /// A drawn internal value turned into a parameter value, and that value's internal coordinate.
