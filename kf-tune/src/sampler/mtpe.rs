@@ -19,7 +19,7 @@
 //! the prior weight, the startup phase and the constant liar (pending trials
 //! join the "bad" group) are those of the independent TPE.
 //!
-//! Cost per suggestion: O(n log n + c·n·d) for n trials, d parameters and
+//! Cost per suggestion: O(d·n log n + c·n·d) for n trials, d parameters and
 //! c = `n_ei_candidates`.
 
 use rand::{Rng, RngExt};
