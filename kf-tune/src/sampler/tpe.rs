@@ -19,8 +19,9 @@
 //! Log priors work on ln x. Integer and stepped ranges widen the range by half
 //! a step on each side, draw continuously, round to the grid, and score the
 //! probability mass of the grid point's bin rather than a density, so l/g
-//! compare like with like. `categorical` and `discrete` parameters use the
-//! category frequencies smoothed by the prior weight spread over the choices.
+//! compare like with like. `categorical` and `discrete` parameters use a
+//! mixture as Optuna 5 does: each observation's kernel gives its choice 1 and
+//! every choice prior_weight/(n+1) (normalised), plus a uniform prior kernel.
 //!
 //! Pending trials (suggested, not finished) join the "above" group as if they
 //! had the worst loss — the constant liar — so parallel workers are pushed
@@ -315,13 +316,21 @@ pub(super) fn category_value(param: &Param, index: usize) -> ParamValue {
 /// Normalised category probabilities: prior weight spread evenly, plus the
 /// recency-weighted counts of the observations.
 fn categorical_weights(param: &Param, n: usize, observed: &[ParamValue], prior_weight: f64) -> Vec<f64> {
+    // Optuna 5's estimator: each observation's kernel puts prior_weight/(m+1)
+    // on every choice besides 1 on its own (row-normalised), and the prior
+    // kernel is uniform; the mixture weighs them by recency and prior_weight.
+    let m = observed.len();
+    let fill = prior_weight / (m + 1) as f64;
+    let row_total = 1.0 + n as f64 * fill;
     let mut p = vec![prior_weight / n as f64; n];
-    for (value, w) in observed.iter().zip(recency_weights(observed.len())) {
+    let mut total = prior_weight;
+    for (value, w) in observed.iter().zip(recency_weights(m)) {
         if let Some(i) = category_index(param, value) {
-            p[i] += w;
+            p.iter_mut().for_each(|x| *x += w * fill / row_total);
+            p[i] += w / row_total;
+            total += w;
         }
     }
-    let total: f64 = p.iter().sum();
     p.iter_mut().for_each(|x| *x /= total);
     p
 }
@@ -636,6 +645,34 @@ mod tests {
     use crate::Direction;
     use rand::SeedableRng;
     use rand::rngs::ChaCha8Rng;
+
+    proptest::proptest! {
+        /// Category probabilities are a distribution, favour the observed
+        /// choices, and keep every choice possible; the bandwidths stay in
+        /// [range / min(100, n + 2), range].
+        #[test]
+        fn categorical_weights_and_bandwidths_are_sane(
+            obs in proptest::collection::vec(0usize..4, 0..40),
+            xs in proptest::collection::vec(-5.0..10.0f64, 0..40),
+            prior_weight in 0.1..3.0f64,
+        ) {
+            let param = Param::new("c", Domain::Categorical { choices: vec!["a".into(), "b".into(), "c".into(), "d".into()] }).unwrap();
+            let observed: Vec<ParamValue> = obs.iter().map(|&i| ParamValue::Category(i)).collect();
+            let p = categorical_weights(&param, 4, &observed, prior_weight);
+            proptest::prop_assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            proptest::prop_assert!(p.iter().all(|&x| x > 0.0));
+            // Below 25 observations every one weighs the same (recency ramps after).
+            if obs.len() < 25 && let Some(&top) = obs.iter().max_by_key(|&&c| obs.iter().filter(|&&o| o == c).count()) {
+                let least = (0..4).min_by_key(|&c| obs.iter().filter(|&&o| o == c).count()).unwrap_or(0);
+                proptest::prop_assert!(p[top] >= p[least]);
+            }
+            let x = Param::new("x", Domain::Double { low: -5.0, high: 10.0, step: None, distribution: Distribution::Uniform }).unwrap();
+            let numeric = Numeric::of(&x).unwrap();
+            let sigmas = numeric.neighbour_sigmas(&xs);
+            let min = 15.0 / (2.0 + xs.len() as f64).min(100.0);
+            proptest::prop_assert!(sigmas.iter().all(|&s| s >= min - 1e-12 && s <= 15.0 + 1e-12), "{:?}", sigmas);
+        }
+    }
 
     #[test]
     fn gamma_and_weights_follow_optuna() {
