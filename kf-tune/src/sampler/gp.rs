@@ -29,7 +29,9 @@
 //!
 //! Cost per suggestion, for n trials in d dimensions: the fit is O(I·(n³ +
 //! d·n²)) for I = 60 Adam steps; the acquisition search is O(c·(n² + d·n)) for
-//! c ≈ 512 + 200·d evaluations of the posterior, each a triangular solve.
+//! c ≈ 512 + 200·d + 20·v evaluations of the posterior, each a triangular
+//! solve, where v counts the values of categorical and small-grid (≤ 16)
+//! parameters (each tried in up to 4 rounds from 5 starts).
 
 use nalgebra::{DMatrix, DVector};
 use rand::{Rng, RngExt};
