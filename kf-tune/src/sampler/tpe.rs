@@ -12,13 +12,16 @@
 //! independent: each is chosen on its own.
 //!
 //! Bandwidths: an observation's σ is the larger distance to its sorted
-//! neighbours (the range bounds for the extremes), clipped to
-//! [range / min(100, 1 + n), range] (Bergstra's "magic clip").
+//! neighbours (the lowest and highest take their one neighbour's distance:
+//! the bounds are not neighbours, Optuna's default `consider_endpoints =
+//! False`), clipped to [range / min(100, n + 2), range] (Bergstra's "magic
+//! clip", counting the prior kernel).
 //! Log priors work on ln x. Integer and stepped ranges widen the range by half
 //! a step on each side, draw continuously, round to the grid, and score the
 //! probability mass of the grid point's bin rather than a density, so l/g
-//! compare like with like. `categorical` and `discrete` parameters use the
-//! category frequencies smoothed by the prior weight spread over the choices.
+//! compare like with like. `categorical` and `discrete` parameters use a
+//! mixture as Optuna 5 does: each observation's kernel gives its choice 1 and
+//! every choice prior_weight/(n+1) (normalised), plus a uniform prior kernel.
 //!
 //! Pending trials (suggested, not finished) join the "above" group as if they
 //! had the worst loss — the constant liar — so parallel workers are pushed
@@ -313,13 +316,21 @@ pub(super) fn category_value(param: &Param, index: usize) -> ParamValue {
 /// Normalised category probabilities: prior weight spread evenly, plus the
 /// recency-weighted counts of the observations.
 fn categorical_weights(param: &Param, n: usize, observed: &[ParamValue], prior_weight: f64) -> Vec<f64> {
+    // Optuna 5's estimator: each observation's kernel puts prior_weight/(m+1)
+    // on every choice besides 1 on its own (row-normalised), and the prior
+    // kernel is uniform; the mixture weighs them by recency and prior_weight.
+    let m = observed.len();
+    let fill = prior_weight / (m + 1) as f64;
+    let row_total = 1.0 + n as f64 * fill;
     let mut p = vec![prior_weight / n as f64; n];
-    for (value, w) in observed.iter().zip(recency_weights(observed.len())) {
+    let mut total = prior_weight;
+    for (value, w) in observed.iter().zip(recency_weights(m)) {
         if let Some(i) = category_index(param, value) {
-            p[i] += w;
+            p.iter_mut().for_each(|x| *x += w * fill / row_total);
+            p[i] += w / row_total;
+            total += w;
         }
     }
-    let total: f64 = p.iter().sum();
     p.iter_mut().for_each(|x| *x /= total);
     p
 }
@@ -399,20 +410,8 @@ impl<'a> Numeric<'a> {
             .filter_map(|(v, w)| Some((self.internal(v)?.clamp(self.lo, self.hi), w)))
             .collect();
         let n = points.len();
-        // Bandwidth from sorted neighbours, bounds standing in at the ends.
-        // Ties keep observation order (the position breaks them), as a stable
-        // sort would: tied points get different σ and different weights.
-        // Integer keys in f64::total_cmp's order sort faster than the floats.
-        let mut order: Vec<(u64, usize)> = points.iter().enumerate().map(|(i, p)| (total_order_key(p.0), i)).collect();
-        order.sort_unstable();
-        let min_sigma = range / (1.0 + n as f64).min(100.0);
-        let mut sigmas = vec![range; n];
-        for (rank, &(_, i)) in order.iter().enumerate() {
-            let left = if rank == 0 { self.lo } else { points[order[rank - 1].1].0 };
-            let right = if rank + 1 == n { self.hi } else { points[order[rank + 1].1].0 };
-            let x = points[i].0;
-            sigmas[i] = (x - left).max(right - x).clamp(min_sigma, range);
-        }
+        let xs: Vec<f64> = points.iter().map(|p| p.0).collect();
+        let mut sigmas = self.neighbour_sigmas(&xs);
         let mut mus: Vec<f64> = points.iter().map(|p| p.0).collect();
         let mut weights: Vec<f64> = points.iter().map(|p| p.1).collect();
         mus.push(0.5 * (self.lo + self.hi));
@@ -450,6 +449,37 @@ impl<'a> Numeric<'a> {
             .collect();
         let inv_sigmas = sigmas.iter().map(|s| 1.0 / s).collect();
         Parzen { mus, sigmas, weights, norms, log_consts, inv_sigmas, lo: self.lo, hi: self.hi }
+    }
+
+    /// Each observation's bandwidth in internal coordinates: the larger gap
+    /// to its sorted neighbours; the lowest and the highest observation take
+    /// the gap to their one neighbour (Optuna's default `consider_endpoints =
+    /// False`: a bound is not a neighbour), a lone observation the distance to
+    /// the farther bound. Clipped to [range / min(100, n + 2), range]
+    /// (Bergstra's magic clip, counting the prior kernel as Optuna does).
+    /// Ties keep observation order (the position breaks them), as a stable
+    /// sort would. O(n log n).
+    pub(super) fn neighbour_sigmas(&self, xs: &[f64]) -> Vec<f64> {
+        let range = (self.hi - self.lo).max(f64::MIN_POSITIVE);
+        let n = xs.len();
+        // Integer keys in f64::total_cmp's order sort faster than the floats.
+        let mut order: Vec<(u64, usize)> = xs.iter().enumerate().map(|(i, x)| (total_order_key(*x), i)).collect();
+        order.sort_unstable();
+        let min_sigma = range / (2.0 + n as f64).min(100.0);
+        let mut sigmas = vec![range; n];
+        for (rank, &(_, i)) in order.iter().enumerate() {
+            let x = xs[i];
+            let left = (rank > 0).then(|| xs[order[rank - 1].1]);
+            let right = (rank + 1 < n).then(|| xs[order[rank + 1].1]);
+            let gap = match (left, right) {
+                (Some(l), Some(r)) => (x - l).max(r - x),
+                (None, Some(r)) => r - x,
+                (Some(l), None) => x - l,
+                (None, None) => (x - self.lo).max(self.hi - x),
+            };
+            sigmas[i] = gap.clamp(min_sigma, range);
+        }
+        sigmas
     }
 
     /// A drawn internal value turned into a parameter value, and that value's internal coordinate.
@@ -615,6 +645,34 @@ mod tests {
     use crate::Direction;
     use rand::SeedableRng;
     use rand::rngs::ChaCha8Rng;
+
+    proptest::proptest! {
+        /// Category probabilities are a distribution, favour the observed
+        /// choices, and keep every choice possible; the bandwidths stay in
+        /// [range / min(100, n + 2), range].
+        #[test]
+        fn categorical_weights_and_bandwidths_are_sane(
+            obs in proptest::collection::vec(0usize..4, 0..40),
+            xs in proptest::collection::vec(-5.0..10.0f64, 0..40),
+            prior_weight in 0.1..3.0f64,
+        ) {
+            let param = Param::new("c", Domain::Categorical { choices: vec!["a".into(), "b".into(), "c".into(), "d".into()] }).unwrap();
+            let observed: Vec<ParamValue> = obs.iter().map(|&i| ParamValue::Category(i)).collect();
+            let p = categorical_weights(&param, 4, &observed, prior_weight);
+            proptest::prop_assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            proptest::prop_assert!(p.iter().all(|&x| x > 0.0));
+            // Below 25 observations every one weighs the same (recency ramps after).
+            if obs.len() < 25 && let Some(&top) = obs.iter().max_by_key(|&&c| obs.iter().filter(|&&o| o == c).count()) {
+                let least = (0..4).min_by_key(|&c| obs.iter().filter(|&&o| o == c).count()).unwrap_or(0);
+                proptest::prop_assert!(p[top] >= p[least] - 1e-12);
+            }
+            let x = Param::new("x", Domain::Double { low: -5.0, high: 10.0, step: None, distribution: Distribution::Uniform }).unwrap();
+            let numeric = Numeric::of(&x).unwrap();
+            let sigmas = numeric.neighbour_sigmas(&xs);
+            let min = 15.0 / (2.0 + xs.len() as f64).min(100.0);
+            proptest::prop_assert!(sigmas.iter().all(|&s| s >= min - 1e-12 && s <= 15.0 + 1e-12), "{:?}", sigmas);
+        }
+    }
 
     #[test]
     fn gamma_and_weights_follow_optuna() {
