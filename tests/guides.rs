@@ -145,8 +145,10 @@ fn every_quote_in_a_guide_is_the_code_of_its_example() {
 #[test]
 fn ci_runs_every_embed_example() {
     let ci = std::fs::read_to_string(kf_tests::workspace_root().join(".ci/run")).expect(".ci/run is readable");
-    let missing: Vec<&str> =
-        LIBRARIES.into_iter().filter(|krate| !ci.contains(&format!("-p {krate} --example embed"))).collect();
+    let missing: Vec<&str> = LIBRARIES
+        .into_iter()
+        .filter(|krate| !ci.contains(&format!("-p {krate} --example embed_{}", krate.trim_start_matches("kf-"))))
+        .collect();
     assert!(missing.is_empty(), ".ci/run does not run the embed example of {missing:?}");
 }
 
