@@ -385,6 +385,52 @@ fn dns_label(what: &str, name: &str) -> Result<(), ApiError> {
     if label { Ok(()) } else { Err(ApiError(StatusCode::BAD_REQUEST, format!("{what} {name:?} is not a DNS label"))) }
 }
 
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// A lock whose holder panicked is still usable: every guarded map here is
+/// changed by single inserts and removes.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Writes `bytes` to a temporary file, syncs it and renames it into place:
+/// a reader never sees half a file, and a crash leaves the old one.
+fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Claims a name by creating its directory (and its parents): 409 naming
+/// `what` when it exists already.
+fn claim(dir: &std::path::Path, what: impl FnOnce() -> String) -> Result<(), ApiError> {
+    std::fs::create_dir_all(dir.parent().unwrap_or(dir)).map_err(internal)?;
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(ApiError(StatusCode::CONFLICT, format!("{} exists", what())))
+        }
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// The names in `dir`, sorted; none when it does not exist yet.
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({"error": message.to_string()}))).into_response()
 }

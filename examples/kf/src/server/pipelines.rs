@@ -60,9 +60,7 @@ pub fn router(root: PathBuf, objects: Option<String>) -> Router {
 impl Pipelines {
     /// Resumes every journaled run of every namespace that has not ended.
     fn resume_all(self: &Arc<Self>) {
-        let Ok(namespaces) = std::fs::read_dir(&self.root) else { return };
-        for ns in namespaces.flatten() {
-            let ns = ns.file_name().to_string_lossy().into_owned();
+        for ns in super::entries(&self.root) {
             let Ok(runs) = self.runs(&ns) else { continue };
             let Ok(listing) = runs.list() else { continue };
             for run in listing.into_iter().filter(|r| matches!(r.state, None | Some(kf_dag::run::RunState::Running))) {

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::{ApiError, dns_label, error};
+use super::{ApiError, claim, dns_label, entries, error, internal, lock, write_whole};
 
 /// (namespace, name).
 type Key = (String, String);
@@ -54,14 +54,6 @@ pub fn router(root: PathBuf) -> Router {
         .with_state(state)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-}
-
 /// One process of a job, as the per-rank table shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Process {
@@ -87,12 +79,6 @@ impl Training {
     fn is_running(&self, ns: &str, name: &str) -> bool {
         lock(&self.running).contains_key(&(ns.to_owned(), name.to_owned()))
     }
-}
-
-fn write_whole(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// The per-rank table of one job, kept in `processes.json` beside its
@@ -199,14 +185,7 @@ fn submit_job(api: &Arc<Training>, ns: &str, body: &str) -> Result<String, ApiEr
     // Checked before the name is claimed: a job that cannot be planned is a 400.
     launch::plan(&job, &runtime, &launch::Network::Local { host: "127.0.0.1".into(), port: 0 })
         .map_err(|e| bad(e.to_string()))?;
-    std::fs::create_dir_all(dir.parent().unwrap_or(&dir)).map_err(internal)?;
-    match std::fs::create_dir(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(ApiError(StatusCode::CONFLICT, format!("TrainJob {name:?} exists in namespace {ns}")));
-        }
-        Err(e) => return Err(internal(e)),
-    }
+    claim(&dir, || format!("TrainJob {name:?} in namespace {ns}"))?;
     write_manifest(&dir, &job, &runtime).map_err(internal)?;
     let mut table = ProcessTable::plan(&dir, &job, &runtime, ns).map_err(internal)?;
 
@@ -301,14 +280,7 @@ async fn list(State(api): State<Shared>, Path(ns): Path<String>) -> Response {
     if let Err(refused) = dns_label("namespace", &ns) {
         return refused.into_response();
     }
-    let mut names: Vec<String> = std::fs::read_dir(api.root.join(&ns))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|d| d.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    let items: Vec<Value> = names
+    let items: Vec<Value> = entries(&api.root.join(&ns))
         .iter()
         .map(|name| describe(&api, &ns, name, false).unwrap_or_else(|e| json!({"trainjob": name, "error": e.1})))
         .collect();

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::task::AbortHandle;
 
-use super::{ApiError, dns_label, error};
+use super::{ApiError, claim, dns_label, entries, error, internal, lock, write_whole};
 
 /// The experiments running and the studies loaded.
 pub struct Tuning {
@@ -63,14 +63,6 @@ pub fn router(root: PathBuf) -> Router {
         .with_state(state)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-}
-
 impl Tuning {
     fn experiment_dir(&self, ns: &str, name: &str) -> Result<PathBuf, ApiError> {
         dns_label("namespace", ns)?;
@@ -86,13 +78,9 @@ impl Tuning {
 
     /// Starts every experiment whose journal does not say it ended.
     fn resume_all(self: &Arc<Self>) {
-        let Ok(namespaces) = std::fs::read_dir(&self.root) else { return };
-        for ns in namespaces.flatten() {
-            let Ok(experiments) = std::fs::read_dir(ns.path().join("experiments")) else { continue };
-            for dir in experiments.flatten() {
-                let (ns, name) =
-                    (ns.file_name().to_string_lossy().into_owned(), dir.file_name().to_string_lossy().into_owned());
-                match load(&dir.path()) {
+        for ns in entries(&self.root) {
+            for name in entries(&self.root.join(&ns).join("experiments")) {
+                match self.experiment_dir(&ns, &name).map_err(|e| e.1).and_then(|dir| load(&dir)) {
                     Ok((_, state)) if state.end().is_none() => {
                         if let Err(e) = self.start(&ns, &name) {
                             tracing::warn!("experiment {ns}/{name} cannot resume: {}", e.1);
@@ -108,7 +96,8 @@ impl Tuning {
     /// Runs (or resumes) the experiment saved under its directory.
     fn start(self: &Arc<Self>, ns: &str, name: &str) -> Result<(), ApiError> {
         let dir = self.experiment_dir(ns, name)?;
-        let (experiment, _) = load(&dir).map_err(internal)?;
+        // The journal is replayed once, below, as it is opened for appending.
+        let experiment = read_experiment(&dir).map_err(internal)?;
         let plan = Plan::from_katib(&experiment).map_err(internal)?;
         let seed = plan.algorithm.seed.unwrap_or(0);
         let trials = Arc::new(ProcessRunner::from_katib(&experiment, &dir.join("trials")).map_err(internal)?);
@@ -132,11 +121,16 @@ impl Tuning {
     }
 }
 
+/// The Experiment saved in `dir`.
+fn read_experiment(dir: &FsPath) -> Result<Experiment, String> {
+    let text = std::fs::read_to_string(dir.join("experiment.yaml")).map_err(|e| format!("experiment.yaml: {e}"))?;
+    crate::tune_cmd::experiment_from_text(&text)
+}
+
 /// The experiment saved in `dir` and its state replayed from the journal
 /// (read-only: safe while its run appends).
 fn load(dir: &FsPath) -> Result<(Experiment, ExperimentState), String> {
-    let text = std::fs::read_to_string(dir.join("experiment.yaml")).map_err(|e| format!("experiment.yaml: {e}"))?;
-    let experiment = crate::tune_cmd::experiment_from_text(&text)?;
+    let experiment = read_experiment(dir)?;
     let plan = Plan::from_katib(&experiment).map_err(|e| e.to_string())?;
     let mut state = ExperimentState::new(plan);
     let journal = dir.join("journal.jsonl");
@@ -179,28 +173,11 @@ fn submit_experiment(api: &Arc<Tuning>, ns: &str, body: &str) -> Result<String, 
     let dir = api.experiment_dir(ns, &plan.name)?;
     // Refused here rather than at the first trial: a local run needs an inline command.
     ProcessRunner::from_katib(&experiment, &dir.join("trials")).map_err(|e| bad(e.to_string()))?;
-    std::fs::create_dir_all(dir.parent().unwrap_or(&dir)).map_err(internal)?;
-    // Creating the directory is the claim on the name.
-    match std::fs::create_dir(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(ApiError(StatusCode::CONFLICT, format!("experiment {:?} exists in namespace {ns}", plan.name)));
-        }
-        Err(e) => return Err(internal(e)),
-    }
+    claim(&dir, || format!("experiment {:?} in namespace {ns}", plan.name))?;
     let yaml = serde_saphyr::to_string(&experiment.to_value()).map_err(internal)?;
     write_whole(&dir.join("experiment.yaml"), yaml.as_bytes()).map_err(internal)?;
     api.start(ns, &plan.name)?;
     Ok(plan.name)
-}
-
-/// Writes `bytes` to a temporary file and renames it into place.
-fn write_whole(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// One experiment's summary line.
@@ -230,16 +207,12 @@ async fn list(State(api): State<Shared>, Path(ns): Path<String>) -> Response {
         return refused.into_response();
     }
     let mut items = Vec::new();
-    if let Ok(dirs) = std::fs::read_dir(api.root.join(&ns).join("experiments")) {
-        let mut names: Vec<String> = dirs.flatten().map(|d| d.file_name().to_string_lossy().into_owned()).collect();
-        names.sort();
-        for name in names {
-            let running = lock(&api.running).contains_key(&(ns.clone(), name.clone()));
-            match load_or_404(&api, &ns, &name) {
-                Ok((experiment, state)) => items.push(summary(&name, &experiment, &state, running)),
-                // Being created, or unreadable: listed by name so it is not invisible.
-                Err(e) => items.push(json!({"experiment": name, "error": e.1})),
-            }
+    for name in entries(&api.root.join(&ns).join("experiments")) {
+        let running = lock(&api.running).contains_key(&(ns.clone(), name.clone()));
+        match load_or_404(&api, &ns, &name) {
+            Ok((experiment, state)) => items.push(summary(&name, &experiment, &state, running)),
+            // Being created, or unreadable: listed by name so it is not invisible.
+            Err(e) => items.push(json!({"experiment": name, "error": e.1})),
         }
     }
     Json(json!({"items": items})).into_response()
@@ -416,13 +389,10 @@ async fn list_studies(State(api): State<Shared>, Path(ns): Path<String>) -> Resp
     if let Err(refused) = dns_label("namespace", &ns) {
         return refused.into_response();
     }
-    let mut names: Vec<String> = std::fs::read_dir(api.root.join(&ns).join("studies"))
+    let names: Vec<String> = entries(&api.root.join(&ns).join("studies"))
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|d| d.file_name().to_string_lossy().strip_suffix(".jsonl").map(str::to_owned))
+        .filter_map(|name| name.strip_suffix(".jsonl").map(str::to_owned))
         .collect();
-    names.sort();
     let items: Vec<Value> = names
         .iter()
         .map(|name| study_summary(&api, &ns, name).unwrap_or_else(|e| json!({"study": name, "error": e.1})))
