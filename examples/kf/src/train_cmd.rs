@@ -398,16 +398,22 @@ fn run_job(args: &RunArgs, output: OutputFormat) -> anyhow::Result<ExitCode> {
 
 /// The next free `<dir>/<n>`, created (so two runs never share one).
 pub(crate) fn claim_workspace(dir: &Path) -> anyhow::Result<PathBuf> {
+    claim_numbered(dir, |n| n.to_string()).map(|(_, path)| path)
+}
+
+/// The first `n` (from 1) whose `<dir>/<name(n)>` could be created, and that
+/// directory: creating it is the claim, so two runs never share one.
+pub(crate) fn claim_numbered(dir: &Path, name: impl Fn(u32) -> String) -> anyhow::Result<(u32, PathBuf)> {
     std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     for n in 1.. {
-        let candidate = dir.join(n.to_string());
+        let candidate = dir.join(name(n));
         match std::fs::create_dir(&candidate) {
-            Ok(()) => return Ok(candidate),
+            Ok(()) => return Ok((n, candidate)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => anyhow::bail!("cannot create {}: {e}", candidate.display()),
         }
     }
-    unreachable!("an unbounded range ends only by returning")
+    anyhow::bail!("no free number under {}", dir.display())
 }
 
 /// Logs with a rank prefix (stdout; stderr with `--output json`) under a

@@ -136,17 +136,7 @@ pub fn job_dir(dir: &Path, name: &str) -> std::path::PathBuf {
 /// The next free model version: the first `n` whose TrainJob directory
 /// could be created (so two runs never share one).
 pub fn claim_version(dir: &Path) -> anyhow::Result<u32> {
-    let parent = job_dir(dir, "");
-    std::fs::create_dir_all(&parent).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
-    for n in 1.. {
-        let candidate = job_dir(dir, &job_name(n));
-        match std::fs::create_dir(&candidate) {
-            Ok(()) => return Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => anyhow::bail!("cannot create {}: {e}", candidate.display()),
-        }
-    }
-    anyhow::bail!("no free model version")
+    crate::train_cmd::claim_numbered(&job_dir(dir, ""), job_name).map(|(n, _)| n)
 }
 
 /// Runs TrainJob `quickstart-train-v<version>` on `dataset` in its
