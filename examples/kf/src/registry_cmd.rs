@@ -155,15 +155,21 @@ impl FileArgs {
     }
 }
 
-/// The registry's REST API (and its file endpoints when `artifacts` is
-/// given) over the database at `db`: `sqlite://PATH`, a path, or `postgres://…`.
-pub async fn router_for(db: &str, artifacts: Option<ArtifactStore>) -> anyhow::Result<axum::Router> {
+/// The registry's REST API (and its file endpoints when `artifacts` gives a
+/// store) over the database at `db`: `sqlite://PATH`, a path, or
+/// `postgres://…`. The database opens first: a bad one must not leave an
+/// artifact directory behind. Errors name the database, password redacted.
+pub async fn router_for(
+    db: &str,
+    artifacts: impl FnOnce() -> anyhow::Result<Option<ArtifactStore>>,
+) -> anyhow::Result<axum::Router> {
+    let named = || format!("the registry database {}", redact(db));
     Ok(if is_postgres(db) {
-        let store = PostgresStore::open(db).await?;
-        kf_registry::server::router_with_artifacts(Arc::new(Registry::new(store)), artifacts)
+        let store = PostgresStore::open(db).await.with_context(named)?;
+        kf_registry::server::router_with_artifacts(Arc::new(Registry::new(store)), artifacts()?)
     } else {
-        let store = SqliteStore::open(db).await?;
-        kf_registry::server::router_with_artifacts(Arc::new(Registry::new(store)), artifacts)
+        let store = SqliteStore::open(db).await.with_context(named)?;
+        kf_registry::server::router_with_artifacts(Arc::new(Registry::new(store)), artifacts()?)
     })
 }
 
@@ -225,34 +231,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn serve(db: &str, files: &FileArgs, addr: SocketAddr) -> anyhow::Result<()> {
-    // The database opens first: a bad --db must not leave an artifact directory behind.
     runtime()?.block_on(async {
-        if is_postgres(db) {
-            let store = PostgresStore::open(db).await.with_context(|| redact(db))?;
-            serve_store(store, files.open(db)?, addr).await
-        } else {
-            let store = SqliteStore::open(db).await.with_context(|| redact(db))?;
-            serve_store(store, files.open(db)?, addr).await
-        }
+        let app = router_for(db, || {
+            let artifacts = files.open(db)?;
+            match &artifacts {
+                Some(store) => eprintln!("kf registry: model files in {}", store.root_uri()),
+                None => eprintln!("kf registry: no artifact store (--artifacts URL); file uploads are refused"),
+            }
+            Ok(artifacts)
+        })
+        .await?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        // The first line on stdout is the address, so scripts can start on port 0.
+        outln!("kf registry listening on http://{}", listener.local_addr()?);
+        kf_registry::server::serve_router(app, listener, shutdown_signal()).await?;
+        anyhow::Ok(())
     })
-}
-
-async fn serve_store<S: RegistryStore + 'static>(
-    store: S,
-    artifacts: Option<ArtifactStore>,
-    addr: SocketAddr,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr()?;
-    // The first line on stdout is the address, so scripts can start on port 0.
-    outln!("kf registry listening on http://{local}");
-    match &artifacts {
-        Some(store) => eprintln!("kf registry: model files in {}", store.root_uri()),
-        None => eprintln!("kf registry: no artifact store (--artifacts URL); file uploads are refused"),
-    }
-    let app = kf_registry::server::router_with_artifacts(Arc::new(Registry::new(store)), artifacts);
-    kf_registry::server::serve_router(app, listener, shutdown_signal()).await?;
-    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -244,9 +244,7 @@ pub async fn app(settings: Settings) -> anyhow::Result<Router> {
     let files = kf_registry::artifact_store::ArtifactStore::from_url(files)
         .with_context(|| format!("the registry's file store {files}"))?;
     let registry_db = &settings.registry_db;
-    let registry = crate::registry_cmd::router_for(registry_db, Some(files))
-        .await
-        .with_context(|| format!("the registry database {}", crate::registry_cmd::redact(registry_db)))?;
+    let registry = crate::registry_cmd::router_for(registry_db, || Ok(Some(files))).await?;
     let registry = guard(registry, registry_scope);
 
     let repo = settings.repo;
