@@ -11,7 +11,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use common::webdriver::Browser;
-use common::{Server, call, json_field, poll, start, trainjob};
+use common::{Server, call, json_field, ok, poll, start, trainjob};
 
 const CONFIG: &str = r#"
 namespace = "team-a"
@@ -90,12 +90,6 @@ fn snap(browser: &Browser, name: &str) {
     if let Some(dir) = std::env::var_os("KF_DASHBOARD_SCREENSHOTS") {
         browser.screenshot(&std::path::Path::new(&dir).join(format!("{name}.png")));
     }
-}
-
-fn ok(server: &Server, method: &str, path: &str, token: &str, body: &str) -> String {
-    let (status, reply) = call(server, method, path, Some(token), body);
-    assert!((200..300).contains(&status), "{method} {path}: {status} {reply}");
-    reply
 }
 
 fn sign_in(browser: &Browser, s: &Server, token: &str) {

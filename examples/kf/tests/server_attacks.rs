@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Server, call, json_field, poll, request, start};
+use common::{call, experiment, json_field, ok, poll, request, start, trainjob};
 use serde_json::Value;
 
 const CONFIG: &str = r#"
@@ -26,55 +26,8 @@ t-eve = "eve"
 const TALK: &str = "name: talk\ncomponents:\n  speak:\n    container:\n      image: alpine\n      command: [sh, -c, 'echo secret-of-a']\ntasks:\n  speak: {component: speak}\n";
 const HELLO: &str = include_str!("../../../kf-dag/examples/pipelines/hello.yaml");
 
-/// A Katib Experiment of two quick shell trials.
-fn experiment(name: &str) -> String {
-    format!(
-        r#"apiVersion: kubeflow.org/v1beta1
-kind: Experiment
-metadata: {{name: {name}}}
-spec:
-  objective: {{type: minimize, objectiveMetricName: loss}}
-  algorithm: {{algorithmName: random}}
-  maxTrialCount: 2
-  parameters:
-    - {{name: x, parameterType: double, feasibleSpace: {{min: "0", max: "1"}}}}
-  trialTemplate:
-    trialParameters: [{{name: x, reference: x}}]
-    trialSpec:
-      apiVersion: batch/v1
-      kind: Job
-      spec: {{template: {{spec: {{containers: [{{name: main, image: unused, command: [sh, -c, "echo loss=${{trialParameters.x}}"]}}]}}}}}}
-"#
-    )
-}
-
-/// A TrainJob (one node, one shell process printing a secret) with the corpus torch runtime.
-fn trainjob(name: &str) -> String {
-    let runtime = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpus/trainer/manifests__base__runtimes__torch_distributed.yaml"
-    );
-    format!(
-        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata:\n  name: {name}\nspec:\n  runtimeRef:\n    \
-         name: torch-distributed\n  trainer:\n    numNodes: 1\n    command: [sh, -c, 'echo b-train-secret']\n---\n{}",
-        std::fs::read_to_string(runtime).expect("the corpus runtime")
-    )
-}
-
 const STUDY: &str = r#"{"name": "NAME", "algorithm": "random", "space": {"parameters": [
     {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}]}}"#;
-
-/// Asserts a setup step worked.
-fn ok(s: &Server, method: &str, path: &str, token: &str, body: &str) -> String {
-    let (status, reply) = call(s, method, path, Some(token), body);
-    assert!((200..300).contains(&status), "setup {method} {path}: {status} {reply}");
-    reply
-}
-
-/// Waits until a GET of `path` answers with `done(body)`.
-fn wait_for(s: &Server, path: &str, token: &str, done: impl Fn(&Value) -> bool) {
-    poll(s, path, token, done);
-}
 
 /// One attack: who, what request, and what must not come back.
 struct Attack {
@@ -126,21 +79,21 @@ fn every_mounted_api_refuses_the_attack_matrix() {
     ok(&s, "POST", &runs("team-a"), "t-alice", &submit(TALK, "a-run"));
     ok(&s, "POST", &runs("team-b"), "t-bob", &submit(HELLO, "b-run"));
     let ended = |v: &Value| v["state"] == "succeeded";
-    wait_for(&s, &format!("{}/a-run", runs("team-a")), "t-alice", ended);
-    wait_for(&s, &format!("{}/b-run", runs("team-b")), "t-bob", ended);
+    poll(&s, &format!("{}/a-run", runs("team-a")), "t-alice", ended);
+    poll(&s, &format!("{}/b-run", runs("team-b")), "t-bob", ended);
 
     let tuning = |ns: &str| format!("/api/tuning/v1/namespaces/{ns}");
-    ok(&s, "POST", &format!("{}/experiments", tuning("team-a")), "t-alice", &experiment("a-exp"));
-    ok(&s, "POST", &format!("{}/experiments", tuning("team-b")), "t-bob", &experiment("b-exp"));
+    ok(&s, "POST", &format!("{}/experiments", tuning("team-a")), "t-alice", &experiment("a-exp", 2, "0"));
+    ok(&s, "POST", &format!("{}/experiments", tuning("team-b")), "t-bob", &experiment("b-exp", 2, "0"));
     ok(&s, "POST", &format!("{}/studies", tuning("team-a")), "t-alice", &STUDY.replace("NAME", "a-study"));
     ok(&s, "POST", &format!("{}/studies", tuning("team-b")), "t-bob", &STUDY.replace("NAME", "b-study"));
     ok(&s, "POST", &format!("{}/studies/b-study/requests", tuning("team-b")), "t-bob", r#"{"op": "ask"}"#);
-    wait_for(&s, &format!("{}/experiments/b-exp", tuning("team-b")), "t-bob", |v| !v["ended"].is_null());
+    poll(&s, &format!("{}/experiments/b-exp", tuning("team-b")), "t-bob", |v| !v["ended"].is_null());
 
     let training = |ns: &str| format!("/api/training/v1/namespaces/{ns}/trainjobs");
-    ok(&s, "POST", &training("team-b"), "t-bob", &trainjob("b-train"));
-    ok(&s, "POST", &training("team-a"), "t-alice", &trainjob("a-train"));
-    wait_for(&s, &format!("{}/b-train", training("team-b")), "t-bob", |v| v["state"] == "Complete");
+    ok(&s, "POST", &training("team-b"), "t-bob", &trainjob("b-train", "echo b-train-secret"));
+    ok(&s, "POST", &training("team-a"), "t-alice", &trainjob("a-train", "echo b-train-secret"));
+    poll(&s, &format!("{}/b-train", training("team-b")), "t-bob", |v| v["state"] == "Complete");
 
     let (a, b) = (tuning("team-a"), tuning("team-b"));
     let (ta, tb) = (training("team-a"), training("team-b"));
@@ -234,12 +187,18 @@ fn every_mounted_api_refuses_the_attack_matrix() {
         attack("viewer infers", "t-vic", "POST", "/v2/models/iris/infer", "{}"),
         attack("viewer submits a run", "t-vic", "POST", ra.clone(), &submit(TALK, "v-run")),
         attack("viewer cancels a run", "t-vic", "POST", format!("{ra}/a-run/cancel"), ""),
-        attack("viewer submits an experiment", "t-vic", "POST", format!("{a}/experiments"), &experiment("v-exp")),
+        attack(
+            "viewer submits an experiment",
+            "t-vic",
+            "POST",
+            format!("{a}/experiments"),
+            &experiment("v-exp", 2, "0"),
+        ),
         attack("viewer deletes an experiment", "t-vic", "DELETE", format!("{a}/experiments/a-exp"), ""),
         attack("viewer starts a study", "t-vic", "POST", format!("{a}/studies"), &STUDY.replace("NAME", "v-study")),
         attack("viewer asks a study", "t-vic", "POST", format!("{a}/studies/a-study/requests"), r#"{"op": "ask"}"#),
         attack("viewer deletes a study", "t-vic", "DELETE", format!("{a}/studies/a-study"), ""),
-        attack("viewer submits a TrainJob", "t-vic", "POST", ta.clone(), &trainjob("v-train")),
+        attack("viewer submits a TrainJob", "t-vic", "POST", ta.clone(), &trainjob("v-train", "echo b-train-secret")),
         attack("viewer deletes a TrainJob", "t-vic", "DELETE", format!("{ta}/a-train"), ""),
     ]);
 
@@ -264,7 +223,13 @@ fn every_mounted_api_refuses_the_attack_matrix() {
         attack("read another's TrainJob", "t-alice", "GET", format!("{tb}/b-train"), ""),
         attack("read another's rank log", "t-alice", "GET", format!("{tb}/b-train/processes/0/logs"), ""),
         attack("delete another's TrainJob", "t-alice", "DELETE", format!("{tb}/b-train"), ""),
-        attack("train in another's namespace", "t-alice", "POST", tb.clone(), &trainjob("intruder")),
+        attack(
+            "train in another's namespace",
+            "t-alice",
+            "POST",
+            tb.clone(),
+            &trainjob("intruder", "echo b-train-secret"),
+        ),
         attack("stranger lists served models", "t-bob", "GET", "/api/serving/v1/models", ""),
         attack("stranger lists the registry", "t-bob", "GET", format!("{registry}/registered_models"), ""),
         attack("stranger reads a model by id", "t-bob", "GET", format!("{registry}/registered_models/{model}"), ""),

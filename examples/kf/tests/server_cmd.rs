@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Server, call, json_field, poll, start, trainjob};
+use common::{Server, call, experiment, json_field, poll, start, trainjob};
 
 /// The id of the first registered model.
 fn registered_id(server: &Server) -> String {
@@ -171,38 +171,6 @@ fn pipeline_runs_belong_to_their_namespace() {
     let run = finished(&s, &format!("{runs}/slow-1"));
     assert_eq!(run["state"], "cancelled", "{run}");
     assert_eq!(call(&s, "POST", &format!("{runs}/slow-1/cancel"), Some("t-alice"), "").0, 404);
-}
-
-/// A Katib Experiment of `trials` shell trials printing `loss=(x-0.3)^2`
-/// after `sleep` seconds.
-fn experiment(name: &str, trials: u32, sleep: &str) -> String {
-    format!(
-        r#"apiVersion: kubeflow.org/v1beta1
-kind: Experiment
-metadata:
-  name: {name}
-spec:
-  objective: {{type: minimize, objectiveMetricName: loss}}
-  algorithm: {{algorithmName: random}}
-  parallelTrialCount: 2
-  maxTrialCount: {trials}
-  parameters:
-    - {{name: x, parameterType: double, feasibleSpace: {{min: "0", max: "1"}}}}
-  trialTemplate:
-    primaryContainerName: main
-    trialParameters: [{{name: x, reference: x}}]
-    trialSpec:
-      apiVersion: batch/v1
-      kind: Job
-      spec:
-        template:
-          spec:
-            containers:
-              - name: main
-                image: unused
-                command: [sh, -c, "sleep {sleep} && awk 'BEGIN {{ printf \"loss=%.10f\\n\", (${{trialParameters.x}} - 0.3)^2 }}'"]
-"#
-    )
 }
 
 /// Polls an experiment until it ends.

@@ -108,3 +108,42 @@ pub fn trainjob(name: &str, script: &str) -> String {
         std::fs::read_to_string(runtime).expect("the corpus runtime")
     )
 }
+
+/// A Katib Experiment of `trials` shell trials printing `loss=(x-0.3)^2`
+/// after `sleep` seconds.
+pub fn experiment(name: &str, trials: u32, sleep: &str) -> String {
+    format!(
+        r#"apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata:
+  name: {name}
+spec:
+  objective: {{type: minimize, objectiveMetricName: loss}}
+  algorithm: {{algorithmName: random}}
+  parallelTrialCount: 2
+  maxTrialCount: {trials}
+  parameters:
+    - {{name: x, parameterType: double, feasibleSpace: {{min: "0", max: "1"}}}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters: [{{name: x, reference: x}}]
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            containers:
+              - name: main
+                image: unused
+                command: [sh, -c, "sleep {sleep} && awk 'BEGIN {{ printf \"loss=%.10f\\n\", (${{trialParameters.x}} - 0.3)^2 }}'"]
+"#
+    )
+}
+
+/// A setup request that must succeed (any 2xx); its body.
+pub fn ok(server: &Server, method: &str, path: &str, token: &str, body: &str) -> String {
+    let (status, reply) = call(server, method, path, Some(token), body);
+    assert!((200..300).contains(&status), "setup {method} {path}: {status} {reply}");
+    reply
+}
