@@ -74,6 +74,31 @@ fn children(job: &Value, runtime: &Value) -> Vec<Value> {
     objects
 }
 
+/// An MPI TrainJob on the upstream MLX runtime (OpenMPI, launcher as a node).
+fn mpi_job() -> Value {
+    stored(
+        json!({"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+               "metadata": {"name": "mlx-job"},
+               "spec": {"runtimeRef": {"name": "mlx-distributed"}, "trainer": {"numNodes": 2}}}),
+        "ml",
+    )
+}
+
+fn mpi_runtime() -> Value {
+    corpus("manifests__base__runtimes__mlx_distributed.yaml")
+}
+
+/// The SSH-auth Secret as the controller applies it: the render module's,
+/// with [`KEYS`], its kind and the trainjob-name label.
+fn mpi_secret(job: &Value) -> Value {
+    let job = TrainJob::from_value(job.clone()).unwrap();
+    let mut secret = serde_json::to_value(kf_train::render::ssh_auth_secret(&job, KEYS.0, KEYS.1)).unwrap();
+    secret["apiVersion"] = json!("v1");
+    secret["kind"] = json!("Secret");
+    secret["metadata"]["labels"] = json!({"trainer.kubeflow.org/trainjob-name": job.name().unwrap()});
+    secret
+}
+
 /// What the server answers for an apply or a GET of an applied object.
 fn as_stored(mut object: Value, resource_version: &str) -> Value {
     object["metadata"]["uid"] = json!(format!("child-of-{UID}"));
@@ -151,10 +176,16 @@ async fn serve(mut handle: Handle, script: Vec<Call>) {
     }
 }
 
-fn context() -> (Arc<Context>, Handle) {
+/// The key pair every MPI Secret gets in these tests.
+const KEYS: (&str, &str) = ("-----BEGIN OPENSSH PRIVATE KEY-----\ntest\n", "ssh-ed25519 AAAAtest");
+
+fn context() -> (Context, Handle) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
-    (Arc::new(Context::new(client, Config::default()).with_clock(|| NOW.to_string())), handle)
+    let ctx = Context::new(client, Config::default())
+        .with_clock(|| NOW.to_string())
+        .with_key_maker(|| Ok((KEYS.0.to_string(), KEYS.1.to_string())));
+    (ctx, handle)
 }
 
 /// One reconcile of `job` against `script`: its result and, when it
@@ -166,6 +197,11 @@ struct Outcome {
 
 async fn reconcile_with(job: &Value, script: Vec<Call>) -> Outcome {
     let (ctx, handle) = context();
+    reconcile_in(ctx, handle, job, script).await
+}
+
+async fn reconcile_in(ctx: Context, handle: Handle, job: &Value, script: Vec<Call>) -> Outcome {
+    let ctx = Arc::new(ctx);
     let server = tokio::spawn(serve(handle, script));
     let object = Arc::new(serde_json::from_value::<DynamicObject>(job.clone()).unwrap());
     let result = reconcile(object.clone(), ctx.clone()).await;
@@ -523,5 +559,82 @@ async fn a_failed_runtime_read_writes_nothing() {
     )
     .await;
     assert_eq!(kubernetes_status(&outcome.result), Some(403));
+    assert_eq!(outcome.retries[0], Action::requeue(Duration::from_secs(5)));
+}
+
+/// An MPI job: its SSH-auth Secret is created first, with a fresh key pair
+/// (the data the shell adds to the plan's Secret), then the hostfile
+/// ConfigMap, then the JobSet whose pods mount both.
+#[tokio::test]
+async fn an_mpi_job_gets_its_ssh_secret_with_fresh_keys_before_anything_else() {
+    let job = mpi_job();
+    let runtime = mpi_runtime();
+    let kids = children(&job, &runtime);
+    assert_eq!(kids.iter().map(|k| k["kind"].as_str().unwrap()).collect::<Vec<_>>(), ["ConfigMap", "JobSet"]);
+    let secret = mpi_secret(&job);
+    assert_eq!(secret["data"]["ssh-publickey"], "c3NoLWVkMjU1MTkgQUFBQXRlc3Q="); // base64 of KEYS.1
+    let outcome = reconcile_with(
+        &job,
+        vec![
+            get(format!("{CLUSTER_RUNTIMES}/mlx-distributed"), (200, as_stored(runtime, "1"))),
+            get(format!("{}/mlx-job", jobsets("ml")), not_found("jobsets mlx-job")),
+            get("/api/v1/namespaces/ml/secrets/mlx-job-mpi-ssh-auth", not_found("secrets mlx-job-mpi-ssh-auth")),
+            get("/api/v1/namespaces/ml/configmaps/mlx-job-mpi-hostfile", not_found("configmaps mlx-job-mpi-hostfile")),
+            apply("/api/v1/namespaces/ml/secrets/mlx-job-mpi-ssh-auth", secret),
+            apply("/api/v1/namespaces/ml/configmaps/mlx-job-mpi-hostfile", kids[0].clone()),
+            apply(format!("{}/mlx-job", jobsets("ml")), kids[1].clone()),
+            apply(trainjob_status("ml", "mlx-job"), status_body("ml", "mlx-job", json!({"conditions": [created()]}))),
+        ],
+    )
+    .await;
+    assert_eq!(outcome.result.unwrap(), Action::await_change());
+}
+
+/// Once the Secret exists its keys are the pods' keys: a second reconcile
+/// reads it and writes nothing, and no new key pair is even made.
+#[tokio::test]
+async fn an_existing_ssh_secret_is_never_rewritten() {
+    let job = with_status(mpi_job(), json!({"conditions": [created()]}));
+    let runtime = mpi_runtime();
+    let kids = children(&job, &runtime);
+    let (ctx, handle) = context();
+    let ctx = ctx.with_key_maker(|| panic!("an existing Secret needs no new keys"));
+    let outcome = reconcile_in(
+        ctx,
+        handle,
+        &job,
+        vec![
+            get(format!("{CLUSTER_RUNTIMES}/mlx-distributed"), (200, as_stored(runtime, "1"))),
+            get(format!("{}/mlx-job", jobsets("ml")), (200, as_stored(kids[1].clone(), "2"))),
+            get("/api/v1/namespaces/ml/secrets/mlx-job-mpi-ssh-auth", (200, as_stored(mpi_secret(&job), "2"))),
+            get("/api/v1/namespaces/ml/configmaps/mlx-job-mpi-hostfile", (200, as_stored(kids[0].clone(), "2"))),
+        ],
+    )
+    .await;
+    assert_eq!(outcome.result.unwrap(), Action::await_change());
+}
+
+/// No key pair, no Secret: the reconcile fails before its first write.
+#[tokio::test]
+async fn a_failed_key_pair_writes_nothing() {
+    let job = mpi_job();
+    let runtime = mpi_runtime();
+    let (ctx, handle) = context();
+    let ctx =
+        ctx.with_key_maker(|| Err(Error::Unrenderable { path: "sshAuthSecret".into(), message: "no entropy".into() }));
+    let outcome = reconcile_in(
+        ctx,
+        handle,
+        &job,
+        vec![
+            get(format!("{CLUSTER_RUNTIMES}/mlx-distributed"), (200, as_stored(runtime, "1"))),
+            get(format!("{}/mlx-job", jobsets("ml")), not_found("jobsets mlx-job")),
+            get("/api/v1/namespaces/ml/secrets/mlx-job-mpi-ssh-auth", not_found("secrets mlx-job-mpi-ssh-auth")),
+            get("/api/v1/namespaces/ml/configmaps/mlx-job-mpi-hostfile", not_found("configmaps mlx-job-mpi-hostfile")),
+        ],
+    )
+    .await;
+    let message = outcome.result.unwrap_err().to_string();
+    assert!(message.contains("no entropy"), "{message}");
     assert_eq!(outcome.retries[0], Action::requeue(Duration::from_secs(5)));
 }

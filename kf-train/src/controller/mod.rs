@@ -5,9 +5,10 @@
 //! job's namespace or `ClusterTrainingRuntime`) and its children, decides
 //! with the pure [`plan::reconcile_plan`], and carries the [`Plan`] out:
 //! every child that differs from the observed one is server-side applied
-//! (field manager [`FIELD_MANAGER`], forced) — ConfigMaps, the coscheduling
-//! or Volcano PodGroup, then the JobSet, as [`crate::render`] renders them,
-//! each owned by the TrainJob — and then the status (conditions `Created`,
+//! (field manager [`FIELD_MANAGER`], forced) — an MPI job's SSH-auth Secret,
+//! ConfigMaps, the coscheduling or Volcano PodGroup, then the JobSet, as
+//! [`crate::render`] renders them, each owned by the TrainJob — and then the
+//! status (conditions `Created`,
 //! `Suspended`, `Complete`, `Failed` and `jobsStatus`, see [`status`]) is
 //! applied to the status subresource when it changed. A reconcile that
 //! changes nothing writes nothing.
@@ -31,8 +32,11 @@
 //!   object it does not own.
 //!
 //! This module does the IO; everything it decides is in [`plan`] and
-//! [`status`], which are pure and unit-tested. MPI runtimes are not
-//! supported yet: their SSH Secret needs fresh key material.
+//! [`status`], which are pure and unit-tested, but for one thing a pure
+//! function cannot make: the key pair of an MPI job's SSH Secret. The shell
+//! makes it ([`ssh_key_pair`], a fresh Ed25519 pair per TrainJob; upstream
+//! uses ECDSA P-521, any OpenSSH accepts either) when it creates the
+//! Secret, which is immutable and never rewritten afterwards.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -62,7 +66,7 @@ use serde_json::{Value, json};
 
 pub use plan::{Next, Observed, Plan, Runtime, reconcile_plan};
 
-use crate::render::{COSCHEDULING_API_VERSION, JOBSET_API_VERSION, VOLCANO_API_VERSION};
+use crate::render::{self, COSCHEDULING_API_VERSION, JOBSET_API_VERSION, VOLCANO_API_VERSION};
 use crate::runtime::{CLUSTER_TRAINING_RUNTIME_KIND, TRAINING_RUNTIME_KIND, TrainingRuntime};
 use crate::trainjob::{API_GROUP, API_VERSION, MANAGED_BY_TRAINER, TRAINJOB_KIND, TrainJob};
 use crate::{Error, Result};
@@ -116,7 +120,35 @@ pub struct Context {
     client: Client,
     config: Config,
     clock: Box<dyn Fn() -> String + Send + Sync>,
+    keys: Box<KeyMaker>,
     failures: Mutex<HashMap<String, u32>>,
+}
+
+/// Makes the key pair of an MPI job's SSH Secret: `(private key in OpenSSH
+/// PEM, public key as an authorized_keys line)`.
+pub type KeyMaker = dyn Fn() -> Result<(String, String)> + Send + Sync;
+
+/// A fresh Ed25519 key pair from the operating system's random source:
+/// the private key in OpenSSH's PEM format, the public key as one
+/// `authorized_keys` line. What [`Context::new`] uses for MPI jobs.
+///
+/// ```
+/// let (private, public) = kf_train::controller::ssh_key_pair()?;
+/// assert!(private.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+/// assert!(public.starts_with("ssh-ed25519 "));
+/// assert_ne!(kf_train::controller::ssh_key_pair()?.1, public);
+/// # Ok::<(), kf_train::Error>(())
+/// ```
+pub fn ssh_key_pair() -> Result<(String, String)> {
+    let failed = |e: ssh_key::Error| Error::Unrenderable {
+        path: "sshAuthSecret".into(),
+        message: format!("cannot make an SSH key pair: {e}"),
+    };
+    let key =
+        ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519).map_err(failed)?;
+    let private = key.to_openssh(ssh_key::LineEnding::LF).map_err(failed)?;
+    let public = key.public_key().to_openssh().map_err(failed)?;
+    Ok((private.to_string(), public))
 }
 
 impl std::fmt::Debug for Context {
@@ -130,7 +162,13 @@ impl Context {
     /// seconds.
     pub fn new(client: Client, config: Config) -> Context {
         let clock = || k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-        Context { client, config, clock: Box::new(clock), failures: Mutex::default() }
+        Context { client, config, clock: Box::new(clock), keys: Box::new(ssh_key_pair), failures: Mutex::default() }
+    }
+
+    /// Replaces the maker of MPI SSH key pairs, e.g. with fixed keys in tests.
+    pub fn with_key_maker(mut self, keys: impl Fn() -> Result<(String, String)> + Send + Sync + 'static) -> Context {
+        self.keys = Box::new(keys);
+        self
     }
 
     /// Replaces the clock (RFC 3339 text), e.g. with a fixed time in tests.
@@ -157,7 +195,8 @@ impl Context {
 }
 
 /// The [`ApiResource`] of a kind this controller reads or writes:
-/// TrainJob, (Cluster)TrainingRuntime, JobSet, either PodGroup, ConfigMap.
+/// TrainJob, (Cluster)TrainingRuntime, JobSet, either PodGroup, ConfigMap,
+/// Secret.
 pub fn api_resource(api_version: &str, kind: &str) -> Option<ApiResource> {
     let plural = match (api_version, kind) {
         (API_VERSION, TRAINJOB_KIND) => "trainjobs",
@@ -166,6 +205,7 @@ pub fn api_resource(api_version: &str, kind: &str) -> Option<ApiResource> {
         (JOBSET_API_VERSION, "JobSet") => "jobsets",
         (COSCHEDULING_API_VERSION | VOLCANO_API_VERSION, "PodGroup") => "podgroups",
         ("v1", "ConfigMap") => "configmaps",
+        ("v1", "Secret") => "secrets",
         _ => return None,
     };
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
@@ -319,6 +359,20 @@ async fn execute(plan: &Plan, job: &TrainJob, namespace: &str, ctx: &Context) ->
     for child in &plan.apply {
         let (api_version, kind, name) = plan::child_key(child);
         let api = namespaced(ctx, namespace, api_version, kind)?;
+        let keyed;
+        let child = if plan::needs_key_material(child) {
+            let (private, public) = (ctx.keys)()?;
+            let data = render::ssh_auth_secret(job, &private, &public).data;
+            let mut filled = child.clone();
+            filled["data"] = serde_json::to_value(data).map_err(|e| Error::Unrenderable {
+                path: "sshAuthSecret.data".into(),
+                message: format!("cannot serialise: {e}"),
+            })?;
+            keyed = filled;
+            &keyed
+        } else {
+            child
+        };
         api.patch(name, &ctx.params(), &Patch::Apply(child))
             .await
             .map_err(|e| kube_error(format!("apply {kind} {namespace}/{name}"), e))?;

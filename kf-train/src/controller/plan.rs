@@ -15,7 +15,7 @@ use super::status::{
     derive_status, is_finished,
 };
 use crate::launch::{Network, plan};
-use crate::render::{JOBSET_API_VERSION, VOLCANO_API_VERSION, render};
+use crate::render::{JOBSET_API_VERSION, VOLCANO_API_VERSION, render, ssh_auth_secret};
 use crate::runtime::TrainingRuntime;
 use crate::trainjob::{MANAGED_BY_TRAINER, TrainJob, TrainJobStatus};
 use crate::{Error, Result};
@@ -55,6 +55,18 @@ impl Observed {
     }
 }
 
+/// Whether `child` is a Secret that still needs its key material: the MPI
+/// SSH-auth Secret as [`desired_children`] plans it. The shell fills in a
+/// fresh key pair ([`crate::render::ssh_auth_secret`]'s `data`) before it
+/// creates the Secret. A Secret that exists is never applied again (its
+/// planned fields are a subset of the stored ones), so the keys the pods
+/// mounted stay.
+pub fn needs_key_material(child: &Value) -> bool {
+    child.get("apiVersion").and_then(Value::as_str) == Some("v1")
+        && child.get("kind").and_then(Value::as_str) == Some("Secret")
+        && child.get("data").is_none_or(Value::is_null)
+}
+
 /// `(apiVersion, kind, name)` of an object.
 pub fn child_key(object: &Value) -> (&str, &str, &str) {
     let text = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or_default();
@@ -74,7 +86,8 @@ pub enum Next {
 /// What one reconcile must do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Every child the TrainJob should have, in creation order (ConfigMaps,
+    /// Every child the TrainJob should have, in creation order (an MPI
+    /// job's SSH Secret, ConfigMaps,
     /// PodGroup, JobSet); empty when it should have none yet.
     pub desired: Vec<Value>,
     /// The desired children that differ from what is observed: each is
@@ -113,9 +126,10 @@ pub fn acts_on(job: &TrainJob) -> bool {
 /// the job (which must therefore have a `uid`), the [`TRAINJOB_NAME_LABEL`],
 /// and the JobSet's `spec.suspend` written out (so that resuming a job whose
 /// `suspend` was removed is a change); a suspended job has no Volcano
-/// PodGroup yet, as upstream. Fails with the error that names the
-/// offending field; MPI runtimes fail at `runtime.spec.mlPolicy.mpi`, as
-/// their SSH Secret needs fresh key material this pure function cannot make.
+/// PodGroup yet, as upstream. MPI jobs start with their SSH-auth Secret
+/// (upstream's, immutable) without its key material, which a pure function
+/// cannot make: see [`needs_key_material`]. Fails with the error that names
+/// the offending field.
 pub fn desired_children(job: &TrainJob, runtime: &TrainingRuntime) -> Result<Vec<Value>> {
     let name = job.name().unwrap_or_default();
     let has_uid =
@@ -130,15 +144,24 @@ pub fn desired_children(job: &TrainJob, runtime: &TrainingRuntime) -> Result<Vec
     runtime.validate().map_err(|e| in_runtime(runtime, e))?;
     let launch = plan(job, runtime, &Network::Kubernetes)?;
     let manifests = render(job, runtime, &launch)?;
-    if let Some(secret) = &manifests.ssh_auth_secret {
-        return Err(Error::Unrenderable {
-            path: "runtime.spec.mlPolicy.mpi".into(),
-            message: format!(
-                "the MPI SSH Secret {secret:?} needs fresh key material; this controller does not create it yet"
-            ),
-        });
+    let mut children = Vec::new();
+    if manifests.ssh_auth_secret.is_some() {
+        // MPI: the SSH Secret comes first, without its key material, which
+        // the shell makes fresh when it creates the Secret (see
+        // [`needs_key_material`]); once it exists it is never rewritten.
+        let mut secret = ssh_auth_secret(job, "", "");
+        secret.data = None;
+        let mut value = serde_json::to_value(&secret).map_err(|e| Error::Unrenderable {
+            path: "sshAuthSecret".into(),
+            message: format!("cannot serialise: {e}"),
+        })?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("apiVersion".into(), "v1".into());
+            map.insert("kind".into(), "Secret".into());
+        }
+        children.push(value);
     }
-    let mut children = manifests.to_values()?;
+    children.extend(manifests.to_values()?);
     // As upstream's Volcano plugin: no PodGroup while the job is suspended
     // (Volcano would start holding the gang's resources); it comes on resume.
     if job.suspended() {
@@ -472,6 +495,49 @@ mod tests {
         assert_eq!(cond.reason.as_deref(), Some(JOBS_BUILD_FAILED));
         assert!(cond.message.as_deref().unwrap().contains("runtime.spec.template"), "{cond:?}");
         assert_eq!(plan.next, Next::Retry);
+    }
+
+    fn mpi_runtime() -> TrainingRuntime {
+        TrainingRuntime::from_value(json!({
+            "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "ClusterTrainingRuntime",
+            "metadata": {"name": "torch-distributed"},
+            "spec": {"mlPolicy": {"numNodes": 1, "mpi": {"numProcPerNode": 1, "sshAuthMountPath": "/home/mpi/.ssh"}},
+                "template": {"spec": {"replicatedJobs": [
+                    {"name": "launcher", "template": {"metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}},
+                        "spec": {"template": {"spec": {"containers": [{"name": "node", "image": "mpi"}]}}}}},
+                    {"name": "node", "template": {"spec": {"template": {"spec": {"containers": [{"name": "node", "image": "mpi"}]}}}}}]}}},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_mpi_job_plans_its_ssh_secret_first_without_keys_and_never_rewrites_it() {
+        let rt = mpi_runtime();
+        let first = reconcile_plan(&job(2, None), Runtime::Found(&rt), &Observed::default(), "t");
+        let kinds: Vec<_> = first.apply.iter().map(|c| child_key(c).1).collect();
+        assert_eq!(kinds, ["Secret", "ConfigMap", "JobSet"]);
+        let secret = &first.apply[0];
+        assert!(needs_key_material(secret));
+        assert_eq!(secret["metadata"]["name"], "mnist-mpi-ssh-auth");
+        assert_eq!(secret["type"], "kubernetes.io/ssh-auth");
+        assert_eq!(secret["immutable"], true);
+        assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        assert_eq!(secret["metadata"]["labels"][TRAINJOB_NAME_LABEL], "mnist");
+        assert!(first.apply[1..].iter().all(|c| !needs_key_material(c)));
+        assert!(is_true(first.status.as_ref(), CREATED));
+        // Stored with the keys the shell made: nothing to rewrite.
+        let (settled, mut observed) = settle(&job(2, None), &first);
+        observed.children[0]["data"] = json!({"ssh-privatekey": "UFJJVkFURQ==", "ssh-publickey": "UFVCTElD"});
+        let again = reconcile_plan(&settled, Runtime::Found(&rt), &observed, "t2");
+        assert!(!again.writes(), "{again:?}");
+        // A Secret of that name the job does not own is left alone.
+        let mut foreign = observed.children[0].clone();
+        foreign["metadata"]["ownerReferences"] = json!([]);
+        let blocked = reconcile_plan(&job(2, None), Runtime::Found(&rt), &Observed { children: vec![foreign] }, "t");
+        assert!(blocked.apply.is_empty());
+        let cond = blocked.status.as_ref().and_then(|s| s.conditions.as_ref()).map(|c| c[0].clone()).unwrap();
+        assert_eq!(cond.reason.as_deref(), Some(CHILD_NOT_OWNED));
+        assert!(cond.message.as_deref().unwrap().starts_with("Secret \"mnist-mpi-ssh-auth\""), "{cond:?}");
     }
 
     #[test]
