@@ -55,12 +55,15 @@ mod error;
 pub mod kserve;
 pub mod metrics;
 mod model;
+pub mod model_config;
 pub mod protocol;
 mod quantity;
 mod repository;
 pub mod router;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "store")]
+pub mod store;
 
 pub use error::{Error, ErrorClass, Result};
 #[cfg(feature = "onnx")]

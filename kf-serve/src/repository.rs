@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::model::Model;
+use crate::model_config::{self, CONFIG_FILES, ModelConfig};
 use crate::protocol::{InferenceRequest, InferenceResponse, ModelMetadata};
 use crate::{Error, Result};
 
@@ -268,9 +269,12 @@ impl ModelRepository {
 
     /// Loads every `<dir>/<model>/<version>/model.onnx` with `load` and serves
     /// it as `<model>` version `<version>` (directories that do not follow
-    /// the layout are skipped). Each version is `LOADING` while `load` runs,
-    /// then `READY`, or `UNAVAILABLE` with the loader's error, so one broken
-    /// model never stops the others. Returns the versions found.
+    /// the layout are skipped), configured by `<dir>/<model>/config.toml`
+    /// (or `.json`, see [`crate::model_config`]) when there is one. Each
+    /// version is `LOADING` while `load` runs, then `READY`, or `UNAVAILABLE`
+    /// with the loader's (or the config's) error, so one broken model never
+    /// stops the others. Returns the versions found. For object stores and
+    /// reloads, see `store::RepositoryStore` (feature `store`).
     ///
     /// O(directory entries) plus the loads.
     pub fn load_dir(
@@ -281,7 +285,8 @@ impl ModelRepository {
         let mut found = Vec::new();
         for (name, version, file) in model_files(dir)? {
             self.set_state(&name, &version, ModelState::Loading);
-            let state = match load(&name, &file) {
+            let config = read_config(&dir.join(&name), &name);
+            let state = match config.and_then(|config| config.apply(&name, load(&name, &file)?)) {
                 Ok(model) => ModelState::Ready(model),
                 Err(e) => ModelState::Failed(e.to_string()),
             };
@@ -294,6 +299,19 @@ impl ModelRepository {
 
 fn not_ready(name: &str, version: &str, reason: &str) -> Error {
     Error::ModelNotReady { model: name.to_string(), reason: format!("version {version:?}: {reason}") }
+}
+
+/// The configuration in `model_dir`: the first of [`CONFIG_FILES`] there,
+/// else the default.
+fn read_config(model_dir: &Path, name: &str) -> Result<ModelConfig> {
+    for file in CONFIG_FILES {
+        match std::fs::read(model_dir.join(file)) {
+            Ok(bytes) => return model_config::read(name, file, &bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::ModelLoad { model: name.to_string(), message: format!("{name}/{file}: {e}") }),
+        }
+    }
+    Ok(ModelConfig::default())
 }
 
 /// The model file name in a repository layout.

@@ -17,6 +17,7 @@
 //! | `GET /v2/models/{m}[/versions/{v}]/ready` | 200 ready, 503 not ready, 404 unknown |
 //! | `POST /v2/models/{m}[/versions/{v}]/infer` | JSON or binary-extension inference |
 //! | `POST /v2/repository/index` | every model version with its state |
+//! | `POST /v2/repository/models/{m}/load` | loads `m` again from the repository ([`ServerOptions::loader`]): 200, 404 not in the repository, 500 when a version failed |
 //! | `POST /v2/repository/models/{m}/unload` | stops serving every version of `m` |
 //! | `GET /metrics` | Prometheus text |
 //! | `POST /graphs/{g}` | runs InferenceGraph `g` on a JSON body ([`graph_routes`], merged in by the embedder) |
@@ -65,6 +66,22 @@ pub struct ServerOptions {
     pub autoscale_period: Duration,
     /// InferenceGraphs [`router`] serves at `POST /graphs/{name}` (see [`graph_routes`]).
     pub graphs: std::collections::BTreeMap<String, Arc<crate::router::GraphRouter>>,
+    /// Where `POST /v2/repository/models/{m}/load` loads models from (e.g.
+    /// a [`crate::store::RepositoryStore`], feature `store`); without one
+    /// that route answers 400.
+    pub loader: Option<Arc<dyn RepositoryLoader>>,
+}
+
+/// Loads one model again from wherever the server's models come from.
+pub trait RepositoryLoader: Send + Sync + std::fmt::Debug {
+    /// Loads `model` into `repo` again, as a whole (every version the
+    /// source has). An error names what failed; [`Error::ModelNotFound`]
+    /// when the source has no such model.
+    fn load<'a>(
+        &'a self,
+        repo: &'a ModelRepository,
+        model: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 }
 
 /// How often [`run`] asks the autoscaler for a recommendation by default (Knative's tick).
@@ -79,6 +96,7 @@ impl Default for ServerOptions {
             model_autoscale: std::collections::BTreeMap::new(),
             autoscale_period: AUTOSCALE_PERIOD,
             graphs: std::collections::BTreeMap::new(),
+            loader: None,
         }
     }
 }
@@ -138,6 +156,7 @@ pub fn router(repo: Arc<ModelRepository>, metrics: Arc<Metrics>, options: Server
         .route("/v2/models/{model}/infer", post(infer))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer_versioned))
         .route("/v2/repository/index", post(repository_index))
+        .route("/v2/repository/models/{model}/load", post(repository_load))
         .route("/v2/repository/models/{model}/unload", post(repository_unload))
         .route("/metrics", get(metrics_text))
         .fallback(no_route)
@@ -304,6 +323,17 @@ async fn run_infer(s: Shared, model: String, version: Option<String>, headers: H
 
 async fn repository_index(State(s): State<Shared>) -> Response {
     axum::Json(s.repo.index()).into_response()
+}
+
+async fn repository_load(State(s): State<Shared>, Path(model): Path<String>) -> Answer {
+    let Some(loader) = &s.options.loader else {
+        return Err(ErrorResponse(Error::BadRequest {
+            path: "model".into(),
+            message: "this server has no model repository to load from".into(),
+        }));
+    };
+    loader.load(&s.repo, &model).await?;
+    Ok(json(serde_json::json!({})))
 }
 
 async fn repository_unload(State(s): State<Shared>, Path(model): Path<String>) -> Answer {

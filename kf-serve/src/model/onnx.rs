@@ -197,14 +197,38 @@ impl OnnxModel {
     /// tract cannot run the graph — the error then names what tract lacks,
     /// e.g. `Unimplemented(TreeEnsembleRegressor)`.
     pub fn load(name: &str, path: impl AsRef<Path>) -> Result<Self> {
-        let load_err = |message: String| Error::ModelLoad { model: name.to_string(), message };
         let path = path.as_ref();
+        let proto = tract_onnx::onnx().proto_model_for_path(path).map_err(|e| Error::ModelLoad {
+            model: name.to_string(),
+            message: format!("cannot read {}: {}", path.display(), describe(&e)),
+        })?;
+        Self::from_proto(name, &proto)
+    }
+
+    /// [`OnnxModel::load`] from the bytes of an ONNX file, e.g. read from
+    /// an object store (see [`crate::store`]). Models whose weights live in
+    /// external data files need [`OnnxModel::load`], next to those files.
+    ///
+    /// ```
+    /// let bytes = std::fs::read("../../shared/models/iris-logreg.onnx")?;
+    /// let model = kf_serve::OnnxModel::from_bytes("iris", &bytes)?;
+    /// assert_eq!(kf_serve::Model::metadata(&model).platform, "onnx");
+    /// assert!(kf_serve::OnnxModel::from_bytes("iris", b"not onnx").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<Self> {
+        let proto = tract_onnx::onnx().proto_model_for_read(&mut &bytes[..]).map_err(|e| Error::ModelLoad {
+            model: name.to_string(),
+            message: format!("not an ONNX model: {}", describe(&e)),
+        })?;
+        Self::from_proto(name, &proto)
+    }
+
+    fn from_proto(name: &str, proto: &tract_onnx::pb::ModelProto) -> Result<Self> {
+        let load_err = |message: String| Error::ModelLoad { model: name.to_string(), message };
         let onnx = tract_onnx::onnx();
-        let proto = onnx
-            .proto_model_for_path(path)
-            .map_err(|e| load_err(format!("cannot read {}: {}", path.display(), describe(&e))))?;
-        let metadata = metadata_of(name, &proto)?;
-        let model = onnx.model_for_proto_model(&proto).map_err(|e| load_err(describe(&e)))?;
+        let metadata = metadata_of(name, proto)?;
+        let model = onnx.model_for_proto_model(proto).map_err(|e| load_err(describe(&e)))?;
         let plan = match model.clone().into_optimized().and_then(|m| m.into_runnable()) {
             Ok(plan) => Plan::Symbolic(plan),
             Err(symbolic) => {
