@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use kf_serve::server::{DEFAULT_BODY_LIMIT, ServerOptions};
+use kf_serve::store::RepositoryStore;
 use kf_serve::{Model, ModelRepository, OnnxModel};
 
 /// Serve ONNX models over the Open Inference Protocol v2 (REST, with the
@@ -19,11 +20,14 @@ pub struct Args {
     #[arg(long = "model", value_name = "NAME=PATH", value_parser = parse_model)]
     models: Vec<(String, PathBuf)>,
 
-    /// A model repository directory laid out as `<dir>/<model>/<version>/model.onnx`.
-    /// Models that fail to load are served as unavailable (503), with the reason
-    /// in POST /v2/repository/index.
-    #[arg(long, value_name = "DIR")]
-    model_repository: Option<PathBuf>,
+    /// A model repository laid out as `<repo>/<model>/<version>/model.onnx`
+    /// (+ optional `<repo>/<model>/config.toml`): a directory, a `file://`
+    /// URL or `s3://bucket/prefix` (credentials and `AWS_ENDPOINT_URL` from
+    /// the `AWS_*` environment). Models that fail to load are served as
+    /// unavailable (503), with the reason in POST /v2/repository/index;
+    /// POST /v2/repository/models/NAME/load reloads one without a restart.
+    #[arg(long, value_name = "DIR_OR_URL")]
+    model_repository: Option<String>,
 
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -100,6 +104,19 @@ fn load_onnx(name: &str, path: &std::path::Path) -> kf_serve::Result<Arc<dyn Mod
     Ok(Arc::new(OnnxModel::load(name, path)?))
 }
 
+/// Loads every model of the repository at `location` into `repo`; returns
+/// the store, which reloads models on request.
+fn load_repository(location: &str, repo: &ModelRepository) -> kf_serve::Result<Arc<RepositoryStore>> {
+    let store = RepositoryStore::open(location, |name: &str, bytes: &[u8]| -> kf_serve::Result<Arc<dyn Model>> {
+        Ok(Arc::new(OnnxModel::from_bytes(name, bytes)?))
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        kf_serve::Error::Internal { message: format!("cannot start a runtime to load the repository: {e}") }
+    })?;
+    runtime.block_on(store.load_all(repo))?;
+    Ok(Arc::new(store))
+}
+
 pub fn run(args: Args) -> ExitCode {
     if args.models.is_empty() && args.model_repository.is_none() {
         eprintln!("kf serve: nothing to serve: give --model NAME=PATH.onnx or --model-repository DIR");
@@ -115,10 +132,14 @@ pub fn run(args: Args) -> ExitCode {
             }
         }
     }
-    if let Some(dir) = &args.model_repository {
-        if let Err(e) = repo.load_dir(dir, load_onnx) {
-            eprintln!("kf serve: {e}");
-            return ExitCode::FAILURE;
+    let mut options = ServerOptions { body_limit: args.max_body_bytes, ..Default::default() };
+    if let Some(location) = &args.model_repository {
+        match load_repository(location, &repo) {
+            Ok(store) => options.loader = Some(store),
+            Err(e) => {
+                eprintln!("kf serve: {e}");
+                return ExitCode::FAILURE;
+            }
         }
         for entry in repo.index().into_iter().filter(|e| e.reason.is_some()) {
             eprintln!(
@@ -143,7 +164,6 @@ pub fn run(args: Args) -> ExitCode {
             }
         }
     }
-    let mut options = ServerOptions { body_limit: args.max_body_bytes, ..Default::default() };
     for path in &args.graphs {
         match load_graph(path, &repo) {
             Ok((name, graph)) => {

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+#[path = "common/moto.rs"]
+mod moto;
+
 fn kf(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kf")).args(args).output().expect("kf runs")
 }
@@ -28,9 +31,14 @@ struct Server {
 
 impl Server {
     fn start(args: &[String]) -> Server {
+        Server::start_with(args, &[])
+    }
+
+    fn start_with(args: &[String], env: &[(&str, String)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kf"))
             .arg("serve")
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["--addr", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -154,6 +162,50 @@ fn serves_a_model_repository_directory() {
     let (status, reply) = server.request("POST", "/v2/repository/index", "");
     assert_eq!(status, 200);
     assert!(reply.contains("TreeEnsembleRegressor"), "{reply}");
+}
+
+/// `s3://` repositories: models and their config read from a real
+/// S3-compatible server, and a model uploaded later loaded without a restart.
+#[test]
+fn serves_a_model_repository_in_s3_and_loads_new_models_on_request() {
+    let Some(moto) = moto::Moto::start() else { return };
+    moto.create_bucket("models");
+    let sum = std::fs::read(shared("models/sum.onnx")).expect("sum.onnx");
+    moto.put_object("models", "prod/sum/1/model.onnx", &sum);
+    moto.put_object("models", "prod/sum/config.toml", b"[batching]\nmax_batch_rows = 16\nmax_latency_ms = 1\n");
+    moto.put_object("models", "prod/bad/1/model.onnx", b"not onnx");
+    moto.put_object("models", "elsewhere/other/1/model.onnx", &sum);
+    let server = Server::start_with(&["--model-repository".into(), "s3://models/prod".into()], &moto.env());
+    let (status, reply) = server.request("POST", "/v2/repository/index", "");
+    assert_eq!(status, 200);
+    let index: serde_json::Value = serde_json::from_str(&reply).expect("index");
+    let rows: Vec<(&str, &str)> = index
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap_or(""), r["state"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(rows, [("bad", "UNAVAILABLE"), ("sum", "READY")], "only prod/, each with its state: {reply}");
+    let one = r#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}"#;
+    let (status, reply) = server.request("POST", "/v2/models/sum/infer", one);
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains("[10.0]"), "{reply}");
+    // Uploaded while serving: unknown until loaded, then served.
+    moto.put_object("models", "prod/late/4/model.onnx", &sum);
+    assert_eq!(server.request("GET", "/v2/models/late/ready", "").0, 404);
+    let (status, reply) = server.request("POST", "/v2/repository/models/late/load", "");
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = server.request("POST", "/v2/models/late/versions/4/infer", one);
+    assert_eq!(status, 200, "{reply}");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn an_unreachable_repository_stops_the_server_naming_it() {
+    let out = kf(&["serve", "--model-repository", "/nonexistent/kf-models", "--addr", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/kf-models"), "{stderr}");
 }
 
 /// The interpreter with ../shared/python/requirements-serve.txt installed:
