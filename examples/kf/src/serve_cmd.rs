@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use kf_serve::server::{DEFAULT_BODY_LIMIT, ServerOptions};
 use kf_serve::store::RepositoryStore;
-use kf_serve::{Model, ModelRepository, OnnxModel};
+use kf_serve::{Model, ModelRepository, OnnxModel, RemoteModel, RemoteOptions};
 
 /// Serve ONNX models over the Open Inference Protocol v2 (REST, with the
 /// binary tensor extension) until Ctrl-C or SIGTERM.
@@ -19,6 +19,16 @@ pub struct Args {
     /// A model to serve, as NAME=PATH.onnx, served as version 1 (repeatable).
     #[arg(long = "model", value_name = "NAME=PATH", value_parser = parse_model)]
     models: Vec<(String, PathBuf)>,
+
+    /// A model another Open Inference Protocol v2 server serves, as
+    /// NAME=URL: `http://host:port` serves its model NAME,
+    /// `http://host:port/v2/models/OTHER[/versions/V]` its model OTHER
+    /// (repeatable). Its metadata is read at start (a backend that does not
+    /// answer stops the server); afterwards requests are forwarded over
+    /// pooled connections with timeouts and safe retries, and a backend that
+    /// goes away is 503 until it comes back.
+    #[arg(long = "remote", value_name = "NAME=URL", value_parser = parse_remote)]
+    remotes: Vec<(String, Remote)>,
 
     /// A model repository laid out as `<repo>/<model>/<version>/model.onnx`
     /// (+ optional `<repo>/<model>/config.toml`): a directory, a `file://`
@@ -100,6 +110,33 @@ fn parse_model(value: &str) -> Result<(String, PathBuf), String> {
     }
 }
 
+/// Where a `--remote` model lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Remote {
+    base: String,
+    model: String,
+    version: Option<String>,
+}
+
+fn parse_remote(value: &str) -> Result<(String, Remote), String> {
+    let usage = || format!("expected NAME=http://HOST:PORT[/v2/models/MODEL[/versions/V]], found {value:?}");
+    let (name, url) = value.split_once('=').filter(|(n, u)| !n.is_empty() && !u.is_empty()).ok_or_else(usage)?;
+    let (base, model, version) = match url.split_once("/v2/models/") {
+        None => (url.trim_end_matches('/'), name, None),
+        Some((base, rest)) => match rest.trim_end_matches('/').split_once("/versions/") {
+            Some((model, version)) if !model.is_empty() && !version.is_empty() && !version.contains('/') => {
+                (base, model, Some(version.to_string()))
+            }
+            None if !rest.is_empty() && !rest.contains('/') => (base, rest.trim_end_matches('/'), None),
+            _ => return Err(usage()),
+        },
+    };
+    if !base.starts_with("http://") || base.len() <= "http://".len() {
+        return Err(format!("{value:?}: the URL must start with http://HOST:PORT"));
+    }
+    Ok((name.to_string(), Remote { base: base.to_string(), model: model.to_string(), version }))
+}
+
 fn load_onnx(name: &str, path: &std::path::Path) -> kf_serve::Result<Arc<dyn Model>> {
     Ok(Arc::new(OnnxModel::load(name, path)?))
 }
@@ -118,8 +155,10 @@ fn load_repository(location: &str, repo: &ModelRepository) -> kf_serve::Result<A
 }
 
 pub fn run(args: Args) -> ExitCode {
-    if args.models.is_empty() && args.model_repository.is_none() {
-        eprintln!("kf serve: nothing to serve: give --model NAME=PATH.onnx or --model-repository DIR");
+    if args.models.is_empty() && args.remotes.is_empty() && args.model_repository.is_none() {
+        eprintln!(
+            "kf serve: nothing to serve: give --model NAME=PATH.onnx, --remote NAME=URL or --model-repository DIR_OR_URL"
+        );
         return ExitCode::from(2);
     }
     let repo = Arc::new(ModelRepository::new());
@@ -128,6 +167,17 @@ pub fn run(args: Args) -> ExitCode {
             Ok(model) => repo.insert(name, "1", model),
             Err(e) => {
                 eprintln!("kf serve: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    for (name, remote) in &args.remotes {
+        let connected =
+            RemoteModel::connect(&remote.base, &remote.model, remote.version.as_deref(), RemoteOptions::default());
+        match connected {
+            Ok(model) => repo.insert(name, "1", Arc::new(model)),
+            Err(e) => {
+                eprintln!("kf serve: --remote {name}={}: {e}", remote.base);
                 return ExitCode::FAILURE;
             }
         }
@@ -185,6 +235,40 @@ pub fn run(args: Args) -> ExitCode {
         Err(e) => {
             eprintln!("kf serve: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(base: &str, model: &str, version: Option<&str>) -> Remote {
+        Remote { base: base.into(), model: model.into(), version: version.map(str::to_string) }
+    }
+
+    #[test]
+    fn remote_flags_name_the_backend_model() {
+        let cases = [
+            ("iris=http://10.0.0.7:8080", remote("http://10.0.0.7:8080", "iris", None)),
+            ("iris=http://10.0.0.7:8080/", remote("http://10.0.0.7:8080", "iris", None)),
+            ("iris=http://h:1/prefix/v2/models/flowers", remote("http://h:1/prefix", "flowers", None)),
+            ("iris=http://h:1/v2/models/flowers/versions/3", remote("http://h:1", "flowers", Some("3"))),
+        ];
+        for (flag, want) in cases {
+            assert_eq!(parse_remote(flag), Ok(("iris".to_string(), want)), "{flag}");
+        }
+        for bad in [
+            "iris",
+            "=http://h:1",
+            "iris=",
+            "iris=https://h:1",
+            "iris=http://",
+            "iris=http://h:1/v2/models/",
+            "iris=http://h:1/v2/models/a/b",
+            "iris=http://h:1/v2/models/a/versions/",
+        ] {
+            assert!(parse_remote(bad).is_err(), "{bad}");
         }
     }
 }

@@ -200,6 +200,46 @@ fn serves_a_model_repository_in_s3_and_loads_new_models_on_request() {
     assert!(server.stop().success());
 }
 
+/// Proxy mode: one `kf serve` forwards a model to another; answers are the
+/// backend's, and a backend that goes away is 503 at the front, not a hang.
+#[test]
+fn forwards_remote_models_to_another_v2_server() {
+    let backend = Server::start(&["--model".into(), model_arg("iris", "iris-logreg.onnx")]);
+    let front = Server::start(&[
+        "--remote".into(),
+        format!("flowers={}/v2/models/iris", backend.url()),
+        "--remote".into(),
+        format!("iris={}", backend.url()),
+    ]);
+    let body = std::fs::read_to_string(shared("models/requests/iris-logreg.json")).expect("request");
+    let (status, direct) = backend.request("POST", "/v2/models/iris/infer", &body);
+    assert_eq!(status, 200, "{direct}");
+    let outputs = |reply: &str| serde_json::from_str::<serde_json::Value>(reply).expect("json")["outputs"].clone();
+    for name in ["flowers", "iris"] {
+        let (status, proxied) = front.request("POST", &format!("/v2/models/{name}/infer"), &body);
+        assert_eq!(status, 200, "{proxied}");
+        assert_eq!(outputs(&proxied), outputs(&direct), "{name}");
+        let (status, metadata) = front.request("GET", &format!("/v2/models/{name}"), "");
+        assert_eq!(status, 200);
+        assert!(metadata.contains(&format!(r#""name":"{name}""#)), "{metadata}");
+    }
+    assert!(backend.stop().success());
+    let (status, reply) = front.request("POST", "/v2/models/iris/infer", &body);
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(front.request("GET", "/v2/models/iris/ready", "").0, 503);
+    assert!(front.stop().success());
+}
+
+#[test]
+fn a_remote_that_does_not_answer_stops_the_server_naming_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let url = format!("iris=http://127.0.0.1:{port}");
+    let out = kf(&["serve", "--remote", &url, "--addr", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("--remote iris=http://127.0.0.1:{port}")), "{stderr}");
+}
+
 #[test]
 fn an_unreachable_repository_stops_the_server_naming_it() {
     let out = kf(&["serve", "--model-repository", "/nonexistent/kf-models", "--addr", "127.0.0.1:0"]);
