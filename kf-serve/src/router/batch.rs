@@ -22,7 +22,7 @@ fn batch_error(message: String) -> Error {
 }
 
 /// The rows of a request: the first dimension shared by all of its inputs.
-fn rows_of(request: &InferenceRequest) -> Result<usize> {
+pub(crate) fn rows_of(request: &InferenceRequest) -> Result<usize> {
     let mut rows = None;
     for t in &request.inputs {
         let Some(&first) = t.shape().first() else {
@@ -265,8 +265,8 @@ fn run_batches(inner: &dyn Model, shared: &Shared, options: BatchOptions) {
 
 /// Takes the first request and the compatible ones after it, in arrival
 /// order, while they fit in `max_rows` (the first always goes).
-fn take_batch(waiting: &mut Vec<(InferenceRequest, Reply)>, max_rows: usize) -> Vec<(InferenceRequest, Reply)> {
-    let mut taken: Vec<(InferenceRequest, Reply)> = Vec::new();
+pub(crate) fn take_batch<R>(waiting: &mut Vec<(InferenceRequest, R)>, max_rows: usize) -> Vec<(InferenceRequest, R)> {
+    let mut taken: Vec<(InferenceRequest, R)> = Vec::new();
     let mut kept = Vec::new();
     let mut rows = 0;
     for (request, reply) in waiting.drain(..) {

@@ -2,7 +2,9 @@
 //! [`TrafficSplit`] as a pure function and [`CanaryModel`], a [`Model`] that
 //! applies it; [`batch`], dynamic batching for v2 requests; KServe
 //! InferenceGraphs: [`GraphPlan`] (a graph compiled to run, with
-//! [`Condition`]s in a GJSON subset) executed over a [`StepCaller`].
+//! [`Condition`]s in a GJSON subset) executed over a [`StepCaller`]; and
+//! (feature `tower`) [`layer`]: batching and the canary split as tower
+//! middleware over any `Service<InferenceRequest>`.
 //!
 //! The split decides; it does no IO and holds no models. The canary model
 //! holds two revisions and asks the split which one answers.
@@ -12,6 +14,8 @@
 pub mod batch;
 mod condition;
 mod graph;
+#[cfg(feature = "tower")]
+pub mod layer;
 mod split;
 
 #[cfg(feature = "remote")]

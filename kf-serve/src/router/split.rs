@@ -48,6 +48,11 @@ pub struct TrafficSplit {
 }
 
 impl TrafficSplit {
+    /// `percent` as a split, above 100 read as 100 (for values kept in atomics).
+    pub(crate) fn clamped(percent: u64) -> Self {
+        TrafficSplit { canary_percent: u8::try_from(percent.min(100)).unwrap_or(100) }
+    }
+
     /// A split sending `canary_percent` (0–100) % to the canary.
     pub fn new(canary_percent: u8) -> Result<Self> {
         if canary_percent > 100 {
@@ -84,6 +89,15 @@ impl TrafficSplit {
     /// Everything back to the stable revision.
     pub fn rollback(self) -> Self {
         TrafficSplit { canary_percent: 0 }
+    }
+}
+
+/// The revision `request` goes to under `split`: by its
+/// [`STICKY_PARAMETER`] when it carries one, else by the next ticket.
+pub(crate) fn revision_of(split: TrafficSplit, tickets: &AtomicU64, request: &InferenceRequest) -> Revision {
+    match request.parameters.as_ref().and_then(|p| p.get(STICKY_PARAMETER)).and_then(Value::as_str) {
+        Some(key) => split.route_key(key),
+        None => split.route(tickets.fetch_add(1, Ordering::Relaxed)),
     }
 }
 
@@ -144,8 +158,7 @@ impl CanaryModel {
 
     /// The split in force.
     pub fn split(&self) -> TrafficSplit {
-        let p = self.percent.load(Ordering::Relaxed).min(100);
-        TrafficSplit { canary_percent: u8::try_from(p).unwrap_or(100) }
+        TrafficSplit::clamped(self.percent.load(Ordering::Relaxed))
     }
 
     /// Requests routed so far to (stable, canary), for dashboards: the split
@@ -161,11 +174,7 @@ impl CanaryModel {
 
     /// The revision `request` goes to.
     pub fn revision_for(&self, request: &InferenceRequest) -> Revision {
-        let split = self.split();
-        match request.parameters.as_ref().and_then(|p| p.get(STICKY_PARAMETER)).and_then(Value::as_str) {
-            Some(key) => split.route_key(key),
-            None => split.route(self.tickets.fetch_add(1, Ordering::Relaxed)),
-        }
+        revision_of(self.split(), &self.tickets, request)
     }
 }
 
