@@ -90,17 +90,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{AsyncReadExt, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, LogParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 pub use plan::{
-    ASSIGNMENT_ANNOTATION, EXPERIMENT_LABEL, METRICS_ANNOTATION, Next, Observed, Plan, STOPPED_ANNOTATION, Stop,
-    TRIAL_LABEL, reconcile_plan,
+    ASSIGNMENT_ANNOTATION, EXPERIMENT_LABEL, LogCollector, METRICS_ANNOTATION, Next, Observed, Plan,
+    STOPPED_ANNOTATION, Stop, TRIAL_LABEL, reconcile_plan,
 };
 
 use crate::katib::{API_VERSION, Experiment, KIND};
@@ -307,6 +308,9 @@ async fn decide(experiment: &Experiment, namespace: &str, ctx: &Context, now: &s
         value["kind"] = json!(kind);
         observed.children.push(value);
     }
+    if let Ok(Some(collector)) = plan::log_collector(experiment) {
+        collect_from_logs(experiment, &collector, &mut observed, namespace, ctx).await?;
+    }
     let plan = reconcile_plan(experiment, &observed, now);
     let mut found = false;
     for child in &plan.create {
@@ -321,6 +325,66 @@ async fn decide(experiment: &Experiment, namespace: &str, ctx: &Context, now: &s
         }
     }
     Ok(if found { reconcile_plan(experiment, &observed, now) } else { plan })
+}
+
+/// Reads the metrics of each trial [`plan::awaiting_log`] names from the
+/// log of its [`plan::primary_pod`] and records them on the trial
+/// ([`METRICS_ANNOTATION`], a merge patch with the field manager), and in
+/// `observed`, so the plan sees them and no later reconcile (nor a
+/// restarted controller) reads that log again. A trial without pods gets
+/// an empty record: it has no metrics, so it fails. Stops at the first
+/// error; the trials recorded until then keep their record.
+async fn collect_from_logs(
+    experiment: &Experiment,
+    collector: &plan::LogCollector,
+    observed: &mut Observed,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<()> {
+    let names: Vec<String> =
+        plan::awaiting_log(experiment, observed).iter().map(|o| plan::child_key(o).2.to_string()).collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let (api_version, kind) = plan::trial_kind(experiment);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let trials: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), namespace, &api_resource(&api_version, &kind));
+    let merge = PatchParams { field_manager: Some(ctx.config.field_manager.clone()), ..PatchParams::default() };
+    for name in names {
+        let selector = collector.pod_selector(&api_version, &kind, &name);
+        let request = format!("list Pod {namespace} -l {selector}");
+        let listed = pods.list(&ListParams::default().labels(&selector)).await.map_err(|e| kube_error(request, e))?;
+        let log = match plan::primary_pod(&listed.items) {
+            Some(pod) => read_log(&pods, pod, collector.container.as_deref(), namespace).await?,
+            None => String::new(),
+        };
+        let annotation = plan::metrics_annotation(&collector.parse(&log));
+        let patch = plan::metrics_patch(&annotation);
+        trials
+            .patch(&name, &merge, &Patch::Merge(&patch))
+            .await
+            .map_err(|e| kube_error(format!("record metrics on {kind} {namespace}/{name}"), e))?;
+        if let Some(child) = observed.children.iter_mut().find(|c| plan::child_key(c).2 == name) {
+            plan::merge_patch(child, &patch);
+        }
+    }
+    Ok(())
+}
+
+/// The log of `container` (or the only one) of pod `name`, whole; bytes
+/// that are not UTF-8 are replaced rather than failing the read.
+async fn read_log(pods: &Api<Pod>, name: &str, container: Option<&str>, namespace: &str) -> Result<String> {
+    let request = format!("read log of Pod {namespace}/{name}");
+    let params = LogParams { container: container.map(str::to_string), ..LogParams::default() };
+    let mut stream = pods.log_stream(name, &params).await.map_err(|e| kube_error(request.clone(), e))?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).await.map_err(|e| Error::Kubernetes {
+        request,
+        status: None,
+        message: e.to_string(),
+    })?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Creates the plan's trials in order, stops the ones to stop, then writes
