@@ -223,7 +223,7 @@ impl MetricSeries {
     /// let series = MetricSeries::collect(&TextMetrics::katib_default(), log, &["loss", "accuracy"]);
     /// assert_eq!(series.get("loss"), [0.9, 0.4]);
     /// assert_eq!(series.get("accuracy"), [0.8]);
-    /// assert_eq!(series.get("lr"), []);
+    /// assert!(series.get("lr").is_empty());
     /// ```
     pub fn collect(collector: &dyn MetricsCollector, text: &str, names: &[&str]) -> MetricSeries {
         let mut series = MetricSeries::default();

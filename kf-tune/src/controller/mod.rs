@@ -3,7 +3,9 @@
 //! with an inline trial template.
 //!
 //! Each reconcile of an Experiment (kubeflow.org/v1beta1) lists its trials
-//! (label [`EXPERIMENT_LABEL`]), decides with the pure
+//! (label [`EXPERIMENT_LABEL`]), records the metrics of completed trials
+//! that only printed them (read from their pods' logs, see below), decides
+//! with the pure
 //! [`plan::reconcile_plan`] and carries the [`Plan`] out: new trials are
 //! server-side applied (field manager [`FIELD_MANAGER`], forced), trials to
 //! stop get a JSON merge patch, and then Katib's status (counts, trial
@@ -36,14 +38,42 @@
 //! - **Trials are listed from the API server**, not from a cache, on every
 //!   reconcile: a reconcile of a stale Experiment (its last status not yet
 //!   seen) at worst writes the status again; it never creates a trial twice.
-//! - **Metrics**: the trial reports by writing [`METRICS_ANNOTATION`] on its
-//!   own object, a JSON object of metric name → values in order
-//!   (`{"loss": [0.9, 0.4]}`), e.g. with `kubectl annotate --overwrite`
-//!   from its pod (whose ServiceAccount may then patch its own Job); there
-//!   is no sidecar and no log scraping. Its
-//!   end comes from its status conditions: `Failed`, or `Complete` /
-//!   `Completed` / `Succeeded` (a Job's, a TrainJob's, most operators').
-//!   A trial that ends without the objective metric fails, as in Katib.
+//! - **Metrics**, two ways, both ending in [`METRICS_ANNOTATION`] on the
+//!   trial's own object, a JSON object of metric name → values in order
+//!   (`{"loss": [0.9, 0.4]}`):
+//!   - the trial writes it, e.g. with `kubectl annotate --overwrite` from
+//!     its pod (whose ServiceAccount may then patch its own Job); or
+//!   - with Katib's default collector, `StdOut` (also when
+//!     `metricsCollectorSpec` is absent), the trial just prints
+//!     `name=value` lines (or what `source.filter.metricsFormat` matches)
+//!     and, once it has completed without the annotation, the controller
+//!     reads them from its pod's log through the API: it lists the trial's
+//!     pods ([`LogCollector::pod_selector`]: a Job's
+//!     `batch.kubernetes.io/job-name`, a TrainJob's or JobSet's
+//!     `jobset.sigs.k8s.io/jobset-name`, a `kubeflow.org/v1` training
+//!     job's `training.kubeflow.org/job-name`, any other kind's pods only
+//!     if its template labels them [`TRIAL_LABEL`]; plus
+//!     `primaryPodLabels`), reads the log of the first pod that succeeded
+//!     ([`plan::primary_pod`]), container `primaryContainerName` (else the
+//!     template's first container), keeps the experiment's metrics
+//!     ([`LogCollector::parse`], the parser of the local runner) and
+//!     records them in the annotation with a merge patch *before* it plans.
+//!     Pods are garbage-collected and the history is rebuilt from the
+//!     trials, so the record is what counts: a trial with it is never read
+//!     again, by this reconcile, the next, or a restarted controller. A
+//!     trial whose pods are gone gets an empty record. Unlike Katib's
+//!     sidecar, the log is read once, at the end: the median rule does not
+//!     see a `StdOut` trial's values while it runs, and only the log the
+//!     kubelet still keeps (its current file, 10 MiB by default) is read.
+//!     A series past [`plan::METRICS_ANNOTATION_BUDGET`] is kept as
+//!     min/max/latest ([`plan::metrics_annotation`]). `None`, `Push` and
+//!     the sidecar kinds (`File`, `TensorFlowEvent`, `PrometheusMetric`,
+//!     `Custom`: no sidecar is injected) rely on the annotation alone.
+//!
+//!   The trial's end comes from its status conditions: `Failed`, or
+//!   `Complete` / `Completed` / `Succeeded` (a Job's, a TrainJob's, most
+//!   operators'). A trial that ends without the objective metric fails, as
+//!   in Katib.
 //! - **Stopping** (the median rule, `spec.earlyStopping`, or the
 //!   experiment's end for trials still running) does not delete the trial:
 //!   deleting it would delete its record. It is marked with
@@ -65,10 +95,16 @@
 //!   a `configMap` trial template (not read) is a `Running` `False`
 //!   condition `TrialTemplateNotFound`, retried with exponential backoff
 //!   ([`backoff_delay`]).
-//! - An API error stops the reconcile where it happened: trials are
-//!   created, then stopped, and the status goes last, so a failure never
+//! - An API error stops the reconcile where it happened: logs are read
+//!   and recorded first, then trials are created, then stopped, and the
+//!   status goes last, so a failure never
 //!   reports what was not done; what was done is observed next time. The
 //!   error is returned and [`error_policy`] requeues with backoff.
+//!
+//! **Permissions** the controller's ServiceAccount needs: `experiments`
+//! get, list, watch and `experiments/status` patch (kubeflow.org); the
+//! trial kind (`jobs` in batch by default) get, list, watch, create,
+//! patch; for `StdOut` experiments, core `pods` list and `pods/log` get.
 //!
 //! This module does the IO; everything it decides is in [`plan`], which is
 //! pure and unit-tested.

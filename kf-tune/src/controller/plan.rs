@@ -7,7 +7,11 @@
 //! is rebuilt from the observed trials alone ([`rebuild`]): each trial object
 //! records its assignment in [`ASSIGNMENT_ANNOTATION`], its reported metrics
 //! in [`METRICS_ANNOTATION`] and, once the controller stopped it,
-//! [`STOPPED_ANNOTATION`]; its end comes from its status conditions. The
+//! [`STOPPED_ANNOTATION`]; its end comes from its status conditions. For
+//! trials that print their metrics (Katib's `StdOut` collector) it also
+//! decides whose log the shell reads and how ([`log_collector`],
+//! [`awaiting_log`], [`primary_pod`]) and what the shell records
+//! ([`metrics_annotation`]); the shell records it before it plans. The
 //! sampler's generator is seeded from the experiment and the number of
 //! trials observed, so the same observation always plans the same new
 //! trials.
@@ -563,7 +567,8 @@ pub fn trial_object(
 /// In order: an Experiment being deleted or already ended gets
 /// [`Plan::idle`]; one that fails [`ExperimentPlan::from_katib`] gets a
 /// `Created` `False` condition `InvalidSpec` naming the field and waits for
-/// an edit; one without an inline `trialSpec` (a ConfigMap template) gets
+/// an edit (so does a `metricsFormat` regex that does not compile,
+/// [`log_collector`]); one without an inline `trialSpec` (a ConfigMap template) gets
 /// `Running` `False` `TrialTemplateNotFound` and a [`Next::Retry`]. Then the
 /// state is [`rebuild`]t from the observed trials; running trials the median
 /// rule stops are stopped (`EarlyStopped`); if the experiment has ended
