@@ -339,8 +339,8 @@ pub fn awaiting_log<'a>(experiment: &Experiment, observed: &'a Observed) -> Vec<
 /// `None` without pods (they were deleted): the trial then has no metrics.
 pub fn primary_pod(pods: &[Pod]) -> Option<&str> {
     let succeeded = |p: &&Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded");
-    let names = pods.iter().filter(succeeded).filter_map(|p| p.metadata.name.as_deref()).min();
-    names.or_else(|| pods.iter().filter_map(|p| p.metadata.name.as_deref()).min())
+    let first_succeeded = pods.iter().filter(succeeded).filter_map(|p| p.metadata.name.as_deref()).min();
+    first_succeeded.or_else(|| pods.iter().filter_map(|p| p.metadata.name.as_deref()).min())
 }
 
 /// The [`METRICS_ANNOTATION`] text of `series`: its JSON
