@@ -704,6 +704,27 @@ impl ExperimentState {
     }
 }
 
+/// The container named `primary` (or the first) in the first `containers` list found in `spec`.
+#[cfg(any(feature = "runner", feature = "controller"))]
+pub(crate) fn find_container<'a>(spec: &'a Value, primary: Option<&str>) -> Option<&'a Value> {
+    match spec {
+        Value::Object(map) => {
+            if let Some(Value::Array(containers)) = map.get("containers") {
+                let found = match primary {
+                    Some(name) => containers.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(name)),
+                    None => containers.first(),
+                };
+                if found.is_some() {
+                    return found;
+                }
+            }
+            map.values().find_map(|v| find_container(v, primary))
+        }
+        Value::Array(items) => items.iter().find_map(|v| find_container(v, primary)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

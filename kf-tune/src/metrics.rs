@@ -77,6 +77,23 @@ impl TextMetrics {
         }
         Ok(TextMetrics { filters: out })
     }
+
+    /// What Katib's `filter.metricsFormat` asks for: these regexes
+    /// ([`TextMetrics::new`]), or Katib's default when there are none.
+    ///
+    /// ```
+    /// use kf_tune::metrics::{MetricsCollector, TextMetrics};
+    ///
+    /// assert_eq!(TextMetrics::from_formats(&[])?.collect("loss=1"), [("loss".into(), 1.0)]);
+    /// assert_eq!(TextMetrics::from_formats(&[r"(\w+): (\d+)".into()])?.collect("loss=1 loss: 2"), [("loss".into(), 2.0)]);
+    /// # Ok::<(), kf_tune::Error>(())
+    /// ```
+    pub fn from_formats(formats: &[String]) -> Result<Self> {
+        if formats.is_empty() {
+            return Ok(TextMetrics::katib_default());
+        }
+        TextMetrics::new(&formats.iter().map(String::as_str).collect::<Vec<_>>())
+    }
 }
 
 impl MetricsCollector for TextMetrics {
@@ -194,6 +211,30 @@ impl MetricSeries {
         self.values.get(name).map_or(&[], Vec::as_slice)
     }
 
+    /// The observations of the metrics called `names` that `collector` finds
+    /// in `text`, in order; any other name is dropped, as Katib's collectors
+    /// report only the experiment's metrics (objective and additional).
+    /// O(text · filters + observations · names).
+    ///
+    /// ```
+    /// use kf_tune::metrics::{MetricSeries, TextMetrics};
+    ///
+    /// let log = "epoch 1 loss=0.9 lr=0.1\nsaving checkpoint\nepoch 2 loss=0.4 accuracy=0.8\n";
+    /// let series = MetricSeries::collect(&TextMetrics::katib_default(), log, &["loss", "accuracy"]);
+    /// assert_eq!(series.get("loss"), [0.9, 0.4]);
+    /// assert_eq!(series.get("accuracy"), [0.8]);
+    /// assert!(series.get("lr").is_empty());
+    /// ```
+    pub fn collect(collector: &dyn MetricsCollector, text: &str, names: &[&str]) -> MetricSeries {
+        let mut series = MetricSeries::default();
+        for (name, value) in collector.collect(text) {
+            if names.contains(&name.as_str()) {
+                series.push(&name, value);
+            }
+        }
+        series
+    }
+
     /// Metric names with at least one value, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.values.keys().map(String::as_str)
@@ -281,6 +322,40 @@ mod tests {
         fn printed_values_read_back(name in "[a-z][a-z_-]{0,10}", value in proptest::num::f64::NORMAL | proptest::num::f64::ZERO) {
             let got = TextMetrics::katib_default().collect(&format!("{name}={value:?}"));
             prop_assert_eq!(got, vec![(name, value)]);
+        }
+
+        /// Any series of the experiment's metrics printed as `name=value`
+        /// lines (after a prefix, as trials print them), among garbage lines
+        /// and metrics the experiment does not name, reads back exactly.
+        #[test]
+        fn printed_series_read_back_among_noise(
+            printed in proptest::collection::vec(
+                (0usize..3, proptest::num::f64::NORMAL | proptest::num::f64::ZERO, "[a-z0-9 ]{0,8}"), 0..30),
+            garbage in proptest::collection::vec("[^=\n]{0,40}", 0..30),
+        ) {
+            let names = ["loss", "val-acc", "top_1"];
+            let mut text = String::new();
+            let mut expected = MetricSeries::default();
+            for (i, (metric, value, prefix)) in printed.iter().enumerate() {
+                if let Some(line) = garbage.get(i) {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+                text.push_str(&format!("{prefix}: {}={value:?} lr={value:?}\n", names[*metric]));
+                expected.push(names[*metric], *value);
+            }
+            let got = MetricSeries::collect(&TextMetrics::katib_default(), &text, &names);
+            prop_assert_eq!(got, expected);
+        }
+
+        /// Whatever a trial prints, reading it never panics, and only the
+        /// metrics asked for come back.
+        #[test]
+        fn reading_arbitrary_text_never_panics(text in proptest::prelude::any::<String>()) {
+            for collector in [TextMetrics::katib_default(), TextMetrics::new(&[r"(\w+):\s*(\S+)"]).unwrap()] {
+                let got = MetricSeries::collect(&collector, &text, &["loss"]);
+                prop_assert!(got.names().all(|n| n == "loss"));
+            }
         }
 
         /// Strategies pick an element of the series: min ≤ latest ≤ max.

@@ -167,7 +167,12 @@ async fn serve(mut handle: Handle, script: Vec<Call>) {
             None => assert!(bytes.is_empty(), "request {i}: a GET has no body"),
         }
         let (code, reply) = call.reply;
-        let response = Response::builder().status(code).body(Body::from(serde_json::to_vec(&reply).unwrap()));
+        // A text reply (a pod's log) goes out as it is, not as JSON.
+        let body = match reply {
+            Value::String(text) => text.into_bytes(),
+            reply => serde_json::to_vec(&reply).unwrap(),
+        };
+        let response = Response::builder().status(code).body(Body::from(body));
         respond.send_response(response.unwrap());
     }
     let more = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await;
@@ -563,4 +568,156 @@ fn trial_kinds_map_to_their_plural_resources() {
     assert_eq!(api_resource("kubeflow.org/v1beta1", "Experiment").plural, "experiments");
     assert_eq!(api_resource("batch/v1", "Job").plural, "jobs");
     assert_eq!(api_resource("trainer.kubeflow.org/v1alpha1", "TrainJob").plural, "trainjobs");
+}
+
+const PODS: &str = "/api/v1/namespaces/kubeflow/pods";
+
+/// Trial 0's Job completed, its metrics only printed: no annotation.
+fn completed_silently(trial: &mut Value) {
+    trial["status"] = json!({"succeeded": 1, "conditions": [
+        {"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]});
+}
+
+/// The pods of trial `name`: a failed attempt and the one that succeeded.
+fn pods_of(name: &str) -> (u16, Value) {
+    let pod = |suffix: &str, phase: &str| {
+        json!({"metadata": {"name": format!("{name}-{suffix}"), "namespace": "kubeflow",
+                             "labels": {"batch.kubernetes.io/job-name": name}},
+               "status": {"phase": phase}})
+    };
+    (
+        200,
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "60"},
+               "items": [pod("x7k2p", "Failed"), pod("b4n9q", "Succeeded")]}),
+    )
+}
+
+fn pods_query(name: &str) -> String {
+    format!("{PODS}?&labelSelector=batch.kubernetes.io%2Fjob-name%3D{name}")
+}
+
+fn log_query(pod: &str) -> String {
+    format!("{PODS}/{pod}/log?&container=training-container")
+}
+
+/// What the mnist example prints, with the objective among other lines.
+const LOG: &str = "Train Epoch: 1 [0/60000 (0%)]\tloss=2.3010\n\
+    epoch 1:\nloss=0.5\nValidation-accuracy=0.81\n\
+    epoch 2:\nloss=0.3\n\nepoch 3:\nloss=0.2\nDone, lr=0.02\n";
+
+/// The annotation the controller records for [`LOG`]: only `loss`, the
+/// experiment's one metric, in order.
+fn recorded() -> Value {
+    json!({"metadata": {"annotations": {METRICS_ANNOTATION: r#"{"loss":[2.301,0.5,0.3,0.2]}"#}}})
+}
+
+/// Trial 0 completed without reporting: its pods are listed, the log of
+/// the one that succeeded is read (its primary container), the metrics are
+/// recorded on the trial, and only then does the plan go on with them —
+/// the same requests as when the trial annotates itself.
+#[tokio::test]
+async fn a_completed_trial_has_its_metrics_read_from_its_log_and_recorded_before_the_plan() {
+    let (experiment, mut trials) = after_first();
+    completed_silently(&mut trials[0]);
+    let mut annotated = trials.clone();
+    annotated[0]["metadata"]["annotations"][METRICS_ANNOTATION] =
+        recorded()["metadata"]["annotations"][METRICS_ANNOTATION].clone();
+    let plan = planned(&experiment, &annotated, LATER);
+    let [third] = plan.create.as_slice() else { panic!("{plan:?}") };
+    let status = serde_json::to_value(plan.status.unwrap()).unwrap();
+    assert_eq!(status["succeededTrialList"], json!(["median-stop-0"]));
+    assert_eq!(
+        status["currentOptimalTrial"]["observation"]["metrics"][0],
+        json!({"name": "loss", "min": "0.2", "max": "2.301", "latest": "0.2"})
+    );
+    let outcome = reconcile_with(
+        &experiment,
+        LATER,
+        vec![
+            get(LIST, list(&trials)),
+            get(pods_query("median-stop-0"), pods_of("median-stop-0")),
+            get(log_query("median-stop-0-b4n9q"), (200, json!(LOG))),
+            merge(format!("{JOBS}/median-stop-0"), recorded(), with_kind(annotated[0].clone())),
+            get(format!("{JOBS}/median-stop-2"), not_found("jobs median-stop-2")),
+            apply(format!("{JOBS}/median-stop-2"), third.clone()),
+            apply(STATUS, status_body(status)),
+        ],
+    )
+    .await;
+    assert_eq!(outcome.result.unwrap(), Action::await_change());
+}
+
+/// Once recorded, the metrics are the trial's: the next reconcile (or a
+/// restarted controller) lists the trials and reads no pod and no log.
+#[tokio::test]
+async fn a_recorded_trial_is_never_read_again() {
+    let (mut experiment, mut trials) = after_first();
+    completed_silently(&mut trials[0]);
+    trials[0]["metadata"]["annotations"][METRICS_ANNOTATION] =
+        recorded()["metadata"]["annotations"][METRICS_ANNOTATION].clone();
+    let plan = planned(&experiment, &trials, LATER);
+    experiment["status"] = serde_json::to_value(plan.status.unwrap()).unwrap();
+    trials.extend(plan.create.into_iter().map(|t| as_stored(t, "3")));
+    let outcome = reconcile_with(&experiment, LATER, vec![get(LIST, list(&trials))]).await;
+    assert_eq!(outcome.result.unwrap(), Action::await_change());
+}
+
+/// The log cannot be read (the kubelet does not answer): the reconcile
+/// fails before anything is written — no annotation, no trial, no status —
+/// and is requeued with backoff; the next attempt reads the log again.
+#[tokio::test]
+async fn a_log_api_error_requeues_without_writing() {
+    let (experiment, mut trials) = after_first();
+    completed_silently(&mut trials[0]);
+    let outcome = reconcile_with(
+        &experiment,
+        LATER,
+        vec![
+            get(LIST, list(&trials)),
+            get(pods_query("median-stop-0"), pods_of("median-stop-0")),
+            get(
+                log_query("median-stop-0-b4n9q"),
+                status_reply(500, "InternalError", "Get \"https://10.0.0.7:10250/containerLogs\": i/o timeout"),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(kubernetes_status(&outcome.result), Some(500));
+    let message = outcome.result.unwrap_err().to_string();
+    assert!(message.starts_with("read log of Pod kubeflow/median-stop-0-b4n9q: Get"), "{message}");
+    assert_eq!(outcome.retries, [Action::requeue(Duration::from_secs(5)), Action::requeue(Duration::from_secs(10))]);
+}
+
+/// The pods of a completed trial are gone (garbage-collected before the
+/// controller looked): an empty record is kept, so the trial fails for
+/// want of its objective, as in Katib, and is never looked at again.
+#[tokio::test]
+async fn a_completed_trial_whose_pods_are_gone_fails_with_an_empty_record() {
+    let (experiment, mut trials) = after_first();
+    completed_silently(&mut trials[0]);
+    let empty = json!({"metadata": {"annotations": {METRICS_ANNOTATION: "{}"}}});
+    let mut annotated = trials.clone();
+    annotated[0]["metadata"]["annotations"][METRICS_ANNOTATION] = json!("{}");
+    let plan = planned(&experiment, &annotated, LATER);
+    let status = serde_json::to_value(plan.status.unwrap()).unwrap();
+    assert_eq!(status["failedTrialList"], json!(["median-stop-0"]));
+    let mut script = vec![
+        get(LIST, list(&trials)),
+        get(
+            pods_query("median-stop-0"),
+            (200, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []})),
+        ),
+        merge(format!("{JOBS}/median-stop-0"), empty, with_kind(annotated[0].clone())),
+    ];
+    for trial in &plan.create {
+        let name = trial["metadata"]["name"].as_str().unwrap();
+        script.push(get(format!("{JOBS}/{name}"), not_found("jobs")));
+    }
+    for trial in &plan.create {
+        let name = trial["metadata"]["name"].as_str().unwrap();
+        script.push(apply(format!("{JOBS}/{name}"), trial.clone()));
+    }
+    script.push(apply(STATUS, status_body(status)));
+    let outcome = reconcile_with(&experiment, LATER, script).await;
+    assert_eq!(outcome.result.unwrap(), Action::await_change());
 }

@@ -3,7 +3,9 @@
 //! with an inline trial template.
 //!
 //! Each reconcile of an Experiment (kubeflow.org/v1beta1) lists its trials
-//! (label [`EXPERIMENT_LABEL`]), decides with the pure
+//! (label [`EXPERIMENT_LABEL`]), records the metrics of completed trials
+//! that only printed them (read from their pods' logs, see below), decides
+//! with the pure
 //! [`plan::reconcile_plan`] and carries the [`Plan`] out: new trials are
 //! server-side applied (field manager [`FIELD_MANAGER`], forced), trials to
 //! stop get a JSON merge patch, and then Katib's status (counts, trial
@@ -36,14 +38,42 @@
 //! - **Trials are listed from the API server**, not from a cache, on every
 //!   reconcile: a reconcile of a stale Experiment (its last status not yet
 //!   seen) at worst writes the status again; it never creates a trial twice.
-//! - **Metrics**: the trial reports by writing [`METRICS_ANNOTATION`] on its
-//!   own object, a JSON object of metric name → values in order
-//!   (`{"loss": [0.9, 0.4]}`), e.g. with `kubectl annotate --overwrite`
-//!   from its pod (whose ServiceAccount may then patch its own Job); there
-//!   is no sidecar and no log scraping. Its
-//!   end comes from its status conditions: `Failed`, or `Complete` /
-//!   `Completed` / `Succeeded` (a Job's, a TrainJob's, most operators').
-//!   A trial that ends without the objective metric fails, as in Katib.
+//! - **Metrics**, two ways, both ending in [`METRICS_ANNOTATION`] on the
+//!   trial's own object, a JSON object of metric name → values in order
+//!   (`{"loss": [0.9, 0.4]}`):
+//!   - the trial writes it, e.g. with `kubectl annotate --overwrite` from
+//!     its pod (whose ServiceAccount may then patch its own Job); or
+//!   - with Katib's default collector, `StdOut` (also when
+//!     `metricsCollectorSpec` is absent), the trial just prints
+//!     `name=value` lines (or what `source.filter.metricsFormat` matches)
+//!     and, once it has completed without the annotation, the controller
+//!     reads them from its pod's log through the API: it lists the trial's
+//!     pods ([`LogCollector::pod_selector`]: a Job's
+//!     `batch.kubernetes.io/job-name`, a TrainJob's or JobSet's
+//!     `jobset.sigs.k8s.io/jobset-name`, a `kubeflow.org/v1` training
+//!     job's `training.kubeflow.org/job-name`, any other kind's pods only
+//!     if its template labels them [`TRIAL_LABEL`]; plus
+//!     `primaryPodLabels`), reads the log of the first pod that succeeded
+//!     ([`plan::primary_pod`]), container `primaryContainerName` (else the
+//!     template's first container), keeps the experiment's metrics
+//!     ([`LogCollector::parse`], the parser of the local runner) and
+//!     records them in the annotation with a merge patch *before* it plans.
+//!     Pods are garbage-collected and the history is rebuilt from the
+//!     trials, so the record is what counts: a trial with it is never read
+//!     again, by this reconcile, the next, or a restarted controller. A
+//!     trial whose pods are gone gets an empty record. Unlike Katib's
+//!     sidecar, the log is read once, at the end: the median rule does not
+//!     see a `StdOut` trial's values while it runs, and only the log the
+//!     kubelet still keeps (its current file, 10 MiB by default) is read.
+//!     A series past [`plan::METRICS_ANNOTATION_BUDGET`] is kept as
+//!     min/max/latest ([`plan::metrics_annotation`]). `None`, `Push` and
+//!     the sidecar kinds (`File`, `TensorFlowEvent`, `PrometheusMetric`,
+//!     `Custom`: no sidecar is injected) rely on the annotation alone.
+//!
+//!   The trial's end comes from its status conditions: `Failed`, or
+//!   `Complete` / `Completed` / `Succeeded` (a Job's, a TrainJob's, most
+//!   operators'). A trial that ends without the objective metric fails, as
+//!   in Katib.
 //! - **Stopping** (the median rule, `spec.earlyStopping`, or the
 //!   experiment's end for trials still running) does not delete the trial:
 //!   deleting it would delete its record. It is marked with
@@ -65,10 +95,16 @@
 //!   a `configMap` trial template (not read) is a `Running` `False`
 //!   condition `TrialTemplateNotFound`, retried with exponential backoff
 //!   ([`backoff_delay`]).
-//! - An API error stops the reconcile where it happened: trials are
-//!   created, then stopped, and the status goes last, so a failure never
+//! - An API error stops the reconcile where it happened: logs are read
+//!   and recorded first, then trials are created, then stopped, and the
+//!   status goes last, so a failure never
 //!   reports what was not done; what was done is observed next time. The
 //!   error is returned and [`error_policy`] requeues with backoff.
+//!
+//! **Permissions** the controller's ServiceAccount needs: `experiments`
+//! get, list, watch and `experiments/status` patch (kubeflow.org); the
+//! trial kind (`jobs` in batch by default) get, list, watch, create,
+//! patch; for `StdOut` experiments, core `pods` list and `pods/log` get.
 //!
 //! This module does the IO; everything it decides is in [`plan`], which is
 //! pure and unit-tested.
@@ -90,17 +126,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{AsyncReadExt, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, LogParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 pub use plan::{
-    ASSIGNMENT_ANNOTATION, EXPERIMENT_LABEL, METRICS_ANNOTATION, Next, Observed, Plan, STOPPED_ANNOTATION, Stop,
-    TRIAL_LABEL, reconcile_plan,
+    ASSIGNMENT_ANNOTATION, EXPERIMENT_LABEL, LogCollector, METRICS_ANNOTATION, Next, Observed, Plan,
+    STOPPED_ANNOTATION, Stop, TRIAL_LABEL, reconcile_plan,
 };
 
 use crate::katib::{API_VERSION, Experiment, KIND};
@@ -307,6 +344,9 @@ async fn decide(experiment: &Experiment, namespace: &str, ctx: &Context, now: &s
         value["kind"] = json!(kind);
         observed.children.push(value);
     }
+    if let Ok(Some(collector)) = plan::log_collector(experiment) {
+        collect_from_logs(experiment, &collector, &mut observed, namespace, ctx).await?;
+    }
     let plan = reconcile_plan(experiment, &observed, now);
     let mut found = false;
     for child in &plan.create {
@@ -321,6 +361,66 @@ async fn decide(experiment: &Experiment, namespace: &str, ctx: &Context, now: &s
         }
     }
     Ok(if found { reconcile_plan(experiment, &observed, now) } else { plan })
+}
+
+/// Reads the metrics of each trial [`plan::awaiting_log`] names from the
+/// log of its [`plan::primary_pod`] and records them on the trial
+/// ([`METRICS_ANNOTATION`], a merge patch with the field manager), and in
+/// `observed`, so the plan sees them and no later reconcile (nor a
+/// restarted controller) reads that log again. A trial without pods gets
+/// an empty record: it has no metrics, so it fails. Stops at the first
+/// error; the trials recorded until then keep their record.
+async fn collect_from_logs(
+    experiment: &Experiment,
+    collector: &plan::LogCollector,
+    observed: &mut Observed,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<()> {
+    let names: Vec<String> =
+        plan::awaiting_log(experiment, observed).iter().map(|o| plan::child_key(o).2.to_string()).collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let (api_version, kind) = plan::trial_kind(experiment);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let trials: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), namespace, &api_resource(&api_version, &kind));
+    let merge = PatchParams { field_manager: Some(ctx.config.field_manager.clone()), ..PatchParams::default() };
+    for name in names {
+        let selector = collector.pod_selector(&api_version, &kind, &name);
+        let request = format!("list Pod {namespace} -l {selector}");
+        let listed = pods.list(&ListParams::default().labels(&selector)).await.map_err(|e| kube_error(request, e))?;
+        let log = match plan::primary_pod(&listed.items) {
+            Some(pod) => read_log(&pods, pod, collector.container.as_deref(), namespace).await?,
+            None => String::new(),
+        };
+        let annotation = plan::metrics_annotation(&collector.parse(&log));
+        let patch = plan::metrics_patch(&annotation);
+        trials
+            .patch(&name, &merge, &Patch::Merge(&patch))
+            .await
+            .map_err(|e| kube_error(format!("record metrics on {kind} {namespace}/{name}"), e))?;
+        if let Some(child) = observed.children.iter_mut().find(|c| plan::child_key(c).2 == name) {
+            plan::merge_patch(child, &patch);
+        }
+    }
+    Ok(())
+}
+
+/// The log of `container` (or the only one) of pod `name`, whole; bytes
+/// that are not UTF-8 are replaced rather than failing the read.
+async fn read_log(pods: &Api<Pod>, name: &str, container: Option<&str>, namespace: &str) -> Result<String> {
+    let request = format!("read log of Pod {namespace}/{name}");
+    let params = LogParams { container: container.map(str::to_string), ..LogParams::default() };
+    let mut stream = pods.log_stream(name, &params).await.map_err(|e| kube_error(request.clone(), e))?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).await.map_err(|e| Error::Kubernetes {
+        request,
+        status: None,
+        message: e.to_string(),
+    })?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Creates the plan's trials in order, stops the ones to stop, then writes

@@ -7,7 +7,11 @@
 //! is rebuilt from the observed trials alone ([`rebuild`]): each trial object
 //! records its assignment in [`ASSIGNMENT_ANNOTATION`], its reported metrics
 //! in [`METRICS_ANNOTATION`] and, once the controller stopped it,
-//! [`STOPPED_ANNOTATION`]; its end comes from its status conditions. The
+//! [`STOPPED_ANNOTATION`]; its end comes from its status conditions. For
+//! trials that print their metrics (Katib's `StdOut` collector) it also
+//! decides whose log the shell reads and how ([`log_collector`],
+//! [`awaiting_log`], [`primary_pod`]) and what the shell records
+//! ([`metrics_annotation`]); the shell records it before it plans. The
 //! sampler's generator is seeded from the experiment and the number of
 //! trials observed, so the same observation always plans the same new
 //! trials.
@@ -18,11 +22,14 @@ use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 
+use k8s_openapi::api::core::v1::Pod;
+
 use crate::experiment::{
     Event, ExperimentState, JournalValue, Plan as ExperimentPlan, RunEnd, TrialPhase, fill_trial_template,
+    find_container,
 };
 use crate::katib::{API_VERSION, Condition, Experiment, ExperimentStatus, KIND};
-use crate::metrics::MetricSeries;
+use crate::metrics::{MetricSeries, Strategy, TextMetrics};
 use crate::sampler::{Shortfall, TrialState};
 use crate::space::ParamValue;
 use crate::{Error, Result};
@@ -153,6 +160,7 @@ pub fn needs_trials(experiment: &Experiment) -> bool {
         && !uid(experiment).is_empty()
         && trial_spec(experiment).is_some()
         && ExperimentPlan::from_katib(experiment).is_ok()
+        && log_collector(experiment).is_ok()
 }
 
 /// Whether `status` holds `Succeeded` or `Failed` `True`.
@@ -207,6 +215,183 @@ pub fn reported_metrics(object: &Value) -> MetricSeries {
         .and_then(|text| serde_json::from_str::<Value>(text).ok())
         .map(|v| MetricSeries::from_json(&v))
         .unwrap_or_default()
+}
+
+/// How much of a trial's annotations [`metrics_annotation`] may take: a
+/// quarter of the API server's 256 KiB limit on all of an object's
+/// annotations, so the trial's other annotations keep room.
+pub const METRICS_ANNOTATION_BUDGET: usize = 64 * 1024;
+
+/// The metrics collector kinds whose metrics the controller reads from the
+/// trial's log when the trial did not write [`METRICS_ANNOTATION`]: `StdOut`
+/// (Katib's default, also when `metricsCollectorSpec` is absent). The
+/// others keep to the annotation: `None` and `Push` (the trial reports),
+/// and the kinds that need Katib's sidecar (`File`, `TensorFlowEvent`,
+/// `PrometheusMetric`, `Custom`), which this controller does not inject.
+pub const LOG_COLLECTOR_KINDS: [&str; 1] = ["StdOut"];
+
+/// How the controller reads a finished trial's metrics from its pod's log,
+/// as Katib's StdOut collector reads them from the trial's output: every
+/// line matched against the filters, only the experiment's metrics kept.
+#[derive(Debug, Clone)]
+pub struct LogCollector {
+    /// `spec.metricsCollectorSpec.source.filter.metricsFormat`, or Katib's
+    /// default `name=value` filter ([`TextMetrics::from_formats`]).
+    pub filters: TextMetrics,
+    /// The metrics kept: the objective, then the additional ones.
+    pub names: Vec<String>,
+    /// The container whose log is read: `trialTemplate.primaryContainerName`,
+    /// else the template's first container (as the local runner picks it);
+    /// `None` when the template names no container (the API server then
+    /// serves the log of a pod's only container).
+    pub container: Option<String>,
+    /// `trialTemplate.primaryPodLabels`: which of the trial's pods runs
+    /// the training container.
+    pub primary_pod_labels: BTreeMap<String, String>,
+}
+
+impl LogCollector {
+    /// The series of the experiment's metrics in `log`: lines that match no
+    /// filter, and metrics the experiment does not name, are ignored.
+    /// O(log · filters).
+    pub fn parse(&self, log: &str) -> MetricSeries {
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        MetricSeries::collect(&self.filters, log, &names)
+    }
+
+    /// The label selector of trial `name`'s pods, for a trial of `kind` in
+    /// `api_version`: what its operator labels its pods with — a Job's
+    /// `batch.kubernetes.io/job-name` (Kubernetes ≥ 1.27), a TrainJob's or
+    /// JobSet's `jobset.sigs.k8s.io/jobset-name`, a Kubeflow training
+    /// operator job's (`kubeflow.org/v1`) `training.kubeflow.org/job-name`;
+    /// any other kind's pods are found only if its template labels them
+    /// [`TRIAL_LABEL`]` = <trial name>`. [`LogCollector::primary_pod_labels`]
+    /// are added, sorted.
+    pub fn pod_selector(&self, api_version: &str, kind: &str, name: &str) -> String {
+        let by = match (api_version, kind) {
+            ("batch/v1", "Job") => "batch.kubernetes.io/job-name",
+            ("trainer.kubeflow.org/v1alpha1", "TrainJob") | ("jobset.x-k8s.io/v1alpha2", _) => {
+                "jobset.sigs.k8s.io/jobset-name"
+            }
+            ("kubeflow.org/v1", _) => "training.kubeflow.org/job-name",
+            _ => TRIAL_LABEL,
+        };
+        let mut selector = format!("{by}={name}");
+        for (key, value) in &self.primary_pod_labels {
+            selector.push_str(&format!(",{key}={value}"));
+        }
+        selector
+    }
+}
+
+/// How `experiment` collects its trials' metrics from logs: `Some` for the
+/// kinds of [`LOG_COLLECTOR_KINDS`], `None` when the trials report in
+/// [`METRICS_ANNOTATION`] only. Fails on a `metricsFormat` regex that does
+/// not compile or lacks its two groups, naming it.
+pub fn log_collector(experiment: &Experiment) -> Result<Option<LogCollector>> {
+    let Some(spec) = experiment.spec.as_ref() else { return Ok(None) };
+    let collector = spec.metrics_collector_spec.as_ref();
+    let kind = collector.and_then(|c| c.collector.as_ref()).and_then(|c| c.kind.as_deref()).unwrap_or("StdOut");
+    if !LOG_COLLECTOR_KINDS.contains(&kind) {
+        return Ok(None);
+    }
+    let formats = collector
+        .and_then(|c| c.source.as_ref())
+        .and_then(|s| s.filter.as_ref())
+        .and_then(|f| f.metrics_format.as_deref())
+        .unwrap_or_default();
+    let filters = TextMetrics::from_formats(formats)?;
+    let objective = spec.objective.as_ref();
+    let names = objective
+        .and_then(|o| o.objective_metric_name.clone())
+        .into_iter()
+        .chain(objective.and_then(|o| o.additional_metric_names.clone()).into_iter().flatten())
+        .collect();
+    let template = spec.trial_template.as_ref();
+    let container = template.and_then(|t| t.primary_container_name.clone()).or_else(|| {
+        let first = template.and_then(|t| t.trial_spec.as_ref()).and_then(|s| find_container(s, None));
+        first.and_then(|c| c.get("name")).and_then(Value::as_str).map(str::to_string)
+    });
+    let primary_pod_labels = template.and_then(|t| t.primary_pod_labels.clone()).unwrap_or_default();
+    Ok(Some(LogCollector { filters, names, container, primary_pod_labels }))
+}
+
+/// The trials whose metrics the shell reads from their logs before it
+/// plans: owned by `experiment`, ended `Completed`
+/// ([`trial_end`]) and without [`METRICS_ANNOTATION`]. A failed, stopped
+/// or killed trial's objective is never used, so its log is not read.
+/// Once the shell has written the annotation, the trial is not listed
+/// again: a log is read at most once, and a restart reads none.
+pub fn awaiting_log<'a>(experiment: &Experiment, observed: &'a Observed) -> Vec<&'a Value> {
+    let uid = uid(experiment);
+    observed
+        .children
+        .iter()
+        .filter(|o| owned_by(o, uid))
+        .filter(|o| annotation(o, METRICS_ANNOTATION).is_none())
+        .filter(|o| trial_end(o) == Some(RunEnd::Completed))
+        .collect()
+}
+
+/// The pod whose log holds a trial's metrics, among the trial's `pods`:
+/// the first by name of those that succeeded (a Job's pod that completed
+/// after failed attempts; a JobSet's rank 0), else the first by name.
+/// `None` without pods (they were deleted): the trial then has no metrics.
+pub fn primary_pod(pods: &[Pod]) -> Option<&str> {
+    let succeeded = |p: &&Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded");
+    let first_succeeded = pods.iter().filter(succeeded).filter_map(|p| p.metadata.name.as_deref()).min();
+    first_succeeded.or_else(|| pods.iter().filter_map(|p| p.metadata.name.as_deref()).min())
+}
+
+/// The [`METRICS_ANNOTATION`] text of `series`: its JSON
+/// ([`MetricSeries::to_json`]), or, when that exceeds
+/// [`METRICS_ANNOTATION_BUDGET`], each metric summarised as its
+/// `[min, max, latest]`. The summary keeps every value Katib reports (the
+/// objective under any strategy, the status' min/max/latest); only the
+/// median stopping rule, which averages a finished trial's values step by
+/// step, then sees three steps. O(values).
+pub fn metrics_annotation(series: &MetricSeries) -> String {
+    let full = series.to_json().to_string();
+    if full.len() <= METRICS_ANNOTATION_BUDGET {
+        return full;
+    }
+    let mut summary = MetricSeries::default();
+    for name in series.names() {
+        for strategy in [Strategy::Min, Strategy::Max, Strategy::Latest] {
+            if let Some(value) = series.value(name, strategy) {
+                summary.push(name, value);
+            }
+        }
+    }
+    summary.to_json().to_string()
+}
+
+/// The merge patch that records `annotation` (a [`metrics_annotation`]) on
+/// a trial: it touches no other field.
+pub fn metrics_patch(annotation: &str) -> Value {
+    json!({"metadata": {"annotations": {METRICS_ANNOTATION: annotation}}})
+}
+
+/// Applies a JSON merge patch (RFC 7386) to `target`, as the API server
+/// does: objects merge key by key, `null` removes a key, anything else
+/// replaces. O(patch).
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(map) = target {
+        for (key, value) in fields {
+            if value.is_null() {
+                map.remove(key);
+            } else {
+                merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
 }
 
 /// How a trial object has ended, if it has: [`STOPPED_ANNOTATION`] first
@@ -382,7 +567,8 @@ pub fn trial_object(
 /// In order: an Experiment being deleted or already ended gets
 /// [`Plan::idle`]; one that fails [`ExperimentPlan::from_katib`] gets a
 /// `Created` `False` condition `InvalidSpec` naming the field and waits for
-/// an edit; one without an inline `trialSpec` (a ConfigMap template) gets
+/// an edit (so does a `metricsFormat` regex that does not compile,
+/// [`log_collector`]); one without an inline `trialSpec` (a ConfigMap template) gets
 /// `Running` `False` `TrialTemplateNotFound` and a [`Next::Retry`]. Then the
 /// state is [`rebuild`]t from the observed trials; running trials the median
 /// rule stops are stopped (`EarlyStopped`); if the experiment has ended
@@ -403,6 +589,9 @@ pub fn reconcile_plan(experiment: &Experiment, observed: &Observed, now: &str) -
         Ok(plan) => plan,
         Err(err) => return invalid_plan(experiment, &err, now),
     };
+    if let Err(err) = log_collector(experiment) {
+        return invalid_plan(experiment, &err, now);
+    }
     let uid = uid(experiment);
     if uid.is_empty() {
         let err = Error::Invalid {
@@ -881,6 +1070,155 @@ mod tests {
             phase: TrialPhase::EarlyStopped,
         };
         assert_eq!(other.patch(), json!({"metadata": {"annotations": {STOPPED_ANNOTATION: "EarlyStopped"}}}));
+    }
+
+    fn completed(observed: &mut Observed, name: &str) {
+        let child = observed.children.iter_mut().find(|c| child_key(c).2 == name).unwrap();
+        child["status"] = json!({"conditions": [{"type": "Complete", "status": "True"}]});
+    }
+
+    #[test]
+    fn stdout_is_the_default_collector_and_reads_the_experiments_metrics() {
+        let e = experiment(json!({"objective": {"type": "minimize", "objectiveMetricName": "loss",
+            "additionalMetricNames": ["accuracy"]}}));
+        let collector = log_collector(&e).unwrap().unwrap();
+        assert_eq!(collector.names, ["loss", "accuracy"]);
+        // No primaryContainerName: the template's first container.
+        assert_eq!(collector.container.as_deref(), Some("t"));
+        let series = collector.parse("epoch 1: loss=0.5 lr=0.1\nnoise\nloss = 0.25, accuracy=9e-1\n");
+        assert_eq!(
+            (series.get("loss"), series.get("accuracy"), series.get("lr")),
+            (&[0.5, 0.25][..], &[0.9][..], &[][..])
+        );
+        assert_eq!(collector.pod_selector("batch/v1", "Job", "e-0"), "batch.kubernetes.io/job-name=e-0");
+        assert_eq!(
+            collector.pod_selector("trainer.kubeflow.org/v1alpha1", "TrainJob", "e-0"),
+            "jobset.sigs.k8s.io/jobset-name=e-0"
+        );
+        assert_eq!(
+            collector.pod_selector("kubeflow.org/v1", "PyTorchJob", "e-0"),
+            "training.kubeflow.org/job-name=e-0"
+        );
+        assert_eq!(collector.pod_selector("example.com/v1", "Thing", "e-0"), format!("{TRIAL_LABEL}=e-0"));
+    }
+
+    #[test]
+    fn custom_formats_primary_labels_and_container_come_from_the_spec() {
+        let mut doc = experiment(json!({"metricsCollectorSpec": {"collector": {"kind": "StdOut"},
+            "source": {"filter": {"metricsFormat": [r"(\w+):\s+([\d.]+)"]}}}}))
+        .to_value();
+        doc["spec"]["trialTemplate"]["primaryContainerName"] = json!("main");
+        doc["spec"]["trialTemplate"]["primaryPodLabels"] = json!({"role": "master", "app": "x"});
+        let collector = log_collector(&Experiment::from_value(doc).unwrap()).unwrap().unwrap();
+        assert_eq!(collector.parse("loss=0.9\nloss: 0.3\n").get("loss"), [0.3]);
+        assert_eq!(collector.container.as_deref(), Some("main"));
+        assert_eq!(
+            collector.pod_selector("batch/v1", "Job", "e-1"),
+            "batch.kubernetes.io/job-name=e-1,app=x,role=master"
+        );
+    }
+
+    #[test]
+    fn only_stdout_reads_logs() {
+        for kind in ["None", "Push", "File", "TensorFlowEvent", "PrometheusMetric"] {
+            let e = experiment(json!({"metricsCollectorSpec": {"collector": {"kind": kind}}}));
+            assert!(log_collector(&e).unwrap().is_none(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_metrics_format_that_does_not_compile_is_a_condition_naming_it() {
+        let e = experiment(json!({"metricsCollectorSpec": {"source": {"filter": {"metricsFormat": ["(unclosed"]}}}}));
+        assert!(!needs_trials(&e));
+        let plan = reconcile_plan(&e, &Observed::default(), "t0");
+        assert!(plan.create.is_empty());
+        let created = &plan.status.unwrap().conditions.unwrap()[0];
+        assert_eq!(created.reason.as_deref(), Some(INVALID_SPEC));
+        let message = created.message.as_deref().unwrap();
+        assert!(message.starts_with("spec.metricsCollectorSpec.source.filter.metricsFormat[0]:"), "{message}");
+    }
+
+    #[test]
+    fn only_completed_trials_without_a_record_await_their_log() {
+        let e = experiment(json!({"parallelTrialCount": 5}));
+        let first = reconcile_plan(&e, &Observed::default(), "t0");
+        let (e, mut observed) = settle(&e, &Observed::default(), &first);
+        completed(&mut observed, "e-0"); // awaits its log
+        report(&mut observed, "e-1", &[0.5], Some("Complete")); // reported itself
+        report(&mut observed, "e-2", &[], Some("Failed")); // its objective is never used
+        let stopped = observed.children.iter_mut().find(|c| child_key(c).2 == "e-3").unwrap();
+        merge_patch(stopped, &json!({"metadata": {"annotations": {STOPPED_ANNOTATION: "Killed"}}}));
+        // e-4 runs.
+        let awaiting: Vec<&str> = awaiting_log(&e, &observed).iter().map(|o| child_key(o).2).collect();
+        assert_eq!(awaiting, ["e-0"]);
+        // Recorded, it awaits nothing: the log is read once.
+        let annotation = metrics_annotation(&log_collector(&e).unwrap().unwrap().parse("loss=0.05\n"));
+        let trial = observed.children.iter_mut().find(|c| child_key(c).2 == "e-0").unwrap();
+        merge_patch(trial, &metrics_patch(&annotation));
+        assert!(awaiting_log(&e, &observed).is_empty());
+        // And the sampler is told: its objective reached the goal.
+        let plan = reconcile_plan(&e, &observed, "t1");
+        let status = plan.status.unwrap();
+        assert_eq!(condition(&status, "Succeeded"), Some(("True".into(), "ExperimentGoalReached".into())));
+        assert_eq!(status.current_optimal_trial.unwrap().best_trial_name.as_deref(), Some("e-0"));
+    }
+
+    #[test]
+    fn a_log_without_the_objective_fails_the_trial() {
+        let e = experiment(json!({}));
+        let first = reconcile_plan(&e, &Observed::default(), "t0");
+        let (e, mut observed) = settle(&e, &Observed::default(), &first);
+        completed(&mut observed, "e-0");
+        let annotation = metrics_annotation(&log_collector(&e).unwrap().unwrap().parse("training done\nacc=0.9\n"));
+        assert_eq!(annotation, "{}");
+        let trial = observed.children.iter_mut().find(|c| child_key(c).2 == "e-0").unwrap();
+        merge_patch(trial, &metrics_patch(&annotation));
+        let status = reconcile_plan(&e, &observed, "t1").status.unwrap();
+        assert_eq!(status.failed_trial_list, Some(vec!["e-0".to_string()]));
+    }
+
+    fn pod(name: &str, phase: &str) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": name}, "status": {"phase": phase}})).unwrap()
+    }
+
+    #[test]
+    fn the_primary_pod_is_the_first_that_succeeded() {
+        assert_eq!(primary_pod(&[]), None);
+        let retried = [pod("e-0-zzzzz", "Succeeded"), pod("e-0-aaaaa", "Failed")];
+        assert_eq!(primary_pod(&retried), Some("e-0-zzzzz"));
+        let ranks = [pod("e-0-node-0-1-b", "Succeeded"), pod("e-0-node-0-0-a", "Succeeded")];
+        assert_eq!(primary_pod(&ranks), Some("e-0-node-0-0-a"));
+        assert_eq!(primary_pod(&[pod("b", "Running"), pod("a", "Failed")]), Some("a"));
+    }
+
+    #[test]
+    fn a_long_series_is_summarised_into_the_values_katib_reports() {
+        let mut small = MetricSeries::default();
+        small.push("loss", 0.5);
+        assert_eq!(metrics_annotation(&small), r#"{"loss":[0.5]}"#);
+        let mut long = MetricSeries::default();
+        for step in 0..20_000 {
+            long.push("loss", 1.0 / f64::from(step + 2));
+            long.push("accuracy", f64::from(step % 97) / 100.0);
+        }
+        long.push("loss", 0.25);
+        let annotation = metrics_annotation(&long);
+        assert!(annotation.len() <= METRICS_ANNOTATION_BUDGET, "{}", annotation.len());
+        let read = reported_metrics(&json!({"metadata": {"annotations": {METRICS_ANNOTATION: annotation}}}));
+        for name in ["loss", "accuracy"] {
+            for strategy in
+                [crate::metrics::Strategy::Min, crate::metrics::Strategy::Max, crate::metrics::Strategy::Latest]
+            {
+                assert_eq!(read.value(name, strategy), long.value(name, strategy), "{name} {strategy:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn merge_patches_merge_replace_and_remove() {
+        let mut object = json!({"metadata": {"name": "a", "annotations": {"x": "1", "y": "2"}}, "spec": 3});
+        merge_patch(&mut object, &json!({"metadata": {"annotations": {"x": null, "z": "3"}}, "spec": {"a": 1}}));
+        assert_eq!(object, json!({"metadata": {"name": "a", "annotations": {"y": "2", "z": "3"}}, "spec": {"a": 1}}));
     }
 
     proptest! {

@@ -25,7 +25,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 use super::{MetricsSink, TrialRun, TrialRunner};
-use crate::experiment::substitute;
+use crate::experiment::{find_container, substitute};
 use crate::katib::Experiment;
 use crate::metrics::{JsonLinesMetrics, MetricsCollector, TextMetrics};
 use crate::{Error, Result};
@@ -135,14 +135,8 @@ impl ProcessRunner {
         let kind =
             collector_spec.and_then(|c| c.collector.as_ref()).and_then(|c| c.kind.as_deref()).unwrap_or("StdOut");
         let source_spec = collector_spec.and_then(|c| c.source.as_ref());
-        let filters: Vec<&str> = source_spec
-            .and_then(|s| s.filter.as_ref())
-            .and_then(|f| f.metrics_format.as_ref())
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
-        let text = || if filters.is_empty() { Ok(TextMetrics::katib_default()) } else { TextMetrics::new(&filters) };
+        let formats = source_spec.and_then(|s| s.filter.as_ref()).and_then(|f| f.metrics_format.as_deref());
+        let text = || TextMetrics::from_formats(formats.unwrap_or_default());
         let (source, collector): (MetricsSource, Arc<dyn MetricsCollector>) = match kind {
             "StdOut" => (MetricsSource::Output, Arc::new(text()?)),
             "File" => {
@@ -169,26 +163,6 @@ impl ProcessRunner {
     /// name is an error naming it. O(length of the command).
     pub fn substitute(&self, values: &BTreeMap<String, String>) -> std::result::Result<Vec<String>, String> {
         self.command.iter().map(|s| substitute(s, values)).collect()
-    }
-}
-
-/// The container named `primary` (or the first) in the first `containers` list found in `spec`.
-fn find_container<'a>(spec: &'a Value, primary: Option<&str>) -> Option<&'a Value> {
-    match spec {
-        Value::Object(map) => {
-            if let Some(Value::Array(containers)) = map.get("containers") {
-                let found = match primary {
-                    Some(name) => containers.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(name)),
-                    None => containers.first(),
-                };
-                if found.is_some() {
-                    return found;
-                }
-            }
-            map.values().find_map(|v| find_container(v, primary))
-        }
-        Value::Array(items) => items.iter().find_map(|v| find_container(v, primary)),
-        _ => None,
     }
 }
 
