@@ -69,7 +69,7 @@ fn take_while(s: &str, ok: impl Fn(char) -> bool) -> (&str, &str) {
 
 fn parse_line(line: &str) -> std::result::Result<Sample, String> {
     if !line.starts_with(is_name_start) {
-        return Err(format!("expected a metric name, found {line:?}"));
+        return Err(format!("expected a metric name, found {:?}", excerpt(line)));
     }
     let (name, mut rest) = take_while(line, is_name_char);
     let mut labels = Vec::new();
@@ -83,7 +83,7 @@ fn parse_line(line: &str) -> std::result::Result<Sample, String> {
             }
             let (label, after) = take_while(rest, |c| c.is_ascii_alphanumeric() || c == '_');
             if label.is_empty() || label.starts_with(|c: char| c.is_ascii_digit()) {
-                return Err(format!("expected a label name or '}}' after {name}{{, found {rest:?}"));
+                return Err(format!("expected a label name or '}}' after {name}{{, found {:?}", excerpt(rest)));
             }
             let after =
                 after.trim_start().strip_prefix('=').ok_or_else(|| format!("expected '=' after label {label:?}"))?;
@@ -95,16 +95,17 @@ fn parse_line(line: &str) -> std::result::Result<Sample, String> {
             if let Some(after) = rest.strip_prefix(',') {
                 rest = after.trim_start();
             } else if !rest.starts_with('}') {
-                return Err(format!("expected ',' or '}}' after label {label:?}, found {rest:?}"));
+                return Err(format!("expected ',' or '}}' after label {label:?}, found {:?}", excerpt(rest)));
             }
         }
     }
     if !rest.starts_with([' ', '\t']) {
-        return Err(format!("expected a space and a value after {name}, found {rest:?}"));
+        return Err(format!("expected a space and a value after {name}, found {:?}", excerpt(rest)));
     }
     let mut fields = rest.split_whitespace();
     let value = fields.next().ok_or_else(|| format!("expected a value after {name}"))?;
-    let value = number(value).ok_or_else(|| format!("expected a number as the value of {name}, found {value:?}"))?;
+    let value =
+        number(value).ok_or_else(|| format!("expected a number as the value of {name}, found {:?}", excerpt(value)))?;
     if let Some(timestamp) = fields.next()
         && timestamp.parse::<i64>().is_err()
     {
@@ -114,6 +115,15 @@ fn parse_line(line: &str) -> std::result::Result<Sample, String> {
         return Err(format!("expected the end of the line after the value of {name}, found {extra:?}"));
     }
     Ok(Sample { name: name.to_string(), labels, value })
+}
+
+/// The first 40 characters of `s`, so an error quoting an HTML page (a
+/// proxy's error) stays one readable line.
+fn excerpt(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 /// A label value up to its closing quote, unescaped, and what follows the
@@ -193,6 +203,13 @@ mod tests {
             let err = parse(text).expect_err(text).to_string();
             assert!(err.starts_with(want), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn errors_quote_at_most_an_excerpt() {
+        let page = format!("<html>{}</html>", "é".repeat(10_000));
+        let err = parse(&page).expect_err("not metrics").to_string();
+        assert!(err.chars().count() < 100 && err.ends_with("…\""), "{err}");
     }
 
     proptest! {

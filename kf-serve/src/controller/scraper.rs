@@ -330,7 +330,8 @@ async fn scrape_pod(
     let request = http::Request::get(&path).body(Vec::new()).map_err(|e| format!("GET {path}: {e}"))?;
     match tokio::time::timeout(timeout, client.request_text(request)).await {
         Err(_) => Err(format!("GET {path}: no answer within {timeout:?}")),
-        Ok(Err(err)) => Err(kube_error(format!("GET {path}"), err).to_string()),
+        Ok(Err(kube::Error::Api(status))) => Err(format!("GET {path}: HTTP {}: {}", status.code, status.message)),
+        Ok(Err(err)) => Err(format!("GET {path}: {err}")),
         Ok(Ok(text)) => Ok(text),
     }
 }
