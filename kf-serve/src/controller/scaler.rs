@@ -4,7 +4,7 @@
 //! What this module owns: reading one pod's load from its `/metrics`
 //! ([`PodLoad::from_exposition`]) and the decision over all of them
 //! ([`ServiceScaler::decide`]). Pure: the clock and the scraped text come
-//! from the caller ([`super::scraper`] does the IO).
+//! from the caller ([`super::Scraper`] does the IO).
 //!
 //! **Why aggregate, not sum the pods' answers.** Every `kf serve` pod runs
 //! the KPA on its own traffic as if it were the only replica and exposes
