@@ -223,3 +223,24 @@ async fn an_unlistable_cluster_fails_the_round_and_changes_nothing() {
     drop(scraper);
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn pods_that_cannot_be_listed_skip_the_service_and_keep_its_recommendation() {
+    let recommendations = Arc::new(InMemoryRecommendations::default());
+    recommendations.set(NS, "iris", 4);
+    let forbidden = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                           "message": "pods is forbidden", "reason": "Forbidden", "code": 403});
+    let phases = vec![
+        vec![get(isvcs_uri(), 200, isvc_list(vec![kpa_isvc()]).to_string())],
+        vec![get(pods_uri(), 403, forbidden.to_string())],
+    ];
+    let (mut scraper, server) = scraper(&recommendations, phases);
+    let round = scraper.round(Duration::from_secs(2)).await.unwrap();
+    assert!(round.services.is_empty(), "{round:?}");
+    assert_eq!(round.skipped.len(), 1);
+    assert_eq!(round.skipped[0].object, "team-a/iris");
+    assert!(round.skipped[0].reason.starts_with("list pods of InferenceService team-a/iris: pods is forbidden"));
+    assert_eq!(recommendations.replicas(NS, "iris"), Some(4), "kept: the service still exists");
+    drop(scraper);
+    server.await.unwrap();
+}
