@@ -38,6 +38,8 @@ use super::exposition::{self, Sample};
 use crate::autoscale::{Decision, Kpa, KpaConfig, Observation, ScaleMetric};
 use crate::{Error, Result};
 
+/// The gauge every `kf serve` exposes: requests in flight.
+pub const IN_FLIGHT: &str = "kf_serve_requests_in_flight";
 /// The gauge with a pod's stable-window average of the scale metric.
 pub const STABLE_VALUE: &str = "kf_serve_autoscaler_stable_value";
 /// The gauge with a pod's panic-window average of the scale metric.
@@ -64,11 +66,13 @@ pub fn metric_label(metric: ScaleMetric) -> &'static str {
 impl PodLoad {
     /// Reads the load in `metric` from a pod's `/metrics` text: the
     /// [`STABLE_VALUE`] and [`PANIC_VALUE`] series labelled with that
-    /// metric, summed over models. `Ok(None)` when there are none (the
-    /// pod's autoscaler has not ticked yet, or it measures another metric).
-    /// Malformed text, a series with only one of the two gauges, or a
-    /// value that is negative or not finite is an error naming it.
-    /// O(length of `text`).
+    /// metric, summed over models. A `kf serve` pod (it has [`IN_FLIGHT`])
+    /// without any such series has had no request its autoscaler has
+    /// ticked over yet: load 0, so an idle service can scale down.
+    /// `Ok(None)` when the pod measures another metric, or the text is not
+    /// `kf serve`'s. Malformed text, a series with only one of the two
+    /// gauges, or a value that is negative or not finite is an error
+    /// naming it. O(length of `text`).
     ///
     /// ```
     /// use kf_serve::autoscale::ScaleMetric;
@@ -93,13 +97,19 @@ impl PodLoad {
         let unit = metric_label(metric);
         let mut load = PodLoad { stable: 0.0, panic: 0.0 };
         let mut models: Vec<(&str, u8)> = Vec::new();
+        let (mut kf_serve, mut other_metric) = (false, false);
         for sample in samples {
             let slot = match sample.name.as_str() {
                 STABLE_VALUE => 0,
                 PANIC_VALUE => 1,
+                IN_FLIGHT => {
+                    kf_serve = true;
+                    continue;
+                }
                 _ => continue,
             };
             if sample.label("metric") != Some(unit) {
+                other_metric = true;
                 continue;
             }
             if !(sample.value.is_finite() && sample.value >= 0.0) {
@@ -126,7 +136,7 @@ impl PodLoad {
                 message: format!("expected with {has}, found only the latter"),
             });
         }
-        Ok((!models.is_empty()).then_some(load))
+        Ok(if !models.is_empty() || (kf_serve && !other_metric) { Some(load) } else { None })
     }
 }
 
@@ -212,7 +222,10 @@ mod tests {
         for g in guards {
             g.finish(t0 + Duration::from_secs(10));
         }
-        assert_eq!(PodLoad::from_exposition(&metrics.render(), ScaleMetric::Concurrency).expect("valid"), None);
+        // Before the first tick: no autoscaler series, an idle pod.
+        let idle = PodLoad::from_exposition(&metrics.render(), ScaleMetric::Concurrency).expect("valid");
+        assert_eq!(idle, Some(PodLoad { stable: 0.0, panic: 0.0 }));
+        assert_eq!(PodLoad::from_exposition("up 1\n", ScaleMetric::Concurrency).expect("valid"), None, "not kf serve");
         metrics.autoscale(t0 + Duration::from_secs(10));
         let load = PodLoad::from_exposition(&metrics.render(), ScaleMetric::Concurrency).expect("valid");
         let load = load.expect("the autoscaler ticked");

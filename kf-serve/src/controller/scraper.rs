@@ -252,7 +252,7 @@ impl Scraper {
                         Ok(text) => match PodLoad::from_exposition(&text, metric) {
                             Ok(Some(load)) => Ok(load),
                             Ok(None) => Err(format!(
-                                "no {} load on /metrics yet (or the pod measures another metric)",
+                                "no {} load on /metrics: the pod measures another metric, or is not kf serve",
                                 super::scaler::metric_label(metric)
                             )),
                             Err(err) => Err(format!("unreadable /metrics: {err}")),
