@@ -78,8 +78,8 @@
 //!
 //! **Not yet.** Transformers, explainers, custom containers and several
 //! storage URIs (a condition says so); creating an HPA or KEDA object (those
-//! classes only leave `spec.replicas` alone); a scraper of the pods'
-//! autoscaler gauges feeding [`Recommendations`]; ingress (the URL is the
+//! classes only leave `spec.replicas` alone); the KPA's own windows
+//! (the pods' are used, see [`scaler`]); ingress (the URL is the
 //! cluster-local Service).
 //!
 //! This module does the IO; everything it decides is in [`plan`] and
@@ -88,20 +88,26 @@
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use kf_serve::controller::{Config, InMemoryRecommendations, run};
+//! use kf_serve::controller::{Config, InMemoryRecommendations, Scraper, ScraperConfig, run};
 //!
 //! let client = kube::Client::try_default().await?;
 //! let recommendations = Arc::new(InMemoryRecommendations::default());
-//! // A scraper of the pods' kf_serve_autoscaler_* gauges would call
-//! // recommendations.set(namespace, name, replicas) as answers come in.
-//! let config = Config { namespace: Some("team-a".into()), recommendations, ..Config::default() };
+//! // The scraper writes the KPA's answers, the reconciler reads them.
+//! let namespace = Some("team-a".to_string());
+//! let scraping = ScraperConfig { namespace: namespace.clone(), ..ScraperConfig::default() };
+//! let scraper = Scraper::new(client.clone(), scraping, recommendations.clone());
+//! tokio::spawn(scraper.run(|round| if let Err(err) = round { eprintln!("scrape: {err}") }));
+//! let config = Config { namespace, recommendations, ..Config::default() };
 //! run(client, config).await?;
 //! # Ok(())
 //! # }
 //! ```
 
+pub mod exposition;
 pub mod plan;
 mod recommendations;
+pub mod scaler;
+mod scraper;
 pub mod status;
 
 use std::collections::HashMap;
@@ -123,6 +129,7 @@ use serde_json::{Value, json};
 
 pub use plan::{Next, Observed, Plan, RenderConfig, reconcile_plan};
 pub use recommendations::{InMemoryRecommendations, Recommendations};
+pub use scraper::{Round, Scraper, ScraperConfig, ServiceRound, Skipped, metrics_path, predictor_selector};
 
 use crate::kserve::inference_service::{API_VERSION, KIND};
 use crate::kserve::{API_GROUP, InferenceService};

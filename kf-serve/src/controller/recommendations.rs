@@ -1,10 +1,11 @@
 //! Where the reconciler gets the autoscaler's replica counts.
 //!
-//! The real source is the KPA each `kf serve` pod runs on its own traffic
-//! and exposes on `/metrics` (`kf_serve_autoscaler_*`); a scraper, or any
-//! other autoscaler, writes its latest answer into a [`Recommendations`]
-//! implementation such as [`InMemoryRecommendations`], and every reconcile
-//! of an autoscaled InferenceService reads it. The lookup is synchronous
+//! The real source is the [`Scraper`](super::Scraper): it reads the load
+//! each `kf serve` pod exposes on `/metrics` (`kf_serve_autoscaler_*`),
+//! runs the InferenceService's KPA on the pods' sum and writes its latest
+//! answer into an [`InMemoryRecommendations`]; any other autoscaler may
+//! implement [`Recommendations`] instead. Every reconcile of an
+//! autoscaled InferenceService reads it. The lookup is synchronous
 //! and cheap on purpose: the reconciler never waits on a scrape.
 
 use std::collections::HashMap;

@@ -3,10 +3,13 @@
 //! or the pod's service account), one replica leads through a Lease
 //! ([`lease`]) and only the leader reconciles; `/healthz` and `/metrics`
 //! answer on every replica; Ctrl-C or SIGTERM stops the controllers and
-//! gives the Lease up.
+//! gives the Lease up. With `serve`, the leader also runs kf-serve's KPA
+//! scraper ([`kf_serve::controller::Scraper`]) every `--scrape-interval`,
+//! feeding the replicas the serve reconciler writes.
 
 pub mod lease;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -48,6 +51,25 @@ pub struct Args {
     /// How long a Lease holds without renewal, in seconds.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(i32).range(3..=3600))]
     lease_seconds: i32,
+    /// How often the serve controller's autoscaler scrapes the predictor
+    /// pods' /metrics and decides (e.g. 2s, 500ms; 100ms to 600s). The
+    /// KPA-scaled InferenceServices are reconciled as often, so a new
+    /// recommendation reaches the Deployment within one interval.
+    #[arg(long, default_value = "2s", value_parser = parse_interval)]
+    scrape_interval: Duration,
+}
+
+/// `2s`, `1.5s`, `500ms` or a bare number of seconds, from 100 ms to 10 min.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.strip_suffix("ms") {
+        Some(n) => (n, 1e-3),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    let seconds = number.trim().parse::<f64>().ok().filter(|n| n.is_finite()).map(|n| n * unit);
+    match seconds {
+        Some(s) if (0.1..=600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("expected a duration from 100ms to 600s such as 2s or 500ms, found {text:?}")),
+    }
 }
 
 /// Runs the operator until Ctrl-C or SIGTERM.
@@ -192,7 +214,23 @@ fn controllers(args: &Args, client: kube::Client) -> BoxFuture<'static, ()> {
                 }));
             }
             "serve" => {
-                let config = kf_serve::controller::Config { namespace: args.namespace.clone(), ..Default::default() };
+                use kf_serve::controller::{InMemoryRecommendations, Scraper, ScraperConfig};
+                // The scraper writes the KPA's answers, the reconciler reads them.
+                let recommendations = Arc::new(InMemoryRecommendations::default());
+                let scraping = ScraperConfig {
+                    namespace: args.namespace.clone(),
+                    interval: args.scrape_interval,
+                    ..ScraperConfig::default()
+                };
+                let scraper = Scraper::new(client.clone(), scraping, Arc::clone(&recommendations));
+                let mut log = ScrapeLog::default();
+                running.push(Box::pin(scraper.run(move |round| log.report(round))));
+                let config = kf_serve::controller::Config {
+                    namespace: args.namespace.clone(),
+                    autoscale_interval: args.scrape_interval,
+                    recommendations,
+                    ..Default::default()
+                };
                 running.push(Box::pin(async move {
                     if let Err(err) = kf_serve::controller::run(client, config).await {
                         eprintln!("kf operator: serve: {err}");
@@ -206,6 +244,59 @@ fn controllers(args: &Args, client: kube::Client) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let _ = futures::future::select_all(running).await;
     })
+}
+
+/// Logs what the KPA scraper did, but only what changed since the last
+/// round: a new recommendation, a pod skipped for a new reason, a failed
+/// round's error once; so a pod that stays broken is one line, not one
+/// every couple of seconds.
+#[derive(Debug, Default)]
+struct ScrapeLog {
+    replicas: HashMap<String, Option<u32>>,
+    skipped: HashMap<String, String>,
+    failed: Option<String>,
+}
+
+impl ScrapeLog {
+    fn report(&mut self, round: kf_serve::Result<&kf_serve::controller::Round>) {
+        let round = match round {
+            Ok(round) => round,
+            Err(err) => {
+                let err = err.to_string();
+                if self.failed.as_ref() != Some(&err) {
+                    eprintln!("kf operator: serve autoscaler: {err}");
+                    self.failed = Some(err);
+                }
+                return;
+            }
+        };
+        self.failed = None;
+        let mut replicas = HashMap::new();
+        for s in &round.services {
+            let key = format!("{}/{}", s.namespace, s.name);
+            let last = self.replicas.get(&key).copied().flatten();
+            let now = s.replicas.or(last);
+            if s.replicas.is_some() && s.replicas != last {
+                let panic = if s.panicking { ", panicking" } else { "" };
+                eprintln!(
+                    "kf operator: serve autoscaler: {key}: {} replicas ({} ready, {} answered{panic})",
+                    s.replicas.unwrap_or_default(),
+                    s.ready,
+                    s.answered
+                );
+            }
+            replicas.insert(key, now);
+        }
+        self.replicas = replicas;
+        let mut skipped = HashMap::new();
+        for s in &round.skipped {
+            if self.skipped.get(&s.object) != Some(&s.reason) {
+                eprintln!("kf operator: serve autoscaler: skipped {}: {}", s.object, s.reason);
+            }
+            skipped.insert(s.object.clone(), s.reason.clone());
+        }
+        self.skipped = skipped;
+    }
 }
 
 fn health_app(state: Arc<State>) -> Router {
@@ -229,4 +320,21 @@ fn health_app(state: Arc<State>) -> Router {
             }
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrape_intervals_read_as_people_write_them() {
+        assert_eq!(parse_interval("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_interval("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_interval("3"), Ok(Duration::from_secs(3)));
+        for bad in ["", "soon", "0s", "50ms", "1h", "NaNs", "-2s", "inf"] {
+            let err = parse_interval(bad).expect_err(bad);
+            assert!(err.contains("100ms to 600s"), "{bad}: {err}");
+        }
+    }
 }
