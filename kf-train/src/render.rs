@@ -264,6 +264,9 @@ pub fn render(job: &TrainJob, runtime: &TrainingRuntime, plan: &LaunchPlan) -> R
     let mut priority_class_name = None;
     let jobs = spec.replicated_jobs.as_deref_mut().unwrap_or_default();
     let mut rendered_pods = 0usize;
+    // What the gang needs: every pod's effective request (all its
+    // containers, as the scheduler counts them) times its pods.
+    let mut gang_requests: BTreeMap<String, f64> = BTreeMap::new();
     for (i, rjob) in jobs.iter_mut().enumerate() {
         let here = format!("jobset.spec.replicatedJobs[{i}]");
         let pods: Vec<&Pod> = plan.pods_of(&rjob.name).collect();
@@ -318,6 +321,10 @@ pub fn render(job: &TrainJob, runtime: &TrainingRuntime, plan: &LaunchPlan) -> R
             priority_class_name = Some(class.to_string());
         }
         normalise_quantities(pod_spec);
+        let pods_here = plan.pods_of(&rjob.name).count() as f64;
+        for (resource, amount) in effective_pod_requests(pod_spec) {
+            *gang_requests.entry(resource).or_insert(0.0) += amount * pods_here;
+        }
     }
     if plan.framework == Some(Framework::Torch) {
         inject_torch_env(runtime, plan, jobs)?;
@@ -356,7 +363,10 @@ pub fn render(job: &TrainJob, runtime: &TrainingRuntime, plan: &LaunchPlan) -> R
     };
     let pod_group = match pod_group {
         None => None,
-        Some(group) => Some(render_pod_group(group, runtime, &job_set.metadata, priority_class_name)?),
+        Some(group) => {
+            let group = crate::launch::PodGroup { min_resources: gang_requests, ..group.clone() };
+            Some(render_pod_group(&group, runtime, &job_set.metadata, priority_class_name)?)
+        }
     };
     for config_map in &mut config_maps {
         config_map.metadata.owner_references = owner.clone().map(|o| vec![o]);
@@ -479,6 +489,67 @@ fn inject_torch_env(runtime: &TrainingRuntime, plan: &LaunchPlan, jobs: &mut [Re
         }
     }
     Ok(())
+}
+
+/// A pod's effective resource requests, as the Kubernetes scheduler counts
+/// them (and upstream sums them into a PodGroup's `minResources`): the sum
+/// over its containers and restartable (sidecar) init containers, or the
+/// largest of the ordinary init containers with the sidecars started before
+/// it, whichever is larger, plus the pod's `overhead`. A request defaults to
+/// the limit; unreadable quantities count as nothing. O(containers).
+fn effective_pod_requests(pod_spec: &Value) -> BTreeMap<String, f64> {
+    fn requests_of(container: &Value) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for field in ["limits", "requests"] {
+            for (name, q) in
+                container.pointer(&format!("/resources/{field}")).and_then(Value::as_object).into_iter().flatten()
+            {
+                if let Some(amount) = q.as_str().and_then(crate::quantity::parse_quantity) {
+                    out.insert(name.clone(), amount);
+                }
+            }
+        }
+        out
+    }
+    fn add(into: &mut BTreeMap<String, f64>, more: &BTreeMap<String, f64>) {
+        for (name, amount) in more {
+            *into.entry(name.clone()).or_insert(0.0) += amount;
+        }
+    }
+    fn at_least(into: &mut BTreeMap<String, f64>, other: &BTreeMap<String, f64>) {
+        for (name, amount) in other {
+            let slot = into.entry(name.clone()).or_insert(0.0);
+            *slot = slot.max(*amount);
+        }
+    }
+    let list = |field: &str| pod_spec.get(field).and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut total = BTreeMap::new();
+    let mut sidecars = BTreeMap::new();
+    let mut init_peak = BTreeMap::new();
+    for init in list("initContainers") {
+        let requests = requests_of(&init);
+        if init.get("restartPolicy").and_then(Value::as_str) == Some("Always") {
+            add(&mut sidecars, &requests);
+        } else {
+            let mut running = sidecars.clone();
+            add(&mut running, &requests);
+            at_least(&mut init_peak, &running);
+        }
+    }
+    for container in list("containers") {
+        add(&mut total, &requests_of(&container));
+    }
+    add(&mut total, &sidecars);
+    at_least(&mut total, &init_peak);
+    let overhead: BTreeMap<String, f64> = pod_spec
+        .get("overhead")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, q)| Some((name.clone(), q.as_str().and_then(crate::quantity::parse_quantity)?)))
+        .collect();
+    add(&mut total, &overhead);
+    total
 }
 
 /// The PodGroup of `group`'s scheduler, named and owned like the JobSet.

@@ -229,6 +229,34 @@ fn coscheduling_gang() {
     assert_snapshot("coscheduling", &manifests);
 }
 
+/// The gang's minResources count every container of a pod, as the
+/// scheduler does: a sidecar adds to the trainer, an init container only
+/// raises the floor when it needs more than the pod's containers together,
+/// and the pod's overhead is added.
+#[test]
+fn gang_resources_count_every_container_of_a_pod() {
+    let mut runtime = corpus("manifests__base__runtimes__torch_distributed.yaml");
+    runtime["spec"]["podGroupPolicy"] = json!({"coscheduling": {}});
+    let pod = &mut runtime["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"];
+    pod["containers"].as_array_mut().unwrap().push(json!({
+        "name": "log-shipper", "image": "fluent-bit", "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}}));
+    pod["initContainers"] = json!([
+        {"name": "proxy", "image": "envoy", "restartPolicy": "Always", "resources": {"limits": {"cpu": "250m"}}},
+        {"name": "warm-cache", "image": "busybox", "resources": {"requests": {"cpu": "100m", "memory": "64Gi"}}},
+    ]);
+    pod["overhead"] = json!({"memory": "128Mi"});
+    let (_, manifests) = render_docs(corpus("examples__yaml__03-kueue-integration.doc0.yaml"), runtime);
+    let group = manifests.pod_group.as_ref().unwrap();
+    // 3 pods × (trainer 2 + shipper 0.25 + proxy sidecar 0.25) CPU; memory:
+    // the init container's 64Gi (with the proxy, which sets no memory) is
+    // more than trainer 4Gi + shipper 256Mi, plus 128Mi overhead.
+    assert_eq!(group.spec.min_resources["cpu"], "7500m");
+    assert_eq!(
+        kf_train::parse_quantity(&group.spec.min_resources["memory"]).unwrap(),
+        3.0 * (64.0 * 1024f64.powi(3) + 128.0 * 1024f64.powi(2))
+    );
+}
+
 #[test]
 fn volcano_gang() {
     let (_, manifests) = render_docs(

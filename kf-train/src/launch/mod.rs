@@ -51,8 +51,9 @@ pub use xgboost::XGBoostPolicy;
 /// The port trainer nodes rendezvous on in a cluster (torchrun master,
 /// XGBoost tracker), as upstream sets it.
 pub const TRAINER_PORT: u16 = 29500;
-/// The JAX coordinator port in a cluster.
-pub const JAX_COORDINATOR_PORT: u16 = 6666;
+/// The JAX coordinator port in a cluster: upstream's JAX plugin uses the
+/// trainer port (`constants.ContainerTrainerPort`) for it too.
+pub const JAX_COORDINATOR_PORT: u16 = TRAINER_PORT;
 /// Env var the initializers read their source from.
 pub const STORAGE_URI_ENV: &str = "STORAGE_URI";
 

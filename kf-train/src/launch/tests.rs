@@ -169,8 +169,8 @@ fn jax_on_the_corpus_runtimes() {
         for (rank, node) in plan.nodes().iter().enumerate() {
             assert_eq!(env(node, "JAX_NUM_PROCESSES"), "3");
             assert_eq!(env(node, "JAX_PROCESS_ID"), rank.to_string());
-            assert_eq!(env(node, "JAX_COORDINATOR_ADDRESS"), "jx-node-0-0.jx:6666");
-            assert_eq!(env(node, "JAX_COORDINATOR_PORT"), "6666");
+            assert_eq!(env(node, "JAX_COORDINATOR_ADDRESS"), "jx-node-0-0.jx:29500");
+            assert_eq!(env(node, "JAX_COORDINATOR_PORT"), "29500");
         }
         let err =
             super::plan(&trainjob("jx", name, json!({"numProcPerNode": 2})), &rt, &Network::Kubernetes).unwrap_err();
