@@ -1,6 +1,9 @@
 //! [`FileRunStore`]: a durable [`RunStore`] in a directory — one folder per
 //! run with `run.json` (the record) and `journal.jsonl` (one entry per line,
-//! appended and fsynced before `append` returns).
+//! appended before `append` returns, and fsynced then when the entry
+//! [must be durable](crate::run::Event::must_be_durable); the others — a
+//! cache hit, a task starting — are made durable by the next sync, and a
+//! crash that loses them only makes the resume derive them again).
 //!
 //! A crash can leave at most a torn last line (the entry being written when
 //! the process died, never acknowledged): reading ignores a last line without
@@ -154,11 +157,16 @@ impl RunStore for FileRunStore {
         let writer = self.writer(run)?;
         let mut w = lock(&writer);
         let seq = w.next_seq;
+        let event_must_be_durable = event.must_be_durable();
         let mut line = encoding::entry_to_json(&Entry { seq, at_ms, event });
         line.push('\n');
         let path = || self.dir.join(run).join("journal.jsonl");
         w.file.write_all(line.as_bytes()).map_err(|e| io(&path(), "append", e))?;
-        w.file.sync_data().map_err(|e| io(&path(), "sync", e))?;
+        // Entries the run derives again on resume wait for the next that
+        // must survive: its sync covers every earlier write to the file.
+        if event_must_be_durable {
+            w.file.sync_data().map_err(|e| io(&path(), "sync", e))?;
+        }
         w.next_seq += 1;
         Ok(seq)
     }

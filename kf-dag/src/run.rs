@@ -154,6 +154,32 @@ impl Event {
     pub fn task(task: impl Into<String>, state: TaskState, attempt: u32) -> Self {
         Event::Task { task: task.into(), state, attempt, outputs: None, message: None }
     }
+
+    /// Whether a crash that lost this entry would lose work: a task's own
+    /// results (`Succeeded` with its outputs, `Failed`, `Retrying` with its
+    /// attempt count, `Cancelled`) and the run's end. The others are derived
+    /// again when the run resumes — `Queued` and `Running` from the plan (a
+    /// task not known to have finished runs again), `Cached` from the
+    /// content-addressed cache, `Skipped` from its condition and upstream
+    /// results, the run's start from its record — so a durable store may
+    /// buffer them until the next entry that must be durable (an `fsync` per
+    /// entry is what makes a warm, fully cached run slow).
+    ///
+    /// ```
+    /// use kf_dag::run::{Event, RunState, TaskState};
+    /// assert!(Event::task("train", TaskState::Succeeded, 1).must_be_durable());
+    /// assert!(!Event::task("train", TaskState::Cached, 1).must_be_durable());
+    /// assert!(Event::Run(RunState::Succeeded).must_be_durable());
+    /// assert!(!Event::Run(RunState::Running).must_be_durable());
+    /// ```
+    pub fn must_be_durable(&self) -> bool {
+        match self {
+            Event::Task { state, .. } => {
+                matches!(state, TaskState::Succeeded | TaskState::Failed | TaskState::Retrying | TaskState::Cancelled)
+            }
+            Event::Run(state) => *state != RunState::Running,
+        }
+    }
 }
 
 /// One journal entry: a sequence number the store assigns, a timestamp the

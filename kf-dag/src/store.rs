@@ -42,7 +42,11 @@ pub trait RunStore: Send + Sync {
     /// Appends `event` to run `run`'s journal and returns its sequence
     /// number (0 for the first entry, then consecutive). Once this returns,
     /// the entry survives whatever the store promises to survive (for a
-    /// durable store: a crash of the process).
+    /// durable store: a crash of the process, or of the machine for entries
+    /// that [must be durable](crate::run::Event::must_be_durable); a store
+    /// may hold the others until the next such entry, since a resume derives
+    /// them again). Entries survive in order: never a later one without
+    /// the earlier.
     fn append(&self, run: &str, at_ms: u64, event: Event) -> Result<u64>;
 
     /// Run `run`'s journal, in sequence order; fails for an unknown run.
