@@ -248,3 +248,39 @@ fn run_killed_mid_experiment_resumes_without_rerunning_finished_trials() {
         assert_eq!(runs.lines().filter(|r| r == name).count(), 1, "{name} ran twice:\n{runs}");
     }
 }
+
+#[test]
+fn run_writes_a_plot_and_a_finished_journal_only_plots_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = write(&dir, "exp.yaml", &experiment_yaml(dir.path(), 6, "0"));
+    let plot = dir.path().join("out.svg");
+    let plot_arg = plot.display().to_string();
+    let out = kf_in(dir.path(), &["tune", "run", &exp, "--plot", &plot_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<circle class=\"trial\"").count(), 6);
+    assert!(svg.contains("Optimisation history: loss (minimize)") && svg.contains("id=\"parallel-coordinates\""));
+
+    // The experiment has ended: the same command only writes the plot from the journal.
+    std::fs::remove_file(&plot).unwrap();
+    let again = kf_in(dir.path(), &["tune", "run", &exp, "--plot", &plot_arg]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{err}");
+    assert!(err.contains("already ended (ExperimentMaxTrialsReached)"), "{err}");
+    assert_eq!(std::fs::read_to_string(&plot).unwrap(), svg);
+    assert_eq!(std::fs::read_to_string(dir.path().join("runs.log")).unwrap().lines().count(), 6);
+
+    // A failed experiment still gets its plot, failures marked.
+    let bad = experiment_yaml(dir.path(), 6, "0")
+        .replace("loss=%.10f", "nothing=%.10f")
+        .replace("name: quad", "name: silent");
+    let bad = write(&dir, "bad.yaml", &bad);
+    let out = kf_in(dir.path(), &["tune", "run", &bad, "--plot", &plot_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    // Three failures end it (maxFailedTrialCount 2); a trial killed then is no result either.
+    let crosses = svg.matches("<path class=\"failed\"").count();
+    assert!((3..=4).contains(&crosses), "{svg}");
+    assert!(svg.contains(&format!("all {crosses} finished trials failed")), "{svg}");
+}
