@@ -17,6 +17,7 @@
 //! decisions are [`crate::experiment`]'s.
 
 pub mod process;
+pub mod push;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};

@@ -284,3 +284,96 @@ fn run_writes_a_plot_and_a_finished_journal_only_plots_again() {
     assert!((3..=4).contains(&crosses), "{svg}");
     assert!(svg.contains(&format!("all {crosses} finished trials failed")), "{svg}");
 }
+
+/// A trial that pushes `loss=(x-0.3)^2` with python3's urllib, and prints a
+/// misleading `loss=` line that the Push collector must not read.
+const PUSH_TRIAL: &str = r#"
+import json, os, sys, urllib.request
+x = float(sys.argv[1])
+print("loss=999", flush=True)
+def push(body, token=os.environ["KF_TUNE_PUSH_TOKEN"]):
+    req = urllib.request.Request(os.environ["KF_TUNE_PUSH_URL"], data=body.encode(), method="POST",
+                                 headers={"Authorization": "Bearer " + token})
+    try:
+        with urllib.request.urlopen(req) as reply:
+            return reply.status, json.load(reply)
+    except urllib.error.HTTPError as err:
+        return err.code, None
+assert push("loss=nonsense")[0] == 400
+assert push('{"metrics": {"loss": 1}}', token="0" * 64)[0] == 401
+status, reply = push(json.dumps({"metrics": {"loss": 5.0 + (x - 0.3) ** 2}}))
+assert status == 200 and reply == {"stop": False}, (status, reply)
+status, reply = push("loss=%.10f" % ((x - 0.3) ** 2))
+assert status == 200, status
+"#;
+
+#[test]
+fn run_with_the_push_collector_records_what_trials_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = write(&dir, "trial.py", PUSH_TRIAL);
+    let yaml = format!(
+        r#"apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata:
+  name: pushed
+spec:
+  objective:
+    type: minimize
+    objectiveMetricName: loss
+    metricStrategies:
+      - name: loss
+        value: latest
+  metricsCollectorSpec:
+    collector:
+      kind: Push
+  algorithm:
+    algorithmName: tpe
+    algorithmSettings:
+      - name: n_startup_trials
+        value: "4"
+  parallelTrialCount: 2
+  maxTrialCount: 12
+  maxFailedTrialCount: 0
+  parameters:
+    - name: x
+      parameterType: double
+      feasibleSpace:
+        min: "0"
+        max: "1"
+  trialTemplate:
+    trialParameters:
+      - name: x
+        reference: x
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            containers:
+              - name: main
+                image: unused
+                command: [python3, {script}, "${{trialParameters.x}}"]
+"#
+    );
+    let exp = write(&dir, "exp.yaml", &yaml);
+    let out = kf_in(dir.path(), &["--output", "json", "tune", "run", &exp]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["trialsSucceeded"], 12, "{err}");
+    let best = &status["currentOptimalTrial"];
+    let loss: f64 = best["observation"]["metrics"][0]["latest"].as_str().unwrap().parse().unwrap();
+    let x: f64 = best["parameterAssignments"][0]["value"].as_str().unwrap().parse().unwrap();
+    assert!(
+        loss < 0.05 && (loss - (x - 0.3).powi(2)).abs() < 1e-9,
+        "best loss {loss} at x {x}: stdout's 999 was not read"
+    );
+    let journal = std::fs::read_to_string(dir.path().join(".kf-tune/pushed/journal.jsonl")).unwrap();
+    let first: serde_json::Value = journal
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "finished")
+        .unwrap();
+    assert_eq!(first["metrics"]["loss"].as_array().unwrap().len(), 2, "both pushes, in order: {first}");
+}

@@ -11,8 +11,10 @@
 //! Metrics come from the collector Katib's spec names: `StdOut` (default)
 //! reads every line of stdout and stderr as it is written, so early stopping
 //! can act while the trial runs; `File` reads the metrics file (relative paths
-//! are inside the trial's directory) once the trial exits; `None` collects
-//! nothing. Other kinds (TensorFlowEvent, PrometheusMetric, Custom) need a
+//! are inside the trial's directory) once the trial exits; `Push` gives the
+//! trial `KF_TUNE_PUSH_URL` and its own `KF_TUNE_PUSH_TOKEN` to POST its
+//! metrics to (see [`crate::push`] for the wire format; its output is kept
+//! in `output.log` but not parsed); `None` collects nothing. Other kinds (TensorFlowEvent, PrometheusMetric, Custom) need a
 //! cluster and are rejected. A stopped trial's process is killed.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -24,10 +26,12 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
+use super::push::PushServer;
 use super::{MetricsSink, TrialRun, TrialRunner};
 use crate::experiment::{find_container, substitute};
 use crate::katib::Experiment;
 use crate::metrics::{JsonLinesMetrics, MetricsCollector, TextMetrics};
+use crate::push;
 use crate::{Error, Result};
 
 /// Lines of output kept for a failed trial's message.
@@ -40,6 +44,8 @@ pub enum MetricsSource {
     Output,
     /// A file the trial writes, read when it exits; relative to the trial's directory.
     File(PathBuf),
+    /// The trial pushes its metrics over HTTP to the runner's [`PushServer`].
+    Push,
     /// Nothing is collected (the trial pushes its metrics some other way).
     None,
 }
@@ -58,6 +64,7 @@ pub enum MetricsSource {
 ///     workdir: std::env::temp_dir(),
 ///     source: MetricsSource::Output,
 ///     collector: Arc::new(TextMetrics::katib_default()),
+///     push: None,
 /// };
 /// let params = BTreeMap::from([("lr".to_owned(), "0.1".to_owned())]);
 /// assert_eq!(runner.substitute(&params)?, ["sh", "-c", "echo loss=0.1"]);
@@ -75,6 +82,8 @@ pub struct ProcessRunner {
     pub source: MetricsSource,
     /// How metrics are parsed.
     pub collector: Arc<dyn MetricsCollector>,
+    /// The endpoint trials push to; needed with [`MetricsSource::Push`].
+    pub push: Option<PushServer>,
 }
 
 impl std::fmt::Debug for ProcessRunner {
@@ -149,14 +158,16 @@ impl ProcessRunner {
                 (MetricsSource::File(path.into()), collector)
             }
             "None" => (MetricsSource::None, Arc::new(TextMetrics::katib_default())),
+            "Push" => (MetricsSource::Push, Arc::new(TextMetrics::katib_default())),
             other => {
                 return Err(invalid(
                     "spec.metricsCollectorSpec.collector.kind",
-                    format!("a local run collects StdOut, File or None, found {other:?}"),
+                    format!("a local run collects StdOut, File, Push or None, found {other:?}"),
                 ));
             }
         };
-        Ok(ProcessRunner { command, env, workdir: workdir.to_owned(), source, collector })
+        let push = if source == MetricsSource::Push { Some(PushServer::bind()?) } else { None };
+        Ok(ProcessRunner { command, env, workdir: workdir.to_owned(), source, collector, push })
     }
 
     /// The command with every `${trialParameters.x}` replaced; an unknown
@@ -185,6 +196,18 @@ impl TrialRunner for ProcessRunner {
         for (k, v) in &self.env {
             command.env(k, substitute(v, &trial.trial_parameters)?);
         }
+        // Held until the trial ends: its token stops working with it.
+        let _grant = match (&self.source, &self.push) {
+            (MetricsSource::Push, Some(server)) => {
+                let grant = server.grant(metrics.clone()).map_err(|e| e.to_string())?;
+                command.env(push::URL_ENV, server.url()).env(push::TOKEN_ENV, grant.token());
+                Some(grant)
+            }
+            (MetricsSource::Push, None) => {
+                return Err("the Push collector needs a push endpoint (ProcessRunner::push)".into());
+            }
+            _ => None,
+        };
         let mut child = command.spawn().map_err(|e| format!("cannot start {program:?}: {e}"))?;
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err("the trial's output pipes are missing".into());
