@@ -377,3 +377,101 @@ spec:
         .unwrap();
     assert_eq!(first["metrics"]["loss"].as_array().unwrap().len(), 2, "both pushes, in order: {first}");
 }
+
+#[test]
+fn run_gives_pbt_trials_a_copy_of_their_parents_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs.log");
+    // Each trial counts its generations: its parent's counter + 1, saved in its own checkpoint.
+    let script = write(
+        &dir,
+        "trial.sh",
+        &format!(
+            r#"c=0
+if [ -f "$KF_TUNE_CHECKPOINT_DIR/counter" ]; then c=$(cat "$KF_TUNE_CHECKPOINT_DIR/counter"); fi
+c=$((c + 1))
+echo $c > "$KF_TUNE_CHECKPOINT_DIR/counter"
+echo "$KATIB_TRIAL_NAME ${{KF_TUNE_PARENT_TRIAL:-none}} $c" >> {runs}
+awk "BEGIN {{ printf \"acc=%.10f\n\", $c - ($1 - 0.3)^2 }}"
+"#,
+            runs = runs.display()
+        ),
+    );
+    let yaml = format!(
+        r#"apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata:
+  name: pop
+spec:
+  objective:
+    type: maximize
+    objectiveMetricName: acc
+  algorithm:
+    algorithmName: pbt
+    algorithmSettings:
+      - name: n_population
+        value: "4"
+      - name: truncation_threshold
+        value: "0.25"
+  parallelTrialCount: 4
+  maxTrialCount: 12
+  parameters:
+    - name: x
+      parameterType: double
+      feasibleSpace:
+        min: "0"
+        max: "1"
+  trialTemplate:
+    trialParameters:
+      - name: x
+        reference: x
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            containers:
+              - name: main
+                image: unused
+                command: [sh, {script}, "${{trialParameters.x}}"]
+"#,
+        script = script
+    );
+    let exp = write(&dir, "exp.yaml", &yaml);
+    let out = kf_in(dir.path(), &["tune", "run", &exp]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = std::fs::read_to_string(&runs).unwrap();
+    let rows: Vec<(String, String, u32)> = log
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[0].to_owned(), f[1].to_owned(), f[2].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.len(), 12, "{log}");
+    let counter = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.2);
+    for (name, parent, count) in &rows {
+        let index: usize = name.strip_prefix("pop-").unwrap().parse().unwrap();
+        if index < 4 {
+            assert_eq!((parent.as_str(), *count), ("none", 1), "generation 0 starts empty: {log}");
+        } else {
+            // Generation g continues a trial of generation g-1, from its saved counter.
+            let p: usize = parent.strip_prefix("pop-").unwrap().parse().unwrap();
+            assert_eq!(p / 4, index / 4 - 1, "{log}");
+            assert_eq!(
+                Some(*count),
+                counter(parent).map(|c| c + 1),
+                "{name} started from {parent}'s checkpoint: {log}"
+            );
+        }
+    }
+    // Copies, not links: every parent's checkpoint still holds its own count.
+    for (name, _, count) in &rows {
+        let saved = dir.path().join(".kf-tune/pop/trials").join(name).join("checkpoint/counter");
+        assert_eq!(std::fs::read_to_string(saved).unwrap().trim(), count.to_string());
+    }
+    // The journal says who started from whom, so a resumed run knows too.
+    let journal = std::fs::read_to_string(dir.path().join(".kf-tune/pop/journal.jsonl")).unwrap();
+    assert!(journal.lines().any(|l| l.contains("\"parent\":")), "{journal}");
+}
