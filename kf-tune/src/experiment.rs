@@ -766,6 +766,25 @@ mod tests {
         Plan::from_katib(&Experiment::from_value(doc).unwrap()).unwrap()
     }
 
+    #[test]
+    fn a_trials_parent_is_journaled_read_back_and_given_to_the_sampler() {
+        let event = Event::started_from(1, &[ParamValue::Int(3)], Some(0));
+        let line = serde_json::to_string(&event).unwrap();
+        assert_eq!(line, r#"{"event":"started","index":1,"assignment":[{"int":3}],"parent":0}"#);
+        // Journals written before parents were recorded read as trials without one.
+        let old: Event = serde_json::from_str(r#"{"event":"started","index":0,"assignment":[{"int":3}]}"#).unwrap();
+        assert_eq!(old, Event::started(0, &[ParamValue::Int(3)]));
+        assert!(!serde_json::to_string(&old).unwrap().contains("parent"));
+
+        let mut state = ExperimentState::new(plan(json!({})));
+        state.apply(old).unwrap();
+        state.apply(serde_json::from_str(&line).unwrap()).unwrap();
+        assert_eq!(state.trials()[1].parent, Some(0));
+        assert_eq!(state.history().trials.iter().map(|t| t.parent).collect::<Vec<_>>(), [None, Some(0)]);
+        let err = state.apply(Event::started_from(2, &[ParamValue::Int(1)], Some(2))).unwrap_err();
+        assert!(err.to_string().contains("expected a parent among trials 0..2, found trial 2"), "{err}");
+    }
+
     fn finish(state: &mut ExperimentState, i: usize, end: RunEnd, acc: &[f64]) {
         state.apply(Event::started(i, &[ParamValue::Int(i as i64)])).unwrap();
         let mut m = MetricSeries::default();
