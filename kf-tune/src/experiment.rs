@@ -26,7 +26,7 @@ use crate::katib::{
     Condition, Experiment, ExperimentStatus, Metric, Observation, OptimalTrial, ParameterAssignment, Scalar,
 };
 use crate::metrics::{MetricSeries, Strategy};
-use crate::sampler::{Direction, History, TrialState};
+use crate::sampler::{Direction, History, Suggestion, TrialState};
 use crate::space::{Assignment, ParamValue, SearchSpace};
 use crate::{Error, Result};
 
@@ -292,6 +292,8 @@ pub struct TrialRecord {
     pub objective: Option<f64>,
     /// Why it failed, if it did.
     pub message: Option<String>,
+    /// The index of the trial whose checkpoint it starts from (PBT, Hyperband promotions).
+    pub parent: Option<usize>,
 }
 
 /// A change to the experiment state; the journal stores these, one per line.
@@ -304,6 +306,9 @@ pub enum Event {
         index: usize,
         /// Its parameters, each `{"float": x}`, `{"int": n}` or `{"category": i}`.
         assignment: Vec<JournalValue>,
+        /// The earlier trial whose checkpoint it starts from, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<usize>,
     },
     /// Trial `index` finished.
     Finished {
@@ -354,7 +359,13 @@ impl From<JournalValue> for ParamValue {
 impl Event {
     /// The event recording that trial `index` started with `assignment`.
     pub fn started(index: usize, assignment: &[ParamValue]) -> Self {
-        Event::Started { index, assignment: assignment.iter().map(|&v| v.into()).collect() }
+        Self::started_from(index, assignment, None)
+    }
+
+    /// The event recording that trial `index` started with `assignment`
+    /// from the checkpoint of trial `parent` (see [`crate::Suggestion::parent`]).
+    pub fn started_from(index: usize, assignment: &[ParamValue], parent: Option<usize>) -> Self {
+        Event::Started { index, assignment: assignment.iter().map(|&v| v.into()).collect(), parent }
     }
 
     /// The event recording that trial `index` ended with `end` after reporting `metrics`.
@@ -462,8 +473,14 @@ impl ExperimentState {
     /// corrupt journal): an index out of order, a finish of a trial that is not running.
     pub fn apply(&mut self, event: Event) -> Result<()> {
         match event {
-            Event::Started { index, assignment } => {
+            Event::Started { index, assignment, parent } => {
                 let assignment: Assignment = assignment.into_iter().map(ParamValue::from).collect();
+                if let Some(p) = parent.filter(|&p| p >= index) {
+                    return Err(Error::Invalid {
+                        path: format!("journal: trial {index}"),
+                        message: format!("expected a parent among trials 0..{index}, found trial {p}"),
+                    });
+                }
                 if index != self.trials.len() || !self.plan.space.contains(&assignment) {
                     return Err(Error::Invalid {
                         path: format!("journal: trial {index}"),
@@ -480,6 +497,7 @@ impl ExperimentState {
                     metrics: MetricSeries::default(),
                     objective: None,
                     message: None,
+                    parent,
                 });
             }
             Event::Finished { index, end, message, metrics } => {
@@ -532,7 +550,8 @@ impl ExperimentState {
                 (_, Some(v)) => TrialState::Completed(v),
                 _ => TrialState::Failed,
             };
-            history.push(t.assignment.clone(), state);
+            let suggestion = Suggestion { assignment: t.assignment.clone(), budget: None, parent: t.parent };
+            history.push_suggestion(suggestion, state);
         }
         history
     }
@@ -745,6 +764,25 @@ mod tests {
             doc["spec"][k] = v.clone();
         }
         Plan::from_katib(&Experiment::from_value(doc).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_trials_parent_is_journaled_read_back_and_given_to_the_sampler() {
+        let event = Event::started_from(1, &[ParamValue::Int(3)], Some(0));
+        let line = serde_json::to_string(&event).unwrap();
+        assert_eq!(line, r#"{"event":"started","index":1,"assignment":[{"int":3}],"parent":0}"#);
+        // Journals written before parents were recorded read as trials without one.
+        let old: Event = serde_json::from_str(r#"{"event":"started","index":0,"assignment":[{"int":3}]}"#).unwrap();
+        assert_eq!(old, Event::started(0, &[ParamValue::Int(3)]));
+        assert!(!serde_json::to_string(&old).unwrap().contains("parent"));
+
+        let mut state = ExperimentState::new(plan(json!({})));
+        state.apply(old).unwrap();
+        state.apply(serde_json::from_str(&line).unwrap()).unwrap();
+        assert_eq!(state.trials()[1].parent, Some(0));
+        assert_eq!(state.history().trials.iter().map(|t| t.parent).collect::<Vec<_>>(), [None, Some(0)]);
+        let err = state.apply(Event::started_from(2, &[ParamValue::Int(1)], Some(2))).unwrap_err();
+        assert!(err.to_string().contains("expected a parent among trials 0..2, found trial 2"), "{err}");
     }
 
     fn finish(state: &mut ExperimentState, i: usize, end: RunEnd, acc: &[f64]) {

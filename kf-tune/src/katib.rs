@@ -45,7 +45,8 @@ pub const ALGORITHM_NAMES: [&str; 11] = [
 ];
 
 /// Metrics-collector kinds Katib knows.
-pub const COLLECTOR_KINDS: [&str; 6] = ["StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "None"];
+pub const COLLECTOR_KINDS: [&str; 7] =
+    ["StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "None", "Push"];
 
 /// Fields a type does not model, written back as they were read.
 pub type Extra = BTreeMap<String, Value>;

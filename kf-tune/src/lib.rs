@@ -26,6 +26,10 @@
 //!   regexes) and JSON lines into metric series; min/max/latest strategies.
 //! - [`experiment`] — an experiment's plan (from a Katib Experiment) and its
 //!   state machine: what runs next, when it ends, its status in Katib's shape.
+//! - [`plot`] — the optimisation history and parallel coordinates of an
+//!   experiment as one SVG document, a pure function of space and history.
+//! - [`push`] — Katib's `Push` collector: the wire format trials report in,
+//!   per-trial tokens, the request checks (no IO; the runner serves it).
 //! - `runner` (feature `runner`, on by default) — running an experiment on
 //!   tokio: the `TrialRunner` trait with an in-process closure runner and a
 //!   local process runner, early stopping hooked into metric reports, and a
@@ -71,6 +75,8 @@ pub mod experiment;
 mod gauss;
 pub mod katib;
 pub mod metrics;
+pub mod plot;
+pub mod push;
 #[cfg(feature = "runner")]
 pub mod runner;
 pub mod sampler;

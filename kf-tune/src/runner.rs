@@ -17,6 +17,7 @@
 //! decisions are [`crate::experiment`]'s.
 
 pub mod process;
+pub mod push;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -46,6 +47,9 @@ pub struct TrialRun {
     pub parameters: Vec<(String, String)>,
     /// Trial parameter name → value text, for `${trialParameters.<name>}`.
     pub trial_parameters: BTreeMap<String, String>,
+    /// The name of the trial whose checkpoint this one starts from (PBT
+    /// continuations and exploits, Hyperband promotions); `None` starts afresh.
+    pub parent: Option<String>,
 }
 
 /// Why a trial was asked to stop.
@@ -287,6 +291,7 @@ pub async fn run<R: TrialRunner + 'static>(
                 index,
                 parameters: s.plan().space.format(&record.assignment),
                 trial_parameters: s.plan().trial_parameter_values(&record.name, &record.assignment),
+                parent: record.parent.and_then(|p| s.trials().get(p)).map(|p| p.name.clone()),
             }
         };
         let sink = MetricsSink::new(state.clone());
@@ -316,7 +321,7 @@ pub async fn run<R: TrialRunner + 'static>(
                 let s = lock(&state);
                 let mut history = s.history();
                 let sampler = &s.plan().algorithm.sampler;
-                let suggestions = match sampler.suggest(&s.plan().space, &history, slots, &mut rng) {
+                let suggestions = match sampler.suggest_detailed(&s.plan().space, &history, slots, &mut rng) {
                     Ok(v) => v,
                     Err(Error::Exhausted { .. }) => Vec::new(),
                     Err(err) => return Err(err),
@@ -324,8 +329,8 @@ pub async fn run<R: TrialRunner + 'static>(
                 // Short of slots: finished for good, or waiting for running
                 // trials (a Hyperband rung), in which case a trial's end asks again.
                 let ended = suggestions.len() < slots && {
-                    for a in &suggestions {
-                        history.push(a.clone(), TrialState::Pending);
+                    for suggestion in &suggestions {
+                        history.push_suggestion(suggestion.clone(), TrialState::Pending);
                     }
                     sampler.shortfall(&s.plan().space, &history) == Shortfall::Exhausted
                 };
@@ -334,9 +339,9 @@ pub async fn run<R: TrialRunner + 'static>(
             if ended {
                 lock(&state).suggestions_ended();
             }
-            for assignment in suggestions {
+            for suggestion in suggestions {
                 let index = lock(&state).trials().len();
-                let event = Event::started(index, &assignment);
+                let event = Event::started_from(index, &suggestion.assignment, suggestion.parent);
                 if let Some(j) = journal.as_deref_mut() {
                     j.append(&event)?;
                 }

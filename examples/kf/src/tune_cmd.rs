@@ -43,6 +43,11 @@ pub struct RunArgs {
     /// Seed of the sampler when the algorithm has no random_state setting.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Write the optimisation history and parallel coordinates to this SVG
+    /// file when the run ends (also when it fails, if any trial ran). With a
+    /// journal of an experiment that has already ended, only writes the plot.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
 }
 
 /// `kf tune ask-tell`.
@@ -110,15 +115,34 @@ fn run_experiment(args: &RunArgs, output: OutputFormat) -> ExitCode {
             eprintln!("resuming from {} ({} events)", journal_path.display(), events.len());
         }
         runner::replay(&mut state, events)?;
+        if let Some(reason) = state.end() {
+            eprintln!("the experiment has already ended ({}); not starting trials", reason.katib().0);
+            return Ok(state);
+        }
         runner::block_on(runner::run(state, trials, Some(&mut journal), seed, progress))?
     })();
     let state = match result {
         Ok(state) => state,
         Err(err) => {
             eprintln!("kf tune run: {at}: {err}");
+            // The run's state is gone with the error; the journal holds what happened.
+            if let Some(path) = &args.plot
+                && let Ok(plan) = Plan::from_katib(&experiment)
+                && let Ok(events) = Journal::read(&journal_path)
+            {
+                let mut state = ExperimentState::new(plan);
+                if runner::replay(&mut state, events).is_ok() && !state.trials().is_empty() {
+                    write_plot(path, &state);
+                }
+            }
             return ExitCode::FAILURE;
         }
     };
+    if let Some(path) = &args.plot
+        && !write_plot(path, &state)
+    {
+        return ExitCode::FAILURE;
+    }
     let status = state.status(Some(started), Some(runner::rfc3339(SystemTime::now())));
     let failed = status.conditions.iter().flatten().any(|c| c.type_.as_deref() == Some("Failed"));
     match output {
@@ -132,6 +156,20 @@ fn run_experiment(args: &RunArgs, output: OutputFormat) -> ExitCode {
         OutputFormat::Text => print_table(&state),
     }
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// Writes the experiment's plot to `path`; false (after saying why) when it cannot.
+fn write_plot(path: &Path, state: &ExperimentState) -> bool {
+    match std::fs::write(path, kf_tune::plot::render_state(state)) {
+        Ok(()) => {
+            eprintln!("plot written to {}", path.display());
+            true
+        }
+        Err(err) => {
+            eprintln!("kf tune run: cannot write the plot to {}: {err}", path.display());
+            false
+        }
+    }
 }
 
 fn load_experiment(path: &Path) -> Result<Experiment, String> {

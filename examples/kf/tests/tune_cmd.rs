@@ -248,3 +248,230 @@ fn run_killed_mid_experiment_resumes_without_rerunning_finished_trials() {
         assert_eq!(runs.lines().filter(|r| r == name).count(), 1, "{name} ran twice:\n{runs}");
     }
 }
+
+#[test]
+fn run_writes_a_plot_and_a_finished_journal_only_plots_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = write(&dir, "exp.yaml", &experiment_yaml(dir.path(), 6, "0"));
+    let plot = dir.path().join("out.svg");
+    let plot_arg = plot.display().to_string();
+    let out = kf_in(dir.path(), &["tune", "run", &exp, "--plot", &plot_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<circle class=\"trial\"").count(), 6);
+    assert!(svg.contains("Optimisation history: loss (minimize)") && svg.contains("id=\"parallel-coordinates\""));
+
+    // The experiment has ended: the same command only writes the plot from the journal.
+    std::fs::remove_file(&plot).unwrap();
+    let again = kf_in(dir.path(), &["tune", "run", &exp, "--plot", &plot_arg]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{err}");
+    assert!(err.contains("already ended (ExperimentMaxTrialsReached)"), "{err}");
+    assert_eq!(std::fs::read_to_string(&plot).unwrap(), svg);
+    assert_eq!(std::fs::read_to_string(dir.path().join("runs.log")).unwrap().lines().count(), 6);
+
+    // A failed experiment still gets its plot, failures marked.
+    let bad = experiment_yaml(dir.path(), 6, "0")
+        .replace("loss=%.10f", "nothing=%.10f")
+        .replace("name: quad", "name: silent");
+    let bad = write(&dir, "bad.yaml", &bad);
+    let out = kf_in(dir.path(), &["tune", "run", &bad, "--plot", &plot_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    // Three failures end it (maxFailedTrialCount 2); a trial killed then is no result either.
+    let crosses = svg.matches("<path class=\"failed\"").count();
+    assert!((3..=4).contains(&crosses), "{svg}");
+    assert!(svg.contains(&format!("all {crosses} finished trials failed")), "{svg}");
+}
+
+/// A trial that pushes `loss=(x-0.3)^2` with python3's urllib, and prints a
+/// misleading `loss=` line that the Push collector must not read.
+const PUSH_TRIAL: &str = r#"
+import json, os, sys, urllib.request
+x = float(sys.argv[1])
+print("loss=999", flush=True)
+def push(body, token=os.environ["KF_TUNE_PUSH_TOKEN"]):
+    req = urllib.request.Request(os.environ["KF_TUNE_PUSH_URL"], data=body.encode(), method="POST",
+                                 headers={"Authorization": "Bearer " + token})
+    try:
+        with urllib.request.urlopen(req) as reply:
+            return reply.status, json.load(reply)
+    except urllib.error.HTTPError as err:
+        return err.code, None
+assert push("loss=nonsense")[0] == 400
+assert push('{"metrics": {"loss": 1}}', token="0" * 64)[0] == 401
+status, reply = push(json.dumps({"metrics": {"loss": 5.0 + (x - 0.3) ** 2}}))
+assert status == 200 and reply == {"stop": False}, (status, reply)
+status, reply = push("loss=%.10f" % ((x - 0.3) ** 2))
+assert status == 200, status
+"#;
+
+#[test]
+fn run_with_the_push_collector_records_what_trials_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = write(&dir, "trial.py", PUSH_TRIAL);
+    let yaml = format!(
+        r#"apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata:
+  name: pushed
+spec:
+  objective:
+    type: minimize
+    objectiveMetricName: loss
+    metricStrategies:
+      - name: loss
+        value: latest
+  metricsCollectorSpec:
+    collector:
+      kind: Push
+  algorithm:
+    algorithmName: tpe
+    algorithmSettings:
+      - name: n_startup_trials
+        value: "4"
+  parallelTrialCount: 2
+  maxTrialCount: 12
+  maxFailedTrialCount: 0
+  parameters:
+    - name: x
+      parameterType: double
+      feasibleSpace:
+        min: "0"
+        max: "1"
+  trialTemplate:
+    trialParameters:
+      - name: x
+        reference: x
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            containers:
+              - name: main
+                image: unused
+                command: [python3, {script}, "${{trialParameters.x}}"]
+"#
+    );
+    let exp = write(&dir, "exp.yaml", &yaml);
+    let out = kf_in(dir.path(), &["--output", "json", "tune", "run", &exp]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["trialsSucceeded"], 12, "{err}");
+    let best = &status["currentOptimalTrial"];
+    let loss: f64 = best["observation"]["metrics"][0]["latest"].as_str().unwrap().parse().unwrap();
+    let x: f64 = best["parameterAssignments"][0]["value"].as_str().unwrap().parse().unwrap();
+    assert!(
+        loss < 0.05 && (loss - (x - 0.3).powi(2)).abs() < 1e-9,
+        "best loss {loss} at x {x}: stdout's 999 was not read"
+    );
+    let journal = std::fs::read_to_string(dir.path().join(".kf-tune/pushed/journal.jsonl")).unwrap();
+    let first: serde_json::Value = journal
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "finished")
+        .unwrap();
+    assert_eq!(first["metrics"]["loss"].as_array().unwrap().len(), 2, "both pushes, in order: {first}");
+}
+
+#[test]
+fn run_gives_pbt_trials_a_copy_of_their_parents_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs.log");
+    // Each trial counts its generations: its parent's counter + 1, saved in its own checkpoint.
+    let script = write(
+        &dir,
+        "trial.sh",
+        &format!(
+            r#"c=0
+if [ -f "$KF_TUNE_CHECKPOINT_DIR/counter" ]; then c=$(cat "$KF_TUNE_CHECKPOINT_DIR/counter"); fi
+c=$((c + 1))
+echo $c > "$KF_TUNE_CHECKPOINT_DIR/counter"
+echo "$KATIB_TRIAL_NAME ${{KF_TUNE_PARENT_TRIAL:-none}} $c" >> {runs}
+awk "BEGIN {{ printf \"acc=%.10f\n\", $c - ($1 - 0.3)^2 }}"
+"#,
+            runs = runs.display()
+        ),
+    );
+    let yaml = format!(
+        r#"apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata:
+  name: pop
+spec:
+  objective:
+    type: maximize
+    objectiveMetricName: acc
+  algorithm:
+    algorithmName: pbt
+    algorithmSettings:
+      - name: n_population
+        value: "4"
+      - name: truncation_threshold
+        value: "0.25"
+  parallelTrialCount: 4
+  maxTrialCount: 12
+  parameters:
+    - name: x
+      parameterType: double
+      feasibleSpace:
+        min: "0"
+        max: "1"
+  trialTemplate:
+    trialParameters:
+      - name: x
+        reference: x
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            containers:
+              - name: main
+                image: unused
+                command: [sh, {script}, "${{trialParameters.x}}"]
+"#,
+        script = script
+    );
+    let exp = write(&dir, "exp.yaml", &yaml);
+    let out = kf_in(dir.path(), &["tune", "run", &exp]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = std::fs::read_to_string(&runs).unwrap();
+    let rows: Vec<(String, String, u32)> = log
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[0].to_owned(), f[1].to_owned(), f[2].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.len(), 12, "{log}");
+    let counter = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.2);
+    for (name, parent, count) in &rows {
+        let index: usize = name.strip_prefix("pop-").unwrap().parse().unwrap();
+        if index < 4 {
+            assert_eq!((parent.as_str(), *count), ("none", 1), "generation 0 starts empty: {log}");
+        } else {
+            // Generation g continues a trial of generation g-1, from its saved counter.
+            let p: usize = parent.strip_prefix("pop-").unwrap().parse().unwrap();
+            assert_eq!(p / 4, index / 4 - 1, "{log}");
+            assert_eq!(
+                Some(*count),
+                counter(parent).map(|c| c + 1),
+                "{name} started from {parent}'s checkpoint: {log}"
+            );
+        }
+    }
+    // Copies, not links: every parent's checkpoint still holds its own count.
+    for (name, _, count) in &rows {
+        let saved = dir.path().join(".kf-tune/pop/trials").join(name).join("checkpoint/counter");
+        assert_eq!(std::fs::read_to_string(saved).unwrap().trim(), count.to_string());
+    }
+    // The journal says who started from whom, so a resumed run knows too.
+    let journal = std::fs::read_to_string(dir.path().join(".kf-tune/pop/journal.jsonl")).unwrap();
+    assert!(journal.lines().any(|l| l.contains("\"parent\":")), "{journal}");
+}

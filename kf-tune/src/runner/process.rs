@@ -11,9 +11,22 @@
 //! Metrics come from the collector Katib's spec names: `StdOut` (default)
 //! reads every line of stdout and stderr as it is written, so early stopping
 //! can act while the trial runs; `File` reads the metrics file (relative paths
-//! are inside the trial's directory) once the trial exits; `None` collects
-//! nothing. Other kinds (TensorFlowEvent, PrometheusMetric, Custom) need a
+//! are inside the trial's directory) once the trial exits; `Push` gives the
+//! trial `KF_TUNE_PUSH_URL` and its own `KF_TUNE_PUSH_TOKEN` to POST its
+//! metrics to (see [`crate::push`] for the wire format; its output is kept
+//! in `output.log` but not parsed); `None` collects nothing. Other kinds (TensorFlowEvent, PrometheusMetric, Custom) need a
 //! cluster and are rejected. A stopped trial's process is killed.
+//!
+//! Checkpoints (PBT, Hyperband promotions): every trial gets
+//! `<workdir>/<trial>/checkpoint/`, named by `KF_TUNE_CHECKPOINT_DIR`
+//! (absolute), to save into. A trial whose suggestion names a parent starts
+//! with a copy of the parent's `checkpoint/` there (a copy, not links, so the
+//! child cannot change the parent's files) and `KF_TUNE_PARENT_TRIAL` set to
+//! the parent's name; any other trial starts with it empty. A trial started
+//! again after a crash starts again from the same copy. This is what Katib's
+//! PBT service does with `suggestion_trial_dir/<trial>` (it copies the
+//! parent's directory when it makes the suggestion), in the trial's own
+//! directory instead of a shared volume.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -24,11 +37,20 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
+use super::push::PushServer;
 use super::{MetricsSink, TrialRun, TrialRunner};
 use crate::experiment::{find_container, substitute};
 use crate::katib::Experiment;
 use crate::metrics::{JsonLinesMetrics, MetricsCollector, TextMetrics};
+use crate::push;
 use crate::{Error, Result};
+
+/// The directory inside a trial's directory that holds its checkpoint.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// The environment variable naming the trial's checkpoint directory (absolute).
+pub const CHECKPOINT_ENV: &str = "KF_TUNE_CHECKPOINT_DIR";
+/// The environment variable naming the trial it starts from, when it has a parent.
+pub const PARENT_ENV: &str = "KF_TUNE_PARENT_TRIAL";
 
 /// Lines of output kept for a failed trial's message.
 const TAIL_LINES: usize = 5;
@@ -40,6 +62,8 @@ pub enum MetricsSource {
     Output,
     /// A file the trial writes, read when it exits; relative to the trial's directory.
     File(PathBuf),
+    /// The trial pushes its metrics over HTTP to the runner's [`PushServer`].
+    Push,
     /// Nothing is collected (the trial pushes its metrics some other way).
     None,
 }
@@ -58,6 +82,7 @@ pub enum MetricsSource {
 ///     workdir: std::env::temp_dir(),
 ///     source: MetricsSource::Output,
 ///     collector: Arc::new(TextMetrics::katib_default()),
+///     push: None,
 /// };
 /// let params = BTreeMap::from([("lr".to_owned(), "0.1".to_owned())]);
 /// assert_eq!(runner.substitute(&params)?, ["sh", "-c", "echo loss=0.1"]);
@@ -75,6 +100,8 @@ pub struct ProcessRunner {
     pub source: MetricsSource,
     /// How metrics are parsed.
     pub collector: Arc<dyn MetricsCollector>,
+    /// The endpoint trials push to; needed with [`MetricsSource::Push`].
+    pub push: Option<PushServer>,
 }
 
 impl std::fmt::Debug for ProcessRunner {
@@ -149,14 +176,16 @@ impl ProcessRunner {
                 (MetricsSource::File(path.into()), collector)
             }
             "None" => (MetricsSource::None, Arc::new(TextMetrics::katib_default())),
+            "Push" => (MetricsSource::Push, Arc::new(TextMetrics::katib_default())),
             other => {
                 return Err(invalid(
                     "spec.metricsCollectorSpec.collector.kind",
-                    format!("a local run collects StdOut, File or None, found {other:?}"),
+                    format!("a local run collects StdOut, File, Push or None, found {other:?}"),
                 ));
             }
         };
-        Ok(ProcessRunner { command, env, workdir: workdir.to_owned(), source, collector })
+        let push = if source == MetricsSource::Push { Some(PushServer::bind()?) } else { None };
+        Ok(ProcessRunner { command, env, workdir: workdir.to_owned(), source, collector, push })
     }
 
     /// The command with every `${trialParameters.x}` replaced; an unknown
@@ -173,11 +202,18 @@ impl TrialRunner for ProcessRunner {
         let (program, args) = argv.split_first().ok_or("the trial command is empty")?;
         let dir = self.workdir.join(&trial.name);
         tokio::fs::create_dir_all(&dir).await.map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let checkpoint = std::path::absolute(dir.join(CHECKPOINT_DIR)).map_err(|e| format!("checkpoint: {e}"))?;
+        let from = trial.parent.as_ref().map(|p| self.workdir.join(p).join(CHECKPOINT_DIR));
+        let to = checkpoint.clone();
+        tokio::task::spawn_blocking(move || prepare_checkpoint(&to, from.as_deref()))
+            .await
+            .map_err(|e| format!("the checkpoint copy stopped: {e}"))??;
         let mut command = Command::new(program);
         command
             .args(args)
             .current_dir(&dir)
             .env("KATIB_TRIAL_NAME", &trial.name)
+            .env(CHECKPOINT_ENV, &checkpoint)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -185,6 +221,21 @@ impl TrialRunner for ProcessRunner {
         for (k, v) in &self.env {
             command.env(k, substitute(v, &trial.trial_parameters)?);
         }
+        if let Some(parent) = &trial.parent {
+            command.env(PARENT_ENV, parent);
+        }
+        // Held until the trial ends: its token stops working with it.
+        let _grant = match (&self.source, &self.push) {
+            (MetricsSource::Push, Some(server)) => {
+                let grant = server.grant(metrics.clone()).map_err(|e| e.to_string())?;
+                command.env(push::URL_ENV, server.url()).env(push::TOKEN_ENV, grant.token());
+                Some(grant)
+            }
+            (MetricsSource::Push, None) => {
+                return Err("the Push collector needs a push endpoint (ProcessRunner::push)".into());
+            }
+            _ => None,
+        };
         let mut child = command.spawn().map_err(|e| format!("cannot start {program:?}: {e}"))?;
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err("the trial's output pipes are missing".into());
@@ -249,9 +300,67 @@ impl TrialRunner for ProcessRunner {
     }
 }
 
+/// Makes `to` a fresh copy of the checkpoint directory `from` (empty when
+/// there is no parent, or the parent saved nothing). Whatever `to` held is
+/// removed first. O(size of the checkpoint).
+fn prepare_checkpoint(to: &Path, from: Option<&Path>) -> std::result::Result<(), String> {
+    let fail = |what: &Path, err: std::io::Error| format!("checkpoint {}: {err}", what.display());
+    if to.symlink_metadata().is_ok() {
+        std::fs::remove_dir_all(to).map_err(|e| fail(to, e))?;
+    }
+    match from.filter(|f| f.is_dir()) {
+        Some(from) => copy_tree(from, to).map_err(|e| fail(from, e)),
+        None => std::fs::create_dir_all(to).map_err(|e| fail(to, e)),
+    }
+}
+
+/// Copies the directory `from` to `to`, recreating symbolic links as links
+/// (never following them, so a link cycle cannot loop).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let dest = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &dest)?;
+        } else if kind.is_symlink() {
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_child_starts_from_a_copy_of_its_parents_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let parent = dir.path().join("p/checkpoint");
+        std::fs::create_dir_all(parent.join("sub")).unwrap();
+        std::fs::write(parent.join("counter"), "1").unwrap();
+        std::fs::write(parent.join("sub/weights"), "w").unwrap();
+        let child = dir.path().join("c/checkpoint");
+        std::fs::create_dir_all(&child).unwrap();
+        std::fs::write(child.join("stale"), "from a run before a crash").unwrap();
+        prepare_checkpoint(&child, Some(&parent)).unwrap();
+        assert_eq!(std::fs::read_to_string(child.join("counter")).unwrap(), "1");
+        assert_eq!(std::fs::read_to_string(child.join("sub/weights")).unwrap(), "w");
+        assert!(!child.join("stale").exists(), "a restarted trial starts from its parent's checkpoint again");
+        std::fs::write(child.join("counter"), "2").unwrap();
+        assert_eq!(std::fs::read_to_string(parent.join("counter")).unwrap(), "1", "a copy, not a link");
+        // No parent, or a parent that saved nothing: an empty directory.
+        let orphan = dir.path().join("o/checkpoint");
+        prepare_checkpoint(&orphan, None).unwrap();
+        prepare_checkpoint(&child, Some(&dir.path().join("missing/checkpoint"))).unwrap();
+        assert_eq!(std::fs::read_dir(&orphan).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(&child).unwrap().count(), 0);
+    }
 
     #[test]
     fn the_primary_container_is_found_in_any_job_kind() {

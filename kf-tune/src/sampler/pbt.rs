@@ -19,7 +19,9 @@
 //! whose checkpoint to start from; with `suggestion_trial_dir`, the
 //! checkpoint of trial `id` is expected at `<suggestion_trial_dir>/<id>`
 //! (see [`Pbt::checkpoint`]): the trial saves there and its children load
-//! from there. kf-tune does not copy files.
+//! from there. The sampler does not copy files; `kf tune run`'s process
+//! runner (`runner::process`) starts each trial with a copy of its parent's
+//! checkpoint directory.
 //!
 //! **No state is kept:** trial k of the history is member k mod N of
 //! generation ⌊k/N⌋, so the history must hold this sampler's suggestions in
