@@ -106,13 +106,20 @@ impl Drop for Grant {
     }
 }
 
+/// Pause after a failed `accept` before the next.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The longest one connection is served: pushes are small and quick.
+const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 async fn serve(listener: tokio::net::TcpListener, inner: Arc<Inner>) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
-            // Out of file descriptors and the like: let the trials' tasks run, then try again.
+            // Out of file descriptors and the like: back off briefly (trials
+            // ending free descriptors), rather than spin on the error.
             Err(_) => {
-                tokio::task::yield_now().await;
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
@@ -122,8 +129,10 @@ async fn serve(listener: tokio::net::TcpListener, inner: Arc<Inner>) {
                 let inner = inner.clone();
                 async move { Ok::<_, Infallible>(respond(handle(&inner, request).await)) }
             });
-            // A client that hangs up or speaks nonsense only ends its own connection.
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            // A client that hangs up or speaks nonsense only ends its own
+            // connection, and one that stalls is cut off after a while.
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
         });
     }
 }
