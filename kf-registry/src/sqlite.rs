@@ -11,13 +11,14 @@
 //! Postgres store shares.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{MappedMutexGuard, MutexGuard, mpsc, oneshot};
 
-use sqlx::Row;
+use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 
 use crate::driver::{self, storage};
 use crate::query::ListQuery;
@@ -44,6 +45,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// ```
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The connections the store's own reads run on (none for `:memory:`,
+    /// whose reads share the writer's connection through `pool`).
+    readers: Readers,
     /// One connection for every write, owned by a writer task fed through
     /// `writes`: SQLite admits one writer at a time, so queueing writes and
     /// committing them in groups is far cheaper than letting connections
@@ -92,10 +96,17 @@ impl SqliteStore {
         MIGRATOR.run(&writer).await.map_err(|e| Error::Storage(format!("migrations: {e}")))?;
         // An in-memory database exists once per connection: readers share the writer's.
         let pool = if memory { writer.clone() } else { connect(8).await.map_err(storage)? };
+        let mut conns = Vec::new();
+        if !memory {
+            for _ in 0..READERS {
+                conns.push(tokio::sync::Mutex::new(Some(options.connect().await.map_err(storage)?)));
+            }
+        }
+        let readers = Readers { conns, next: AtomicUsize::new(0) };
         let key = driver::token_key(&writer).await?;
         let (writes, jobs) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(write_loop(writer.clone(), jobs));
-        Ok(SqliteStore { pool, writer, writes, key })
+        Ok(SqliteStore { pool, readers, writer, writes, key })
     }
 
     /// The pool of reading connections, for callers that run their own queries.
@@ -109,8 +120,44 @@ impl SqliteStore {
 
     /// Closes every connection (waiting for those in use).
     pub async fn close(&self) {
+        for conn in &self.readers.conns {
+            if let Some(conn) = conn.lock().await.take() {
+                let _ = conn.close().await;
+            }
+        }
         self.pool.close().await;
         self.writer.close().await;
+    }
+}
+
+/// Reading connections per file database.
+const READERS: usize = 8;
+
+/// The store's reading connections, held outside a pool: sqlx pings a pooled
+/// connection every time it goes back to the pool, a round trip to the
+/// connection's thread as costly as the query itself, and every create (its
+/// parent) and every get reads once. A read borrows the first free
+/// connection, or waits for one. `None` once closed.
+struct Readers {
+    conns: Vec<tokio::sync::Mutex<Option<SqliteConnection>>>,
+    /// Where the next read starts looking, so reads spread over the connections.
+    next: AtomicUsize,
+}
+
+impl Readers {
+    /// A connection to read on; `None` for `:memory:` or after `close` (read on the pool then).
+    async fn lock(&self) -> Option<MappedMutexGuard<'_, SqliteConnection>> {
+        let n = self.conns.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let free = (0..n).find_map(|i| self.conns[(start + i) % n].try_lock().ok());
+        let guard = match free {
+            Some(guard) => guard,
+            None => self.conns[start % n].lock().await,
+        };
+        MutexGuard::try_map(guard, Option::as_mut).ok()
     }
 }
 
@@ -239,11 +286,17 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn get(&self, id: i64) -> Result<Option<Record>> {
-        driver::get(&self.pool, id).await
+        match self.readers.lock().await {
+            Some(mut conn) => driver::get(&mut *conn, id).await,
+            None => driver::get(&self.pool, id).await,
+        }
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<Record>> {
-        driver::list(&self.pool, query).await
+        match self.readers.lock().await {
+            Some(mut conn) => driver::list(&mut *conn, query).await,
+            None => driver::list(&self.pool, query).await,
+        }
     }
 
     fn token_key(&self) -> &[u8; 32] {
