@@ -109,7 +109,8 @@ impl SqliteStore {
         Ok(SqliteStore { pool, readers, writer, writes, key })
     }
 
-    /// The pool of reading connections, for callers that run their own queries.
+    /// A pool of reading connections, for callers that run their own queries
+    /// (the store's own reads run on connections it holds apart).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
