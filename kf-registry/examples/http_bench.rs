@@ -1,11 +1,12 @@
 //! A small HTTP/1.1 load generator for `kf registry serve`: 32 keep-alive
 //! connections create model versions for a bounded time, then read them back
-//! by id for the same time. Run the server in another process:
+//! by id for the same time. Run the server in another process: the
+//! `http_serve` example (kf-registry's router alone) or `kf registry serve`:
 //!
 //! ```text
-//! cargo build --release -p kf
-//! target/release/kf registry serve --db sqlite:///tmp/bench.db --addr 127.0.0.1:18080 &
-//! cargo run --release -p kf-registry --example http_bench -- 127.0.0.1:18080 10
+//! cargo build --release -p kf-registry --features server,sqlite --example http_serve --example http_bench
+//! target/release/examples/http_serve 127.0.0.1:18080 /tmp/bench.db &
+//! target/release/examples/http_bench 127.0.0.1:18080 10
 //! ```
 
 use std::sync::Arc;

@@ -162,6 +162,19 @@ where
     Ok(id)
 }
 
+/// Inserts `rows` (records under ids the caller chose, see [`sql::insert_many`])
+/// with their property rows, a handful of multi-row statements for the lot.
+/// A conflict fails the whole call and leaves the transaction to be rolled back.
+pub(crate) async fn insert_many<DB: Codec>(conn: &mut DB::Connection, rows: &[(i64, &NewRecord)]) -> Result<()>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    for stmt in sql::insert_many(rows, DB::DIALECT) {
+        DB::query(stmt)?.execute(&mut *conn).await.map_err(storage)?;
+    }
+    Ok(())
+}
+
 /// Replaces `record` (all but its create time) and its property rows;
 /// returns the stored create time.
 pub(crate) async fn update<DB: Codec>(conn: &mut DB::Connection, record: &Record) -> Result<i64>

@@ -319,7 +319,8 @@ fn unique_name(kind: crate::record::Kind, name: Option<&str>) -> Bind {
 }
 
 fn body_text(body: &serde_json::Map<String, serde_json::Value>) -> Bind {
-    Bind::Text(serde_json::Value::Object(body.clone()).to_string())
+    // A map of JSON values always serialises; no clone into a `Value` first.
+    Bind::Text(serde_json::to_string(body).unwrap_or_default())
 }
 
 /// Inserts a record's row in `entities`, returning its new id (one row, one
@@ -397,39 +398,112 @@ const PROPERTY_ROWS_PER_STATEMENT: usize = 64;
 /// Inserts a record's property rows, many rows per statement (one round
 /// trip per 64 rows instead of one per property). No statements for no properties.
 pub fn insert_properties(id: i64, properties: &[Property], dialect: Dialect) -> Vec<Statement> {
-    properties
-        .chunks(PROPERTY_ROWS_PER_STATEMENT)
+    let rows: Vec<(i64, &Property)> = properties.iter().map(|p| (id, p)).collect();
+    rows.chunks(PROPERTY_ROWS_PER_STATEMENT).map(|chunk| property_rows(chunk, dialect)).collect()
+}
+
+/// One `INSERT INTO properties` of `rows` (entity id, property).
+fn property_rows(rows: &[(i64, &Property)], dialect: Dialect) -> Statement {
+    let mut b = Builder::new(dialect);
+    b.push(
+        "INSERT INTO properties (entity_id, name, is_custom, string_value, int_value, double_value, \
+         bool_value) VALUES ",
+    );
+    for (i, (id, p)) in rows.iter().enumerate() {
+        b.push(if i == 0 { "(" } else { ", (" });
+        // the value in its own type's column, NULL in the other three
+        let column = |t: ValueType| match (&p.value, t) {
+            (PropertyValue::String(s), ValueType::String) => Bind::Text(s.clone()),
+            (PropertyValue::Int(n), ValueType::Int) => Bind::Int(*n),
+            (PropertyValue::Double(x), ValueType::Double) => Bind::Real(*x),
+            (PropertyValue::Bool(v), ValueType::Bool) => Bind::Bool(*v),
+            _ => Bind::Null(t),
+        };
+        b.bind_list([
+            Bind::Int(*id),
+            Bind::Text(p.name.clone()),
+            Bind::Bool(p.custom),
+            column(ValueType::String),
+            column(ValueType::Int),
+            column(ValueType::Double),
+            column(ValueType::Bool),
+        ]);
+        b.push(")");
+    }
+    b.finish()
+}
+
+/// Splits `items` into runs whose lengths are powers of two, at most `max`
+/// (itself a power of two), largest first: 37 items in runs of 32, 4 and 1.
+/// A multi-row statement built per run has one of log2(max)+1 texts, so a
+/// driver that caches prepared statements by text keeps them all, whatever
+/// the number of rows.
+fn pow2_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = max.min(1 << rest.len().ilog2());
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// Entity rows per multi-row `INSERT` (11 parameters each).
+const ENTITY_ROWS_PER_STATEMENT: usize = 64;
+
+/// Inserts many records with ids the caller chose, and their property rows:
+/// `INSERT INTO entities` statements of up to 64 rows, then `INSERT INTO
+/// properties` statements of up to 64 rows, in power-of-two sizes so their
+/// texts repeat (a handful of statements for a whole batch, instead of two
+/// per record). Run them in order, in one transaction.
+///
+/// For a store that holds the database's write lock and knows the next free
+/// id (see [`NEXT_ID`]): an id already taken fails the statement, like a
+/// taken name does.
+pub fn insert_many(rows: &[(i64, &NewRecord)], dialect: Dialect) -> Vec<Statement> {
+    let mut statements: Vec<Statement> = pow2_chunks(rows, ENTITY_ROWS_PER_STATEMENT)
         .map(|chunk| {
             let mut b = Builder::new(dialect);
             b.push(
-                "INSERT INTO properties (entity_id, name, is_custom, string_value, int_value, double_value, \
-                 bool_value) VALUES ",
+                "INSERT INTO entities (id, kind, subtype, parent_id, name, unique_name, external_id, state, \
+                 create_time, update_time, body) VALUES ",
             );
-            for (i, p) in chunk.iter().enumerate() {
+            for (i, (id, new)) in chunk.iter().enumerate() {
                 b.push(if i == 0 { "(" } else { ", (" });
-                // the value in its own type's column, NULL in the other three
-                let column = |t: ValueType| match (&p.value, t) {
-                    (PropertyValue::String(s), ValueType::String) => Bind::Text(s.clone()),
-                    (PropertyValue::Int(n), ValueType::Int) => Bind::Int(*n),
-                    (PropertyValue::Double(x), ValueType::Double) => Bind::Real(*x),
-                    (PropertyValue::Bool(v), ValueType::Bool) => Bind::Bool(*v),
-                    _ => Bind::Null(t),
-                };
                 b.bind_list([
-                    Bind::Int(id),
-                    Bind::Text(p.name.clone()),
-                    Bind::Bool(p.custom),
-                    column(ValueType::String),
-                    column(ValueType::Int),
-                    column(ValueType::Double),
-                    column(ValueType::Bool),
+                    Bind::Int(*id),
+                    Bind::Text(new.kind.as_str().to_owned()),
+                    Bind::Text(new.subtype.clone()),
+                    Bind::Int(new.parent),
+                    Bind::text(new.name.as_deref()),
+                    unique_name(new.kind, new.name.as_deref()),
+                    Bind::text(new.external_id.as_deref()),
+                    Bind::text(new.state.as_deref()),
+                    Bind::Int(new.time),
+                    Bind::Int(new.time),
+                    body_text(&new.body),
                 ]);
                 b.push(")");
             }
             b.finish()
         })
-        .collect()
+        .collect();
+    let props: Vec<(i64, Vec<Property>)> =
+        rows.iter().map(|(id, new)| (*id, crate::record::properties(&new.body))).collect();
+    let flat: Vec<(i64, &Property)> = props.iter().flat_map(|(id, ps)| ps.iter().map(move |p| (*id, p))).collect();
+    statements.extend(pow2_chunks(&flat, PROPERTY_ROWS_PER_STATEMENT).map(|chunk| property_rows(chunk, dialect)));
+    statements
 }
+
+/// The id after the largest an `entities` row ever had (SQLite: its
+/// `AUTOINCREMENT` sequence, or the largest id if that is higher), one row,
+/// one integer column. Only meaningful inside the write transaction that
+/// then uses it.
+pub const NEXT_ID: &str = "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'entities'), 0), \
+                           COALESCE((SELECT MAX(id) FROM entities), 0)) + 1";
 
 /// Stores `fresh` as the page-token key unless one is stored already.
 pub fn init_token_key(fresh: &[u8; 32], dialect: Dialect) -> Statement {
@@ -581,6 +655,7 @@ mod tests {
             let props = crate::record::properties(&new.body);
             let mut statements = vec![insert(&new, dialect), update(&record, dialect), get(numbers[0], dialect)];
             statements.extend(insert_properties(record.id, &props, dialect));
+            statements.extend(insert_many(&[(numbers[1], &new), (numbers[1] + 1, &new)], dialect));
             statements.push(delete_properties(record.id, dialect));
             statements.push(init_token_key(&[7; 32], dialect));
             for stmt in statements {
@@ -604,5 +679,42 @@ mod tests {
             stmt.sql
         );
         assert_eq!(stmt.binds[1..], [Bind::Int(10), Bind::Int(5), Bind::Int(4)]);
+    }
+
+    #[test]
+    fn batches_split_in_powers_of_two() {
+        let sizes = |n: usize| pow2_chunks(&vec![0u8; n], 64).map(<[u8]>::len).collect::<Vec<_>>();
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(37), [32, 4, 1]);
+        assert_eq!(sizes(200), [64, 64, 64, 8]);
+    }
+
+    #[test]
+    fn insert_many_writes_every_record_and_property_under_its_id() {
+        let new = |name: &str| NewRecord {
+            kind: Kind::ModelVersion,
+            subtype: String::new(),
+            parent: 1,
+            name: Some(name.into()),
+            external_id: None,
+            state: Some("LIVE".into()),
+            time: 1000,
+            body: serde_json::json!({"name": name, "owner": "o", "customProperties": {
+                "i": {"metadataType": "MetadataIntValue", "int_value": "3"}}})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        };
+        let (a, b, c) = (new("a"), new("b"), new("c"));
+        let stmts = insert_many(&[(7, &a), (8, &b), (9, &c)], Dialect::Sqlite);
+        // 3 rows: 2 + 1 entity rows, 4 + 2 property rows (owner and i for each)
+        let rows = |s: &Statement| s.sql.matches('(').count() - 1;
+        assert_eq!(stmts.iter().map(rows).collect::<Vec<_>>(), [2, 1, 4, 2]);
+        assert_eq!(stmts[0].binds.len(), 22);
+        assert_eq!((&stmts[0].binds[0], &stmts[0].binds[11]), (&Bind::Int(7), &Bind::Int(8)));
+        assert_eq!(stmts[1].binds[0], Bind::Int(9));
+        let ids: Vec<&Bind> = stmts[2..].iter().flat_map(|s| s.binds.iter().step_by(7)).collect();
+        assert_eq!(ids, [&Bind::Int(7), &Bind::Int(7), &Bind::Int(8), &Bind::Int(8), &Bind::Int(9), &Bind::Int(9)]);
     }
 }
