@@ -156,6 +156,41 @@ spec:
     )
 }
 
+/// A Katib Experiment `name` over one double `x` in [0, 1], whose trial runs
+/// `command` (a YAML flow list) with `${trialParameters.x}`; `spec` holds
+/// the rest of the spec (objective, algorithm, counts), indented two spaces.
+fn x_experiment(name: &str, spec: &str, command: &str) -> String {
+    format!(
+        r#"apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata:
+  name: {name}
+spec:
+{spec}
+  parameters:
+    - name: x
+      parameterType: double
+      feasibleSpace:
+        min: "0"
+        max: "1"
+  trialTemplate:
+    trialParameters:
+      - name: x
+        reference: x
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            containers:
+              - name: main
+                image: unused
+                command: {command}
+"#
+    )
+}
+
 fn kf_in(dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kf")).current_dir(dir).args(args).output().expect("kf runs")
 }
@@ -311,13 +346,7 @@ assert status == 200, status
 fn run_with_the_push_collector_records_what_trials_push() {
     let dir = tempfile::tempdir().unwrap();
     let script = write(&dir, "trial.py", PUSH_TRIAL);
-    let yaml = format!(
-        r#"apiVersion: kubeflow.org/v1beta1
-kind: Experiment
-metadata:
-  name: pushed
-spec:
-  objective:
+    let spec = r#"  objective:
     type: minimize
     objectiveMetricName: loss
     metricStrategies:
@@ -333,29 +362,8 @@ spec:
         value: "4"
   parallelTrialCount: 2
   maxTrialCount: 12
-  maxFailedTrialCount: 0
-  parameters:
-    - name: x
-      parameterType: double
-      feasibleSpace:
-        min: "0"
-        max: "1"
-  trialTemplate:
-    trialParameters:
-      - name: x
-        reference: x
-    trialSpec:
-      apiVersion: batch/v1
-      kind: Job
-      spec:
-        template:
-          spec:
-            containers:
-              - name: main
-                image: unused
-                command: [python3, {script}, "${{trialParameters.x}}"]
-"#
-    );
+  maxFailedTrialCount: 0"#;
+    let yaml = x_experiment("pushed", spec, &format!(r#"[python3, {script}, "${{trialParameters.x}}"]"#));
     let exp = write(&dir, "exp.yaml", &yaml);
     let out = kf_in(dir.path(), &["--output", "json", "tune", "run", &exp]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -397,13 +405,7 @@ awk "BEGIN {{ printf \"acc=%.10f\n\", $c - ($1 - 0.3)^2 }}"
             runs = runs.display()
         ),
     );
-    let yaml = format!(
-        r#"apiVersion: kubeflow.org/v1beta1
-kind: Experiment
-metadata:
-  name: pop
-spec:
-  objective:
+    let spec = r#"  objective:
     type: maximize
     objectiveMetricName: acc
   algorithm:
@@ -414,30 +416,8 @@ spec:
       - name: truncation_threshold
         value: "0.25"
   parallelTrialCount: 4
-  maxTrialCount: 12
-  parameters:
-    - name: x
-      parameterType: double
-      feasibleSpace:
-        min: "0"
-        max: "1"
-  trialTemplate:
-    trialParameters:
-      - name: x
-        reference: x
-    trialSpec:
-      apiVersion: batch/v1
-      kind: Job
-      spec:
-        template:
-          spec:
-            containers:
-              - name: main
-                image: unused
-                command: [sh, {script}, "${{trialParameters.x}}"]
-"#,
-        script = script
-    );
+  maxTrialCount: 12"#;
+    let yaml = x_experiment("pop", spec, &format!(r#"[sh, {script}, "${{trialParameters.x}}"]"#));
     let exp = write(&dir, "exp.yaml", &yaml);
     let out = kf_in(dir.path(), &["tune", "run", &exp]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
