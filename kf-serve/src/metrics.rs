@@ -374,6 +374,38 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Appends the batch-size histogram (`kf_serve_batch_size`, rows per
+/// batch) and queue depth (`kf_serve_batch_queue_depth`, requests waiting)
+/// of every batching model version to `out`. O(models × buckets).
+pub fn render_batching(out: &mut String, stats: &[(String, String, crate::router::batch::BatchStats)]) {
+    use crate::router::batch::BATCH_BUCKETS;
+    if stats.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP kf_serve_batch_size Rows per batch run by a batching model.");
+    let _ = writeln!(out, "# TYPE kf_serve_batch_size histogram");
+    for (model, version, s) in stats {
+        let labels = format!("model=\"{}\",version=\"{}\"", escape(model), escape(version));
+        for (bound, n) in BATCH_BUCKETS.iter().zip(&s.buckets) {
+            let _ = writeln!(out, "kf_serve_batch_size_bucket{{{labels},le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(out, "kf_serve_batch_size_bucket{{{labels},le=\"+Inf\"}} {}", s.batches);
+        let _ = writeln!(out, "kf_serve_batch_size_sum{{{labels}}} {}", s.rows);
+        let _ = writeln!(out, "kf_serve_batch_size_count{{{labels}}} {}", s.batches);
+    }
+    let _ = writeln!(out, "# HELP kf_serve_batch_queue_depth Requests waiting for a batch.");
+    let _ = writeln!(out, "# TYPE kf_serve_batch_queue_depth gauge");
+    for (model, version, s) in stats {
+        let _ = writeln!(
+            out,
+            "kf_serve_batch_queue_depth{{model=\"{}\",version=\"{}\"}} {}",
+            escape(model),
+            escape(version),
+            s.queued
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

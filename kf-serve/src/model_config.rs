@@ -215,6 +215,10 @@ impl Model for Declared {
         self.inner.waits()
     }
 
+    fn batch_stats(&self) -> Option<crate::router::batch::BatchStats> {
+        self.inner.batch_stats()
+    }
+
     fn infer(&self, request: &InferenceRequest) -> Result<InferenceResponse> {
         self.inner.infer(request)
     }

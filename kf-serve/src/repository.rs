@@ -205,6 +205,23 @@ impl ModelRepository {
         self.read().values().flat_map(BTreeMap::values).all(|s| matches!(s, ModelState::Ready(m) if m.is_ready()))
     }
 
+    /// The batching statistics of every ready model version that batches,
+    /// as `(name, version, stats)`, by name and version. O(n).
+    pub fn batch_stats(&self) -> Vec<(String, String, crate::router::batch::BatchStats)> {
+        let models = self.read();
+        let mut out = Vec::new();
+        for (name, versions) in models.iter() {
+            for (version, state) in versions {
+                if let ModelState::Ready(model) = state
+                    && let Some(stats) = model.batch_stats()
+                {
+                    out.push((name.clone(), version.clone(), stats));
+                }
+            }
+        }
+        out
+    }
+
     /// The ready versions of `name`, oldest first.
     fn ready_versions(&self, name: &str) -> Vec<String> {
         let models = self.read();

@@ -70,7 +70,15 @@ pub struct ServerOptions {
     /// a [`crate::store::RepositoryStore`], feature `store`); without one
     /// that route answers 400.
     pub loader: Option<Arc<dyn RepositoryLoader>>,
+    /// The longest an inference request may take, body read included;
+    /// later it is answered 503 `{"error": "... timed out ..."}` (the
+    /// computation itself cannot be interrupted and finishes unseen).
+    /// `None` waits as long as the model takes. Default [`REQUEST_TIMEOUT`].
+    pub request_timeout: Option<Duration>,
 }
+
+/// The default [`ServerOptions::request_timeout`]: one minute.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Loads one model again from wherever the server's models come from.
 pub trait RepositoryLoader: Send + Sync + std::fmt::Debug {
@@ -97,6 +105,7 @@ impl Default for ServerOptions {
             autoscale_period: AUTOSCALE_PERIOD,
             graphs: std::collections::BTreeMap::new(),
             loader: None,
+            request_timeout: Some(REQUEST_TIMEOUT),
         }
     }
 }
@@ -289,7 +298,7 @@ async fn run_infer(s: Shared, model: String, version: Option<String>, headers: H
     // Only names the repository knows get autoscaler windows (and labels).
     let _model_in_flight =
         s.repo.state(&model, version.as_deref()).is_ok().then(|| s.metrics.start_model(&model, started));
-    let result = async {
+    let work = async {
         // A JSON body is one without the header, whatever its Content-Type says
         // (tritonclient sends none): only the header announces binary data.
         let header_length = headers
@@ -311,13 +320,27 @@ async fn run_infer(s: Shared, model: String, version: Option<String>, headers: H
         tokio::task::spawn_blocking(move || answer(&repo, &m, v.as_deref(), header_length, &body))
             .await
             .map_err(|e| ErrorResponse(Error::Internal { message: format!("inference task failed: {e}") }))?
-    }
-    .await;
+    };
+    let result = match s.options.request_timeout {
+        None => work.await,
+        Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(ErrorResponse(Error::ModelNotReady {
+                model: model.clone(),
+                reason: format!("the request timed out after {} s", limit.as_secs_f64()),
+            }))
+        }),
+    };
     let response = result.unwrap_or_else(IntoResponse::into_response);
     let status = response.status().as_u16();
+    let elapsed = started.elapsed();
     // Unknown model names are counted under "" so they cannot grow the label set.
     let label = if status == 404 { "" } else { model.as_str() };
-    s.metrics.record(label, status, started.elapsed());
+    s.metrics.record(label, status, elapsed);
+    if status >= 500 {
+        tracing::warn!(model = %model, version = version.as_deref(), status, elapsed_us = elapsed.as_micros() as u64, "inference failed");
+    } else {
+        tracing::debug!(model = %model, version = version.as_deref(), status, elapsed_us = elapsed.as_micros() as u64, "inference");
+    }
     response
 }
 
@@ -342,7 +365,9 @@ async fn repository_unload(State(s): State<Shared>, Path(model): Path<String>) -
 }
 
 async fn metrics_text(State(s): State<Shared>) -> Response {
-    let mut response = s.metrics.render().into_response();
+    let mut text = s.metrics.render();
+    crate::metrics::render_batching(&mut text, &s.repo.batch_stats());
+    let mut response = text.into_response();
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use kf_serve::server::{DEFAULT_BODY_LIMIT, ServerOptions};
+use kf_serve::server::{DEFAULT_BODY_LIMIT, REQUEST_TIMEOUT, ServerOptions};
 use kf_serve::store::RepositoryStore;
 use kf_serve::{Model, ModelRepository, OnnxModel, RemoteModel, RemoteOptions};
 
@@ -46,6 +46,11 @@ pub struct Args {
     /// Largest request body accepted, in bytes (larger requests get 413).
     #[arg(long, default_value_t = DEFAULT_BODY_LIMIT)]
     max_body_bytes: usize,
+
+    /// Longest an inference request may take, in seconds, before it is
+    /// answered 503 (0: no limit).
+    #[arg(long, default_value_t = REQUEST_TIMEOUT.as_secs_f64())]
+    request_timeout: f64,
 
     /// A KServe InferenceGraph (YAML) over the served models, answered at
     /// `POST /graphs/<its name>` (repeatable).
@@ -182,7 +187,15 @@ pub fn run(args: Args) -> ExitCode {
             }
         }
     }
-    let mut options = ServerOptions { body_limit: args.max_body_bytes, ..Default::default() };
+    let request_timeout = match args.request_timeout {
+        0.0 => None,
+        t if t.is_finite() && t > 0.0 => Some(std::time::Duration::from_secs_f64(t)),
+        t => {
+            eprintln!("kf serve: --request-timeout: expected seconds (0 for no limit), found {t}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut options = ServerOptions { body_limit: args.max_body_bytes, request_timeout, ..Default::default() };
     if let Some(location) = &args.model_repository {
         match load_repository(location, &repo) {
             Ok(store) => options.loader = Some(store),

@@ -48,6 +48,12 @@ pub trait Model: Send + Sync {
         false
     }
 
+    /// What the model's batching has done, when it batches (see
+    /// [`crate::router::batch::BatchingModel`]); served on `/metrics`.
+    fn batch_stats(&self) -> Option<crate::router::batch::BatchStats> {
+        None
+    }
+
     /// Runs the model on `request`, whose inputs the caller has already
     /// checked against [`Model::metadata`] (names, datatypes, shapes).
     ///

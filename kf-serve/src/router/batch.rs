@@ -10,6 +10,7 @@
 //! output whose first dimension is not the batch's row count fails the whole
 //! batch rather than hand anyone a neighbour's rows.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -178,6 +179,52 @@ pub struct BatchOptions {
     pub max_latency: Duration,
 }
 
+/// Upper bounds of the batch-size histogram buckets, in rows.
+pub const BATCH_BUCKETS: [usize; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+
+/// What a batching model has done, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Batches of at most [`BATCH_BUCKETS`]`[i]` rows (cumulative, as
+    /// Prometheus histograms count).
+    pub buckets: [u64; BATCH_BUCKETS.len()],
+    /// Batches run.
+    pub batches: u64,
+    /// Rows run, over every batch.
+    pub rows: u64,
+    /// Requests waiting for a batch now.
+    pub queued: u64,
+}
+
+/// The batch-size histogram a batching model keeps.
+#[derive(Debug, Default)]
+struct BatchCounters {
+    buckets: [AtomicU64; BATCH_BUCKETS.len()],
+    batches: AtomicU64,
+    rows: AtomicU64,
+}
+
+impl BatchCounters {
+    fn record(&self, rows: usize) {
+        for (bound, n) in BATCH_BUCKETS.iter().zip(&self.buckets) {
+            if rows <= *bound {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self, queued: usize) -> BatchStats {
+        BatchStats {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            batches: self.batches.load(Ordering::Relaxed),
+            rows: self.rows.load(Ordering::Relaxed),
+            queued: queued as u64,
+        }
+    }
+}
+
 type Reply = SyncSender<Result<InferenceResponse>>;
 
 struct Queue {
@@ -188,6 +235,7 @@ struct Queue {
 struct Shared {
     queue: Mutex<Queue>,
     arrived: Condvar,
+    counters: BatchCounters,
 }
 
 /// A model whose concurrent requests run as batches on one worker thread.
@@ -216,6 +264,7 @@ impl BatchingModel {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue { waiting: Vec::new(), closed: false }),
             arrived: Condvar::new(),
+            counters: BatchCounters::default(),
         });
         let worker = {
             let (inner, shared) = (Arc::clone(&inner), Arc::clone(&shared));
@@ -259,6 +308,7 @@ fn run_batches(inner: &dyn Model, shared: &Shared, options: BatchOptions) {
             }
             take_batch(&mut queue.waiting, options.max_batch_rows)
         };
+        shared.counters.record(batch.iter().map(|(r, _)| rows_of(r).unwrap_or(0)).sum());
         run_one_batch(inner, batch);
     }
 }
@@ -318,6 +368,10 @@ impl Model for BatchingModel {
 
     fn waits(&self) -> bool {
         true
+    }
+
+    fn batch_stats(&self) -> Option<BatchStats> {
+        Some(self.shared.counters.snapshot(lock(&self.shared).waiting.len()))
     }
 
     fn infer(&self, request: &InferenceRequest) -> Result<InferenceResponse> {

@@ -382,3 +382,79 @@ async fn graphs_are_served_by_name() {
     let not_json = Request::post("/graphs/both").body(Body::from("{")).expect("request");
     assert_eq!(error_of(app, not_json).await.0, StatusCode::BAD_REQUEST);
 }
+
+/// `doubler`, but sleeping `delay` first and saying it waits (so the server
+/// runs it on the blocking pool, as it does remote and batching models).
+fn slow_doubler(delay: std::time::Duration) -> Arc<dyn Model> {
+    let inner = doubler();
+    let metadata = inner.metadata().clone();
+    struct Slow(Arc<dyn Model>, std::time::Duration, ModelMetadata);
+    impl Model for Slow {
+        fn metadata(&self) -> &ModelMetadata {
+            &self.2
+        }
+        fn waits(&self) -> bool {
+            true
+        }
+        fn infer(&self, request: &InferenceRequest) -> Result<InferenceResponse> {
+            std::thread::sleep(self.1);
+            self.0.infer(request)
+        }
+    }
+    Arc::new(Slow(inner, delay, metadata))
+}
+
+#[tokio::test]
+async fn a_request_over_the_timeout_is_503_and_the_server_goes_on() {
+    let options = ServerOptions { request_timeout: Some(Duration::from_millis(50)), ..ServerOptions::default() };
+    let (app, repo) = app_with(options);
+    repo.insert("slow", "1", slow_doubler(Duration::from_millis(400)));
+    let (status, message) =
+        error_of(app.clone(), post_json("/v2/models/slow/infer", json!({"inputs": x_input()}))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(message.contains("timed out after 0.05 s"), "{message}");
+    let (status, _, _) = call(app.clone(), post_json("/v2/models/doubler/infer", json!({"inputs": x_input()}))).await;
+    assert_eq!(status, StatusCode::OK, "other models keep answering");
+    let (_, _, body) = call(app, get_req("/metrics")).await;
+    let text = String::from_utf8(body).expect("utf-8");
+    assert!(text.contains(r#"kf_serve_requests_total{model="slow",code="503"} 1"#), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_show_batch_sizes_and_queue_depth_of_batching_models() {
+    use crate::router::batch::{BatchOptions, BatchingModel};
+    let (app, repo) = app_with(ServerOptions::default());
+    let options = BatchOptions { max_batch_rows: 8, max_latency: Duration::from_millis(100) };
+    // y = 2x alone: every output per row, as batching needs.
+    let meta = ModelMetadata {
+        name: "rows".into(),
+        versions: None,
+        platform: "closure".into(),
+        inputs: vec![MetadataTensor { name: "x".into(), datatype: DataType::Fp32, shape: vec![-1, 2] }],
+        outputs: vec![MetadataTensor { name: "y".into(), datatype: DataType::Fp32, shape: vec![-1, 2] }],
+    };
+    let per_row = Arc::new(FnModel::new(meta, |r: &InferenceRequest| {
+        let x = &r.inputs[0];
+        let y: Vec<f32> = x.data().as_f32().unwrap_or_default().iter().map(|v| v * 2.0).collect();
+        Ok(InferenceResponse { outputs: vec![Tensor::new("y", x.shape().to_vec(), y)?], ..Default::default() })
+    }));
+    repo.insert("batched", "1", Arc::new(BatchingModel::new(per_row, options).expect("starts")));
+    let requests: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(call(app.clone(), post_json("/v2/models/batched/infer", json!({"inputs": x_input()})))))
+        .collect();
+    for r in requests {
+        assert_eq!(r.await.expect("joins").0, StatusCode::OK);
+    }
+    let (_, _, body) = call(app, get_req("/metrics")).await;
+    let text = String::from_utf8(body).expect("utf-8");
+    // Four requests of two rows: 8 rows in all, in however many batches.
+    assert!(text.contains(r#"kf_serve_batch_size_sum{model="batched",version="1"} 8"#), "{text}");
+    assert!(text.contains(r#"kf_serve_batch_queue_depth{model="batched",version="1"} 0"#), "{text}");
+    let count: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"kf_serve_batch_size_count{model="batched",version="1"} "#))
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!((1..=4).contains(&count), "{text}");
+    assert!(!text.contains(r#"kf_serve_batch_size_count{model="doubler""#), "only batching models: {text}");
+}
