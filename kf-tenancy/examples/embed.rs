@@ -61,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // guide: layer
     // Your router: /healthz is public, /{namespace}/runs is a namespaced
     // resource. The scope function tells the layer which is which; the
-    // handler gets the authenticated caller as an extension.
+    // handler takes the authenticated caller as an extractor.
     fn scope<'a>(head: &RequestHead<'a>) -> Access<'a> {
         match head.path_segment(0) {
             Some("healthz") => Access::Public,
@@ -71,7 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/{ns}/runs", get(|Extension(who): Extension<Identity>| async move { format!("runs for {}", who.user) }))
+        .route("/{ns}/runs", get(|who: Identity| async move { format!("runs for {}", who.user) }))
         // Identity headers (kubeflow-userid) are believed only from the gateway's
         // address; here the gateway is this process, on 127.0.0.1.
         .layer(TenancyLayer::new(

@@ -58,27 +58,36 @@ async fn noop() -> &'static str {
     "ok"
 }
 
+fn serve(runtime: &tokio::runtime::Runtime, listener: tokio::net::TcpListener, router: Router) {
+    let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    runtime.spawn(async move { axum::serve(listener, app).await });
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let variant = args.next().unwrap_or_else(|| "guarded".into());
     let requests: usize = args.next().unwrap_or_else(|| "1000".into()).parse()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let router = Router::new().route("/{ns}/runs", get(noop));
-    let router = match variant.as_str() {
-        "bare" => router,
-        "guarded" => {
-            let authn = Authenticator::new().with_proxy(ProxyTrust::parse(&["127.0.0.1"])?);
-            router.layer(TenancyLayer::new(authn, Arc::new(RwLock::new(policy())), scope))
-        }
-        // The floor any `Router::layer` pays: axum boxes the layered route
-        // and clones it per request, whatever the layer does.
-        "noop-layer" => router.layer(tower::layer::util::Identity::new()),
-        other => return Err(format!("expected bare, noop-layer or guarded, found {other}").into()),
-    };
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
-    let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    runtime.spawn(async move { axum::serve(listener, app).await });
+    let tenancy = || -> Result<TenancyLayer, kf_tenancy::Error> {
+        let authn = Authenticator::new().with_proxy(ProxyTrust::parse(&["127.0.0.1"])?);
+        Ok(TenancyLayer::new(authn, Arc::new(RwLock::new(policy())), scope))
+    };
+    match variant.as_str() {
+        "bare" => serve(&runtime, listener, router),
+        "guarded" => serve(&runtime, listener, router.layer(tenancy()?)),
+        // The floor any `Router::layer` pays: axum boxes the layered route
+        // and clones it per request, whatever the layer does.
+        "noop-layer" => serve(&runtime, listener, router.layer(tower::layer::util::Identity::new())),
+        // The layer around the whole router: one service, nothing boxed.
+        "wrapped" => {
+            let app = tenancy()?.wrap(router).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            runtime.spawn(async move { axum::serve(listener, app).await });
+        }
+        other => return Err(format!("expected bare, noop-layer, guarded or wrapped, found {other}").into()),
+    }
     // the client runs on its own thread; the server on the runtime's
     let client = std::thread::spawn(move || -> std::io::Result<()> {
         let mut stream = std::net::TcpStream::connect(addr)?;

@@ -9,6 +9,13 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+/// The hasher of the policy index. Every request hashes a namespace (and,
+/// for contributors, a user and their groups) here: SipHash costs more than
+/// the rest of the lookup on keys this short. foldhash is seeded (per process
+/// and per map), so the keys, which come from profiles and bindings, cannot be
+/// chosen to collide; requests only look keys up.
+type Hasher = foldhash::fast::RandomState;
+
 use crate::role::{BINDINGS, Role, RoleTable, Verb};
 use crate::subject::{Identity, Subject};
 
@@ -90,17 +97,17 @@ impl fmt::Display for Reason {
 struct NamespaceAccess {
     owner: Option<Subject>,
     /// Keyed by user name (service accounts in `system:serviceaccount:` form).
-    users: HashMap<String, (Subject, Role)>,
-    groups: HashMap<String, Role>,
+    users: HashMap<String, (Subject, Role), Hasher>,
+    groups: HashMap<String, Role, Hasher>,
 }
 
 /// The whole access policy, indexed for decisions in O(groups of the caller).
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     roles: RoleTable,
-    admin_users: HashSet<String>,
-    admin_groups: HashSet<String>,
-    namespaces: HashMap<String, NamespaceAccess>,
+    admin_users: HashSet<String, Hasher>,
+    admin_groups: HashSet<String, Hasher>,
+    namespaces: HashMap<String, NamespaceAccess, Hasher>,
 }
 
 /// How an identity holds its strongest role in a namespace.

@@ -3,18 +3,54 @@
 //! For each request it authenticates the caller ([`Authenticator`]), asks the
 //! router's [`Scope`] function what the request touches, decides with the
 //! shared [`Policy`], and either answers 401/403 itself or passes the request
-//! on with the caller's [`Identity`] in its extensions. A denial body never
-//! says whether the namespace or resource exists.
+//! on with the caller's [`AccessCheck`] (which holds their [`Identity`]) in its
+//! extensions. A denial body never says whether the namespace or resource
+//! exists.
+//!
+//! Handlers take the caller as an extractor: `who: Identity` (401 when the
+//! route is public and the caller anonymous), `Option<Identity>`, or
+//! `check: AccessCheck` for checks the layer cannot make from the request.
+//!
+//! ## Mounting
+//!
+//! `Router::layer(tenancy)` works, but axum boxes every layered route and
+//! clones the box per request. Wrapping the whole router is cheaper and also
+//! covers unmatched paths (an anonymous caller gets 401, not a 404 that
+//! confirms what does not exist); serve it with `ConnectInfo` so the layer
+//! sees the peer:
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use std::sync::{Arc, RwLock};
+//!
+//! use axum::{Router, routing::get};
+//! use kf_tenancy::{Access, Authenticator, Identity, Policy, ProxyTrust, RoleTable, TenancyLayer};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let policy = Arc::new(RwLock::new(Policy::new(RoleTable::default())));
+//! let authn = Authenticator::new().with_proxy(ProxyTrust::parse(&["10.0.0.2"])?);
+//! let tenancy = TenancyLayer::new(authn, policy, |_| Access::Authenticated);
+//! let router = Router::new().route("/whoami", get(|who: Identity| async move { who.user }));
+//! let app = tenancy.wrap(router); // one TenancyService<Router>
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>());
+//! # drop(server);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
+use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
+use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts};
 use futures::future::Either;
+use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri};
 
 use crate::authz::{Policy, Request as AccessRequest};
@@ -62,24 +98,28 @@ impl<'a> RequestHead<'a> {
 }
 
 /// The `index`-th non-empty `/`-separated segment of `path`. A byte scan:
-/// scope functions call this on every request, and `str::split` costs several
-/// times more on paths this short.
-fn nth_path_segment(path: &str, index: usize) -> Option<&str> {
+/// scope functions call this on every request, and `str::split` or `find`
+/// cost several times more on paths this short.
+fn nth_path_segment(path: &str, mut index: usize) -> Option<&str> {
     let bytes = path.as_bytes();
-    let mut seen = 0;
-    let mut start = 0;
-    while start < bytes.len() {
-        let end = bytes[start..].iter().position(|&b| b == b'/').map_or(bytes.len(), |at| start + at);
-        if end > start {
-            if seen == index {
-                // `/` is ASCII, so both ends are char boundaries.
-                return path.get(start..end);
-            }
-            seen += 1;
+    let mut at = 0;
+    loop {
+        while bytes.get(at) == Some(&b'/') {
+            at += 1;
         }
-        start = end + 1;
+        if at == bytes.len() {
+            return None;
+        }
+        let start = at;
+        while bytes.get(at).is_some_and(|&b| b != b'/') {
+            at += 1;
+        }
+        if index == 0 {
+            // `/` is ASCII, so both ends are char boundaries.
+            return path.get(start..at);
+        }
+        index -= 1;
     }
-    None
 }
 
 /// What a request touches, as the router that wears the layer describes it.
@@ -134,6 +174,13 @@ impl TenancyLayer {
     ) -> Self {
         TenancyLayer { shared: Arc::new(Shared { authenticator, policy, scope: Arc::new(scope) }) }
     }
+
+    /// Wraps a whole service, e.g. an axum `Router`, in one
+    /// [`TenancyService`]: the cheap way to mount the layer (see the
+    /// [module docs](self)). The same as `tower::Layer::layer`.
+    pub fn wrap<S>(&self, inner: S) -> TenancyService<S> {
+        TenancyService { inner, shared: Arc::clone(&self.shared) }
+    }
 }
 
 impl<S> tower::Layer<S> for TenancyLayer {
@@ -151,6 +198,19 @@ pub struct TenancyService<S> {
     shared: Arc<Shared>,
 }
 
+impl<S> TenancyService<S> {
+    /// The make-service `axum::serve` takes, adding each connection's peer
+    /// address as `ConnectInfo<C>`, which the layer reads to decide whether
+    /// to believe proxy headers. (axum's `ServiceExt` method of the same name,
+    /// without having to name the request type.)
+    pub fn into_make_service_with_connect_info<C>(self) -> IntoMakeServiceWithConnectInfo<Self, C>
+    where
+        Self: tower::Service<Request<Body>>,
+    {
+        axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info(self)
+    }
+}
+
 impl<S> std::fmt::Debug for TenancyService<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenancyService").finish_non_exhaustive()
@@ -165,7 +225,9 @@ fn peer_of<B>(request: &Request<B>) -> Option<IpAddr> {
 /// The caller's authority, for checks the layer cannot make from the request
 /// alone: an object fetched by id whose namespace is only known after loading
 /// it, or a list that must be filtered to what the caller may see. The layer
-/// puts one in the request extensions of every authenticated request.
+/// puts one in the request extensions of every authenticated request: the
+/// only extension it adds, so the caller's [`Identity`] lives here too (take
+/// it with the `Identity` extractor or [`AccessCheck::identity`]).
 #[derive(Clone)]
 pub struct AccessCheck {
     identity: Identity,
@@ -188,6 +250,11 @@ impl AccessCheck {
     /// The authenticated caller.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// The authenticated caller, by value.
+    pub fn into_identity(self) -> Identity {
+        self.identity
     }
 
     /// Whether the caller may apply `verb` to `resource` in `namespace`.
@@ -291,10 +358,10 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         match self.shared.admit(&request) {
             Ok(identity) => {
+                // One extension, the identity moved into it: each extension is
+                // a box, and a second one grows axum's extension map.
                 if let Some(identity) = identity {
-                    let check = AccessCheck { identity: identity.clone(), policy: Arc::clone(&self.shared.policy) };
-                    request.extensions_mut().insert(identity);
-                    request.extensions_mut().insert(check);
+                    request.extensions_mut().insert(AccessCheck { identity, policy: Arc::clone(&self.shared.policy) });
                 }
                 // `call` runs right after `poll_ready` on this same service, so
                 // the inner service driven to readiness serves the request
@@ -304,6 +371,44 @@ where
             }
             Err(denial) => Either::Right(ready(Ok(denial.into_response()))),
         }
+    }
+}
+
+/// The caller the layer authenticated; 401 where there is none (a public
+/// route called anonymously, or a handler not behind the layer).
+impl<S: Send + Sync> FromRequestParts<S> for AccessCheck {
+    type Rejection = Response<Body>;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<AccessCheck>().cloned().ok_or_else(|| Denial::Unauthenticated.into_response())
+    }
+}
+
+/// The caller on routes that also serve anonymous callers.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for AccessCheck {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<AccessCheck>().cloned())
+    }
+}
+
+/// The caller's identity, from the [`AccessCheck`] the layer added; 401 where
+/// there is none.
+impl<S: Send + Sync> FromRequestParts<S> for Identity {
+    type Rejection = Response<Body>;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<AccessCheck>().map(|c| c.identity.clone()).ok_or_else(|| Denial::Unauthenticated.into_response())
+    }
+}
+
+/// The caller's identity on routes that also serve anonymous callers.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Identity {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<AccessCheck>().map(|c| c.identity.clone()))
     }
 }
 

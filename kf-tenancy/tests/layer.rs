@@ -51,8 +51,8 @@ fn jwt(email: &str, audience: &str, exp: u64) -> String {
     jsonwebtoken::encode(&Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key).unwrap()
 }
 
-async fn whoami(identity: Option<Extension<Identity>>) -> String {
-    identity.map(|Extension(i)| i.user).unwrap_or_else(|| "anonymous".into())
+async fn whoami(identity: Option<Identity>) -> String {
+    identity.map(|i| i.user).unwrap_or_else(|| "anonymous".into())
 }
 
 /// A kf-serve-like router: public health, namespaced models.
