@@ -110,12 +110,10 @@ impl Connection {
         })
     }
 
-    /// The layer around the whole router: one `TenancyService<Router>`.
+    /// The layer around the whole router, as the crate documents mounting
+    /// it: one `TenancyService<Router>` per connection, knowing its peer.
     fn open_wrapped(router: Router, layer: TenancyLayer, runtime: &tokio::runtime::Runtime) -> Self {
-        Self::open_with(runtime, |listener| async move {
-            let app = layer.wrap(router).into_make_service_with_connect_info::<std::net::SocketAddr>();
-            axum::serve(listener, app).await
-        })
+        Self::open_with(runtime, |listener| async move { axum::serve(listener, layer.wrap(router).into_make_service()).await })
     }
 
     fn open_with<F: Future<Output = std::io::Result<()>> + Send + 'static>(

@@ -28,6 +28,7 @@
 //! those cause.
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
@@ -63,11 +64,8 @@ fn serve(runtime: &tokio::runtime::Runtime, listener: tokio::net::TcpListener, r
     runtime.spawn(async move { axum::serve(listener, app).await });
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let variant = args.next().unwrap_or_else(|| "guarded".into());
-    let requests: usize = args.next().unwrap_or_else(|| "1000".into()).parse()?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// Starts the server `variant` on the runtime; its address.
+fn start(runtime: &tokio::runtime::Runtime, variant: &str) -> Result<SocketAddr, Box<dyn std::error::Error>> {
     let router = Router::new().route("/{ns}/runs", get(noop));
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
@@ -75,34 +73,110 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let authn = Authenticator::new().with_proxy(ProxyTrust::parse(&["127.0.0.1"])?);
         Ok(TenancyLayer::new(authn, Arc::new(RwLock::new(policy())), scope))
     };
-    match variant.as_str() {
-        "bare" => serve(&runtime, listener, router),
-        "guarded" => serve(&runtime, listener, router.layer(tenancy()?)),
-        // The floor any `Router::layer` pays: axum boxes the layered route
-        // and clones it per request, whatever the layer does.
-        "noop-layer" => serve(&runtime, listener, router.layer(tower::layer::util::Identity::new())),
-        // The layer around the whole router: one service, nothing boxed.
+    match variant {
+        "bare" => serve(runtime, listener, router),
+        // `Router::layer`: axum boxes the layered route and clones it per
+        // request, whatever the layer does.
+        "guarded" => serve(runtime, listener, router.layer(tenancy()?)),
+        // That floor alone.
+        "noop-layer" => serve(runtime, listener, router.layer(tower::layer::util::Identity::new())),
+        // The layer around the whole router: one service, nothing boxed,
+        // served with axum's ConnectInfo.
         "wrapped" => {
-            let app = tenancy()?.wrap(router).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let app = tenancy()?.wrap(router).into_make_service_with_connect_info::<SocketAddr>();
             runtime.spawn(async move { axum::serve(listener, app).await });
         }
-        other => return Err(format!("expected bare, noop-layer, guarded or wrapped, found {other}").into()),
+        // The same, each connection's service knowing its peer (no
+        // ConnectInfo extension): the documented way to mount.
+        "wrapped-peer" => {
+            let app = tenancy()?.wrap(router).into_make_service();
+            runtime.spawn(async move { axum::serve(listener, app).await });
+        }
+        other => {
+            return Err(format!("expected bare, noop-layer, guarded, wrapped or wrapped-peer, found {other}").into());
+        }
     }
+    Ok(addr)
+}
+
+/// One keep-alive connection of the client.
+struct Client {
+    stream: std::net::TcpStream,
+    buffer: [u8; 1024],
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = std::net::TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(Client { stream, buffer: [0; 1024] })
+    }
+
+    fn round_trip(&mut self) -> std::io::Result<()> {
+        let request = b"GET /team-5/runs HTTP/1.1\r\nHost: x\r\nkubeflow-userid: owner-5@example.com\r\n\r\n";
+        self.stream.write_all(request)?;
+        let mut got = 0;
+        // a 200 with body "ok" ends with "\r\n\r\nok"
+        while !self.buffer[..got].ends_with(b"\r\n\r\nok") {
+            got += self.stream.read(&mut self.buffer[got..])?;
+        }
+        if !self.buffer.starts_with(b"HTTP/1.1 200") {
+            return Err(std::io::Error::other(String::from_utf8_lossy(&self.buffer[..got]).into_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// `latency ROUNDS`: bare, guarded and wrapped-peer side by side, batches of
+/// 500 round trips taking turns, so a busy machine slows all three alike;
+/// prints each one's median µs per request and the median ratio to bare.
+/// The servers run as in the criterion bench: one tokio worker thread.
+fn latency(rounds: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let runtime = &tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let variants = ["bare", "guarded", "wrapped-peer"];
+    let addrs = variants.iter().map(|v| start(runtime, v)).collect::<Result<Vec<_>, _>>()?;
+    let client = std::thread::spawn(move || -> std::io::Result<Vec<Vec<f64>>> {
+        let mut clients = addrs.into_iter().map(Client::connect).collect::<std::io::Result<Vec<_>>>()?;
+        let mut micros = vec![Vec::new(); clients.len()];
+        for round in 0..=rounds {
+            for (i, client) in clients.iter_mut().enumerate() {
+                let began = std::time::Instant::now();
+                for _ in 0..500 {
+                    client.round_trip()?;
+                }
+                if round > 0 {
+                    micros[i].push(began.elapsed().as_secs_f64() * 1e6 / 500.0);
+                }
+            }
+        }
+        Ok(micros)
+    });
+    let micros = client.join().map_err(|_| "client thread panicked")??;
+    let median = |mut xs: Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        xs[xs.len() / 2]
+    };
+    for (variant, times) in variants.iter().zip(&micros) {
+        let ratios = times.iter().zip(&micros[0]).map(|(t, bare)| t / bare - 1.0).collect();
+        println!("{variant:<13} {:7.3} µs/request  {:+6.2} % over bare", median(times.clone()), 100.0 * median(ratios));
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let variant = args.next().unwrap_or_else(|| "guarded".into());
+    let count: usize = args.next().unwrap_or_else(|| "1000".into()).parse()?;
+    if variant == "latency" {
+        return latency(count);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let addr = start(&runtime, &variant)?;
     // the client runs on its own thread; the server on the runtime's
     let client = std::thread::spawn(move || -> std::io::Result<()> {
-        let mut stream = std::net::TcpStream::connect(addr)?;
-        let mut buffer = [0u8; 1024];
-        let request = b"GET /team-5/runs HTTP/1.1\r\nHost: x\r\nkubeflow-userid: owner-5@example.com\r\n\r\n";
-        for _ in 0..requests {
-            stream.write_all(request)?;
-            let mut got = 0;
-            // a 200 with body "ok" ends with "\r\n\r\nok"
-            while !buffer[..got].ends_with(b"\r\n\r\nok") {
-                got += stream.read(&mut buffer[got..])?;
-            }
-            if !buffer.starts_with(b"HTTP/1.1 200") {
-                return Err(std::io::Error::other(String::from_utf8_lossy(&buffer[..got]).into_owned()));
-            }
+        let mut client = Client::connect(addr)?;
+        for _ in 0..count {
+            client.round_trip()?;
         }
         Ok(())
     });

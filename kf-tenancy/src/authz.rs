@@ -17,7 +17,7 @@ use std::fmt;
 type Hasher = foldhash::fast::RandomState;
 
 use crate::role::{BINDINGS, Role, RoleTable, Verb};
-use crate::subject::{Identity, Subject};
+use crate::subject::{Identity, Principal, Subject};
 
 /// One access question: may this identity apply this verb to this kind of
 /// resource in this namespace?
@@ -207,7 +207,11 @@ impl Policy {
 
     /// Whether `identity` is a configured cluster admin (as a user or via a group).
     pub fn is_cluster_admin(&self, identity: &Identity) -> bool {
-        self.admin_users.contains(&identity.user) || identity.groups.iter().any(|g| self.admin_groups.contains(g))
+        self.is_cluster_admin_principal(identity)
+    }
+
+    pub(crate) fn is_cluster_admin_principal(&self, who: &impl Principal) -> bool {
+        self.admin_users.contains(who.user()) || who.groups().any(|g| self.admin_groups.contains(g))
     }
 
     /// The strongest standing `identity` has in `namespace`, if any.
@@ -265,23 +269,29 @@ impl Policy {
     /// reason: no subject is cloned, so the per-request layer and handler
     /// checks allocate nothing. O(number of the identity's groups).
     pub fn allows(&self, request: &Request<'_>) -> bool {
-        if self.is_cluster_admin(request.identity) {
+        self.allows_principal(request.identity, request.namespace, request.verb, request.resource)
+    }
+
+    /// [`Policy::allows`] for any [`Principal`]: the layer decides on names
+    /// borrowed from the request.
+    pub(crate) fn allows_principal(&self, who: &impl Principal, namespace: &str, verb: Verb, resource: &str) -> bool {
+        if self.is_cluster_admin_principal(who) {
             return true;
         }
-        let Some(access) = self.namespaces.get(request.namespace) else {
+        let Some(access) = self.namespaces.get(namespace) else {
             return false;
         };
-        let role = if access.owner.as_ref().is_some_and(|owner| owner.matches(request.identity)) {
+        let role = if access.owner.as_ref().is_some_and(|owner| owner.matches_principal(who)) {
             Role::Admin
         } else {
-            let direct = access.users.get(&request.identity.user).map(|(_, role)| *role);
-            let via_groups = request.identity.groups.iter().filter_map(|g| access.groups.get(g).copied());
+            let direct = access.users.get(who.user()).map(|(_, role)| *role);
+            let via_groups = who.groups().filter_map(|g| access.groups.get(g).copied());
             match direct.into_iter().chain(via_groups).max() {
                 Some(role) => role,
                 None => return false,
             }
         };
-        self.roles.allows(role, request.verb, request.resource)
+        self.roles.allows(role, verb, resource)
     }
 
     /// May `actor` bind `grantee` to `role` in `namespace`? Only those whose role

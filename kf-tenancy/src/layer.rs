@@ -16,11 +16,14 @@
 //! `Router::layer(tenancy)` works, but axum boxes every layered route and
 //! clones the box per request. Wrapping the whole router is cheaper and also
 //! covers unmatched paths (an anonymous caller gets 401, not a 404 that
-//! confirms what does not exist); serve it with `ConnectInfo` so the layer
-//! sees the peer:
+//! confirms what does not exist). Serve it with
+//! [`TenancyService::into_make_service`], which hands each connection's peer
+//! address to that connection's service (the layer believes proxy headers
+//! only from configured peers), or with
+//! [`TenancyService::into_make_service_with_connect_info`] when handlers want
+//! `ConnectInfo` too:
 //!
 //! ```
-//! use std::net::SocketAddr;
 //! use std::sync::{Arc, RwLock};
 //!
 //! use axum::{Router, routing::get};
@@ -33,7 +36,7 @@
 //! let router = Router::new().route("/whoami", get(|who: Identity| async move { who.user }));
 //! let app = tenancy.wrap(router); // one TenancyService<Router>
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>());
+//! let server = axum::serve(listener, app.into_make_service());
 //! # drop(server);
 //! # Ok(())
 //! # }
@@ -43,20 +46,22 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::ops::Range;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
+use axum::extract::connect_info::{Connected, IntoMakeServiceWithConnectInfo};
+use axum::serve::{IncomingStream, Listener};
 use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts};
 use futures::future::Either;
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 
 use crate::authz::{Policy, Request as AccessRequest};
-use crate::identity::{Authentication, Authenticator};
+use crate::identity::{Authentication, Authenticator, Credential, ProxyClaim};
 use crate::role::Verb;
-use crate::subject::Identity;
+use crate::subject::{Identity, Principal};
 
 /// The policy shared between the layer and whoever changes bindings.
 pub type SharedPolicy = Arc<RwLock<Policy>>;
@@ -93,7 +98,19 @@ impl<'a> RequestHead<'a> {
     /// The verb the method means; unknown methods are treated as `delete`,
     /// the verb least likely to be granted.
     pub fn verb(&self) -> Verb {
-        Verb::from_http_method(self.method.as_str()).unwrap_or(Verb::Delete)
+        // The standard methods by comparison, not by name.
+        let method = self.method;
+        if *method == Method::GET || *method == Method::HEAD || *method == Method::OPTIONS {
+            Verb::Get
+        } else if *method == Method::POST {
+            Verb::Create
+        } else if *method == Method::PUT {
+            Verb::Update
+        } else if *method == Method::PATCH {
+            Verb::Patch
+        } else {
+            Verb::from_http_method(method.as_str()).unwrap_or(Verb::Delete)
+        }
     }
 }
 
@@ -179,7 +196,7 @@ impl TenancyLayer {
     /// [`TenancyService`]: the cheap way to mount the layer (see the
     /// [module docs](self)). The same as `tower::Layer::layer`.
     pub fn wrap<S>(&self, inner: S) -> TenancyService<S> {
-        TenancyService { inner, shared: Arc::clone(&self.shared) }
+        TenancyService { inner, shared: Arc::clone(&self.shared), peer: None }
     }
 }
 
@@ -187,7 +204,7 @@ impl<S> tower::Layer<S> for TenancyLayer {
     type Service = TenancyService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TenancyService { inner, shared: Arc::clone(&self.shared) }
+        TenancyService { inner, shared: Arc::clone(&self.shared), peer: None }
     }
 }
 
@@ -196,9 +213,22 @@ impl<S> tower::Layer<S> for TenancyLayer {
 pub struct TenancyService<S> {
     inner: S,
     shared: Arc<Shared>,
+    /// The connection's peer, when [`MakeTenancyService`] made this service
+    /// for one connection; otherwise the peer comes from the request.
+    peer: Option<IpAddr>,
 }
 
 impl<S> TenancyService<S> {
+    /// The make-service `axum::serve` takes: each connection gets its own
+    /// service that knows the connection's peer address, which decides
+    /// whether proxy headers are believed. The cheapest way to serve (no
+    /// `ConnectInfo` extension per request); handlers that want the peer
+    /// address themselves use
+    /// [`into_make_service_with_connect_info`](Self::into_make_service_with_connect_info).
+    pub fn into_make_service(self) -> MakeTenancyService<S> {
+        MakeTenancyService { service: self }
+    }
+
     /// The make-service `axum::serve` takes, adding each connection's peer
     /// address as `ConnectInfo<C>`, which the layer reads to decide whether
     /// to believe proxy headers. (axum's `ServiceExt` method of the same name,
@@ -208,6 +238,39 @@ impl<S> TenancyService<S> {
         Self: tower::Service<Request<Body>>,
     {
         axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info(self)
+    }
+}
+
+/// Makes one [`TenancyService`] per connection, bound to the connection's
+/// peer address; from [`TenancyService::into_make_service`].
+#[derive(Clone)]
+pub struct MakeTenancyService<S> {
+    service: TenancyService<S>,
+}
+
+impl<S> std::fmt::Debug for MakeTenancyService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MakeTenancyService").finish_non_exhaustive()
+    }
+}
+
+impl<'a, L, S> tower::Service<IncomingStream<'a, L>> for MakeTenancyService<S>
+where
+    L: Listener,
+    SocketAddr: Connected<IncomingStream<'a, L>>,
+    S: Clone,
+{
+    type Response = TenancyService<S>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, stream: IncomingStream<'a, L>) -> Self::Future {
+        let peer = SocketAddr::connect_info(stream).ip();
+        ready(Ok(TenancyService { peer: Some(peer), ..self.service.clone() }))
     }
 }
 
@@ -230,13 +293,56 @@ fn peer_of<B>(request: &Request<B>) -> Option<IpAddr> {
 /// it with the `Identity` extractor or [`AccessCheck::identity`]).
 #[derive(Clone)]
 pub struct AccessCheck {
-    identity: Identity,
+    caller: Caller,
     policy: SharedPolicy,
+}
+
+/// Who the layer let through.
+#[derive(Clone)]
+enum Caller {
+    /// From a bearer token, or built by a handler's test.
+    Identity(Identity),
+    /// From trusted proxy headers: the user name stays in the header value it
+    /// came in (a reference count, not a copy) until someone asks for the
+    /// [`Identity`], so a handler that never does costs no allocation.
+    Proxied {
+        /// The user header's value.
+        header: HeaderValue,
+        /// Where the user name lies in `header` (prefix and blanks removed).
+        user: Range<usize>,
+        /// The group names.
+        groups: Vec<String>,
+        /// The identity, built on first use.
+        identity: OnceLock<Identity>,
+    },
+}
+
+impl Caller {
+    fn from_claim(claim: &ProxyClaim<'_>) -> Self {
+        Caller::Proxied {
+            header: claim.header.clone(),
+            user: claim.start..claim.start + claim.user.len(),
+            groups: claim.groups().map(str::to_string).collect(),
+            identity: OnceLock::new(),
+        }
+    }
+
+    fn identity(&self) -> &Identity {
+        match self {
+            Caller::Identity(identity) => identity,
+            Caller::Proxied { header, user, groups, identity } => identity.get_or_init(|| {
+                // The range came from this value's `to_str`: visible ASCII,
+                // so the lossy conversion is an exact copy.
+                let name = header.as_bytes().get(user.clone()).unwrap_or_default();
+                Identity { user: String::from_utf8_lossy(name).into_owned(), groups: groups.clone() }
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for AccessCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessCheck").field("identity", &self.identity).finish_non_exhaustive()
+        f.debug_struct("AccessCheck").field("identity", self.identity()).finish_non_exhaustive()
     }
 }
 
@@ -244,17 +350,20 @@ impl AccessCheck {
     /// A check for `identity` against `policy` (the layer builds these; this is
     /// for handlers tested without it).
     pub fn new(identity: Identity, policy: SharedPolicy) -> Self {
-        AccessCheck { identity, policy }
+        AccessCheck { caller: Caller::Identity(identity), policy }
     }
 
     /// The authenticated caller.
     pub fn identity(&self) -> &Identity {
-        &self.identity
+        self.caller.identity()
     }
 
     /// The authenticated caller, by value.
     pub fn into_identity(self) -> Identity {
-        self.identity
+        match self.caller {
+            Caller::Identity(identity) => identity,
+            proxied @ Caller::Proxied { .. } => proxied.identity().clone(),
+        }
     }
 
     /// Whether the caller may apply `verb` to `resource` in `namespace`.
@@ -262,17 +371,18 @@ impl AccessCheck {
     /// namespaces are indistinguishable from ids that do not exist.
     pub fn allows(&self, namespace: &str, verb: Verb, resource: &str) -> bool {
         let policy = self.policy.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        policy.allows(&AccessRequest { identity: &self.identity, namespace, verb, resource })
+        policy.allows(&AccessRequest { identity: self.identity(), namespace, verb, resource })
     }
 
     /// Keeps the items whose namespace the caller may `list` as `resource`.
     pub fn filter_visible<T>(&self, items: Vec<T>, resource: &str, namespace_of: impl Fn(&T) -> &str) -> Vec<T> {
+        let identity = self.identity();
         let policy = self.policy.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         items
             .into_iter()
             .filter(|item| {
                 let ask = AccessRequest {
-                    identity: &self.identity,
+                    identity,
                     namespace: namespace_of(item),
                     verb: Verb::List,
                     resource,
@@ -313,32 +423,39 @@ impl Denial {
 }
 
 impl Shared {
-    /// The layer's verdict: the identity to pass on, or why not.
-    fn admit<B>(&self, request: &Request<B>) -> Result<Option<Identity>, Denial> {
+    /// The layer's verdict: the caller to pass on, or why not.
+    /// `peer` is the connection's peer when the service knows it; otherwise
+    /// the request's `PeerAddr` or `ConnectInfo` says.
+    fn admit<B>(&self, peer: Option<IpAddr>, request: &Request<B>) -> Result<Option<Caller>, Denial> {
         let head = RequestHead { method: request.method(), uri: request.uri(), headers: request.headers() };
         let access = (self.scope)(&head);
-        let identity = match self.authenticator.authenticate(peer_of(request), request.headers()) {
-            Authentication::Authenticated(identity) => Some(identity),
-            Authentication::Anonymous => None,
-            Authentication::Rejected(_) => return Err(Denial::InvalidCredentials),
-        };
-        let Some(identity) = identity else {
-            return match access {
-                Access::Public => Ok(None),
-                _ => Err(Denial::Unauthenticated),
-            };
-        };
+        let peer = peer.or_else(|| peer_of(request));
+        match self.authenticator.credential(peer, request.headers()) {
+            Credential::Proxy(claim) => self.decide(&access, &claim).then(|| Some(Caller::from_claim(&claim))),
+            Credential::Checked(Authentication::Authenticated(identity)) => {
+                self.decide(&access, &identity).then_some(Some(Caller::Identity(identity)))
+            }
+            Credential::Checked(Authentication::Anonymous) => {
+                return match access {
+                    Access::Public => Ok(None),
+                    _ => Err(Denial::Unauthenticated),
+                };
+            }
+            Credential::Checked(Authentication::Rejected(_)) => return Err(Denial::InvalidCredentials),
+        }
+        .ok_or(Denial::Forbidden)
+    }
+
+    /// Whether an authenticated caller may make a request of this access.
+    fn decide(&self, access: &Access<'_>, who: &impl Principal) -> bool {
         // A poisoned lock only means a writer panicked between two whole
         // updates; the policy it guards is still a consistent value.
         let policy = self.policy.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let allowed = match &access {
+        match access {
             Access::Public | Access::Authenticated => true,
-            Access::ClusterAdmin => policy.is_cluster_admin(&identity),
-            Access::Namespaced { namespace, resource, verb } => {
-                policy.allows(&AccessRequest { identity: &identity, namespace, verb: *verb, resource })
-            }
-        };
-        if allowed { Ok(Some(identity)) } else { Err(Denial::Forbidden) }
+            Access::ClusterAdmin => policy.is_cluster_admin_principal(who),
+            Access::Namespaced { namespace, resource, verb } => policy.allows_principal(who, namespace, *verb, resource),
+        }
     }
 }
 
@@ -356,12 +473,12 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        match self.shared.admit(&request) {
-            Ok(identity) => {
-                // One extension, the identity moved into it: each extension is
+        match self.shared.admit(self.peer, &request) {
+            Ok(caller) => {
+                // One extension, the caller moved into it: each extension is
                 // a box, and a second one grows axum's extension map.
-                if let Some(identity) = identity {
-                    request.extensions_mut().insert(AccessCheck { identity, policy: Arc::clone(&self.shared.policy) });
+                if let Some(caller) = caller {
+                    request.extensions_mut().insert(AccessCheck { caller, policy: Arc::clone(&self.shared.policy) });
                 }
                 // `call` runs right after `poll_ready` on this same service, so
                 // the inner service driven to readiness serves the request
@@ -399,7 +516,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Identity {
     type Rejection = Response<Body>;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<AccessCheck>().map(|c| c.identity.clone()).ok_or_else(|| Denial::Unauthenticated.into_response())
+        parts.extensions.get::<AccessCheck>().map(|c| c.identity().clone()).ok_or_else(|| Denial::Unauthenticated.into_response())
     }
 }
 
@@ -408,7 +525,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Identity {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<AccessCheck>().map(|c| c.identity.clone()))
+        Ok(parts.extensions.get::<AccessCheck>().map(|c| c.identity().clone()))
     }
 }
 

@@ -87,7 +87,9 @@ pub use error::{Error, Result};
 #[cfg(feature = "server")]
 pub use identity::{ApiTokens, Authentication, Authenticator, JwtVerifier, ProxyTrust, VerificationKey};
 #[cfg(feature = "server")]
-pub use layer::{Access, AccessCheck, PeerAddr, RequestHead, SharedPolicy, TenancyLayer, TenancyService};
+pub use layer::{
+    Access, AccessCheck, MakeTenancyService, PeerAddr, RequestHead, SharedPolicy, TenancyLayer, TenancyService,
+};
 pub use profile::Profile;
 pub use quantity::{Quantity, is_quantity};
 pub use quota::{Admission, QuotaLedger, ResourceList};
