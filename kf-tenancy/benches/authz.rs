@@ -113,7 +113,9 @@ impl Connection {
     /// The layer around the whole router, as the crate documents mounting
     /// it: one `TenancyService<Router>` per connection, knowing its peer.
     fn open_wrapped(router: Router, layer: TenancyLayer, runtime: &tokio::runtime::Runtime) -> Self {
-        Self::open_with(runtime, |listener| async move { axum::serve(listener, layer.wrap(router).into_make_service()).await })
+        Self::open_with(runtime, |listener| async move {
+            axum::serve(listener, layer.wrap(router).into_make_service()).await
+        })
     }
 
     fn open_with<F: Future<Output = std::io::Result<()>> + Send + 'static>(

@@ -119,6 +119,7 @@ impl ProxyTrust {
             return None;
         }
         let groups = headers.get_all(&self.groups_header);
+        let groups = groups.iter().next().is_some().then_some(groups);
         // `user` is a subslice of `value`.
         let start = user.as_ptr() as usize - value.as_ptr() as usize;
         Some(ProxyClaim { header, user, start, groups })
@@ -134,14 +135,24 @@ pub(crate) struct ProxyClaim<'h> {
     pub user: &'h str,
     /// Where `user` starts in `header`.
     pub start: usize,
-    /// The groups header's values, parsed where they are read: most callers
-    /// send none, and the policy reads them at most twice.
-    pub groups: GetAll<'h, HeaderValue>,
+    /// The groups header's values if there are any, parsed where they are
+    /// read: most callers send none, and the policy reads them at most twice.
+    pub groups: Option<GetAll<'h, HeaderValue>>,
 }
 
 impl ProxyClaim<'_> {
     pub fn to_identity(&self) -> Identity {
-        Identity { user: self.user.to_string(), groups: self.groups().map(str::to_string).collect() }
+        Identity { user: self.user.to_string(), groups: self.group_names() }
+    }
+}
+
+impl ProxyClaim<'_> {
+    /// The group names, owned (no allocation when there are none).
+    pub fn group_names(&self) -> Vec<String> {
+        match self.groups {
+            Some(_) => self.groups().map(str::to_string).collect(),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -155,6 +166,7 @@ impl Principal for ProxyClaim<'_> {
     fn groups(&self) -> impl Iterator<Item = &str> {
         self.groups
             .iter()
+            .flat_map(GetAll::iter)
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim_ascii)

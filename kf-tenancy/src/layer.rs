@@ -52,8 +52,8 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::connect_info::{Connected, IntoMakeServiceWithConnectInfo};
-use axum::serve::{IncomingStream, Listener};
 use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts};
+use axum::serve::{IncomingStream, Listener};
 use futures::future::Either;
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -322,7 +322,7 @@ impl Caller {
         Caller::Proxied {
             header: claim.header.clone(),
             user: claim.start..claim.start + claim.user.len(),
-            groups: claim.groups().map(str::to_string).collect(),
+            groups: claim.group_names(),
             identity: OnceLock::new(),
         }
     }
@@ -381,12 +381,7 @@ impl AccessCheck {
         items
             .into_iter()
             .filter(|item| {
-                let ask = AccessRequest {
-                    identity,
-                    namespace: namespace_of(item),
-                    verb: Verb::List,
-                    resource,
-                };
+                let ask = AccessRequest { identity, namespace: namespace_of(item), verb: Verb::List, resource };
                 policy.allows(&ask)
             })
             .collect()
@@ -454,7 +449,9 @@ impl Shared {
         match access {
             Access::Public | Access::Authenticated => true,
             Access::ClusterAdmin => policy.is_cluster_admin_principal(who),
-            Access::Namespaced { namespace, resource, verb } => policy.allows_principal(who, namespace, *verb, resource),
+            Access::Namespaced { namespace, resource, verb } => {
+                policy.allows_principal(who, namespace, *verb, resource)
+            }
         }
     }
 }
@@ -516,7 +513,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Identity {
     type Rejection = Response<Body>;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<AccessCheck>().map(|c| c.identity().clone()).ok_or_else(|| Denial::Unauthenticated.into_response())
+        parts
+            .extensions
+            .get::<AccessCheck>()
+            .map(|c| c.identity().clone())
+            .ok_or_else(|| Denial::Unauthenticated.into_response())
     }
 }
 
