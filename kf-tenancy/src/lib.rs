@@ -56,7 +56,10 @@
 #![deny(missing_docs)]
 // The contents above link every module, some behind features; documented with
 // fewer features (e.g. `--features controller`) those links cannot resolve.
-#![cfg_attr(not(all(feature = "server", feature = "sqlite")), allow(rustdoc::broken_intra_doc_links))]
+#![cfg_attr(
+    not(all(feature = "server", feature = "sqlite", feature = "kube", feature = "controller")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 pub mod artifact;
 pub mod authz;
