@@ -536,6 +536,26 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        /// The identity a handler gets from a proxy-header caller (built
+        /// lazily from the header bytes, or at once with groups) is exactly
+        /// the one `ProxyTrust::identify` reads, which the layer decided on.
+        #[test]
+        fn the_lazy_identity_is_the_one_the_headers_carry(
+            user in "[ -~]{0,16}", prefixed in any::<bool>(), groups in prop::option::of("[ -~]{0,16}"),
+            prefix in prop::sample::select(vec!["", "accounts.google.com:"]),
+        ) {
+            let trust = crate::ProxyTrust::parse(&["10.0.0.2"]).unwrap().with_user_prefix(prefix);
+            let mut headers = http::HeaderMap::new();
+            let value = if prefixed { format!("{prefix}{user}") } else { user };
+            headers.insert("kubeflow-userid", HeaderValue::from_str(&value).unwrap());
+            if let Some(groups) = &groups {
+                headers.insert("kubeflow-groups", HeaderValue::from_str(groups).unwrap());
+            }
+            let peer = Some(IpAddr::from([10, 0, 0, 2]));
+            let lazy = trust.claim(peer, &headers).map(|claim| Caller::from_claim(&claim).identity().clone());
+            prop_assert_eq!(lazy, trust.identify(peer, &headers));
+        }
+
         /// The byte scan finds the same segments as splitting on `/`.
         #[test]
         fn path_segments_match_split(path in "[/a-zé%0-9]{0,24}", index in 0usize..6) {
