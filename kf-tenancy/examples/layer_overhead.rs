@@ -25,7 +25,7 @@
 //! whatever else the machine does slows all three alike; it prints medians.
 //! The two bare figures measure the same router and differ by run noise.
 //!
-//! Measured 2026-12-08 02:18–02:23 UTC (x86_64, 2 cores, valgrind 3.19, two
+//! Measured 2026-12-08 02:18–02:28 UTC (x86_64, 2 cores, valgrind 3.19, two
 //! runs each, ±50 within a run, ±300 between load levels; load average
 //! 1.5–3.7). Instructions per request, before → after this change:
 //!
@@ -37,9 +37,10 @@
 //! | wrapped      | —               | 19,050 (+14.7 %) |
 //! | wrapped-peer | —               | 18,220 (+9.7 %)  |
 //!
-//! `latency 300`, three runs at load 3.5 (round trips ≈ 6.5 µs): guarded
-//! +7.1 %, wrapped-peer +4.1 to +4.7 %. On an idle machine a round trip is
-//! ≈ 62 µs (thread wake-ups) and both stay under +1.8 %.
+//! `latency 300`, six runs at load 2.4–3.5 (round trips ≈ 6.5 µs): guarded
+//! +6.1 to +7.4 %, wrapped-peer +4.1 to +5.4 % (median 4.7 %): issue #12's
+//! < 5 % at the edge. On an idle machine a round trip is ≈ 62 µs (thread
+//! wake-ups) and both stay under +1.8 %.
 //!
 //! What wrapped-peer still adds (≈ 1,600 instructions): the three header
 //! lookups (`authorization`, the user and groups headers: ≈ 470), reading
