@@ -71,7 +71,9 @@ fn layer_overhead(c: &mut Criterion) {
         }
     }
     let bare = Router::new().route("/{ns}/runs", get(noop));
-    let guarded = Router::new().route("/{ns}/runs", get(noop)).layer(TenancyLayer::new(authn, policy, scope));
+    let layer = TenancyLayer::new(authn, policy, scope);
+    let guarded = Router::new().route("/{ns}/runs", get(noop)).layer(layer.clone());
+    let wrapped = layer.wrap(Router::new().route("/{ns}/runs", get(noop)));
     let request = || {
         let mut r = Request::get("/team-5/runs")
             .header("kubeflow-userid", "owner-5@example.com")
@@ -87,6 +89,9 @@ fn layer_overhead(c: &mut Criterion) {
     group.bench_function("with TenancyLayer", |b| {
         b.iter(|| runtime.block_on(async { black_box(guarded.clone().oneshot(request()).await.expect("response")) }))
     });
+    group.bench_function("TenancyLayer around the router", |b| {
+        b.iter(|| runtime.block_on(async { black_box(wrapped.clone().oneshot(request()).await.expect("response")) }))
+    });
     group.finish();
 }
 
@@ -99,10 +104,27 @@ struct Connection {
 
 impl Connection {
     fn open(router: Router, runtime: &tokio::runtime::Runtime) -> Self {
+        Self::open_with(runtime, |listener| async move {
+            let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app).await
+        })
+    }
+
+    /// The layer around the whole router, as the crate documents mounting
+    /// it: one `TenancyService<Router>` per connection, knowing its peer.
+    fn open_wrapped(router: Router, layer: TenancyLayer, runtime: &tokio::runtime::Runtime) -> Self {
+        Self::open_with(runtime, |listener| async move {
+            axum::serve(listener, layer.wrap(router).into_make_service()).await
+        })
+    }
+
+    fn open_with<F: Future<Output = std::io::Result<()>> + Send + 'static>(
+        runtime: &tokio::runtime::Runtime,
+        serve: impl FnOnce(tokio::net::TcpListener) -> F,
+    ) -> Self {
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        runtime.spawn(async move { axum::serve(listener, app).await });
+        runtime.spawn(serve(listener));
         let stream = std::net::TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).expect("nodelay");
         Connection { stream, buffer: vec![0; 4096] }
@@ -144,12 +166,15 @@ fn layer_overhead_over_http(c: &mut Criterion) {
             verb: head.verb(),
         }
     }
-    let mut bare = Connection::open(Router::new().route("/{ns}/runs", get(noop)), &runtime);
-    let guarded_router = Router::new().route("/{ns}/runs", get(noop)).layer(TenancyLayer::new(authn, policy, scope));
-    let mut guarded = Connection::open(guarded_router, &runtime);
+    let layer = TenancyLayer::new(authn, policy, scope);
+    let router = || Router::new().route("/{ns}/runs", get(noop));
+    let mut bare = Connection::open(router(), &runtime);
+    let mut guarded = Connection::open(router().layer(layer.clone()), &runtime);
+    let mut wrapped = Connection::open_wrapped(router(), layer, &runtime);
     let mut group = c.benchmark_group("layer over a no-op handler, HTTP/1.1 on loopback");
     group.bench_function("bare router", |b| b.iter(|| black_box(bare.round_trip())));
     group.bench_function("with TenancyLayer", |b| b.iter(|| black_box(guarded.round_trip())));
+    group.bench_function("TenancyLayer around the router", |b| b.iter(|| black_box(wrapped.round_trip())));
     group.finish();
 }
 

@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
+use axum::Router;
 use axum::routing::get;
-use axum::{Extension, Router};
 use kf_tenancy::{
     Access, Authenticator, Identity, MemoryPolicyStore, Profile, ProxyTrust, Request, RequestHead, Role, RoleTable,
     Subject, Tenancy, TenancyLayer, Verb,
@@ -61,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // guide: layer
     // Your router: /healthz is public, /{namespace}/runs is a namespaced
     // resource. The scope function tells the layer which is which; the
-    // handler gets the authenticated caller as an extension.
+    // handler takes the authenticated caller as an extractor.
     fn scope<'a>(head: &RequestHead<'a>) -> Access<'a> {
         match head.path_segment(0) {
             Some("healthz") => Access::Public,
@@ -69,26 +69,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             None => Access::ClusterAdmin,
         }
     }
-    let app = Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/{ns}/runs", get(|Extension(who): Extension<Identity>| async move { format!("runs for {}", who.user) }))
-        // Identity headers (kubeflow-userid) are believed only from the gateway's
-        // address; here the gateway is this process, on 127.0.0.1.
-        .layer(TenancyLayer::new(
-            Authenticator::new().with_proxy(ProxyTrust::parse(&["127.0.0.1"])?),
-            tenancy.policy(),
-            scope,
-        ));
+        .route("/{ns}/runs", get(|who: Identity| async move { format!("runs for {}", who.user) }));
+    // Identity headers (kubeflow-userid) are believed only from the gateway's
+    // address; here the gateway is this process, on 127.0.0.1. The layer
+    // wraps the whole router: cheaper than `router.layer(..)`, which axum
+    // applies route by route.
+    let layer =
+        TenancyLayer::new(Authenticator::new().with_proxy(ProxyTrust::parse(&["127.0.0.1"])?), tenancy.policy(), scope);
+    let app = layer.wrap(router);
     // guide: end
 
     // guide: serve
-    // The layer reads the peer address from axum's ConnectInfo, so serve with it.
+    // Each connection's service learns the connection's peer address, which
+    // decides whether the identity headers are believed.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let server =
-        tokio::spawn(
-            async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await },
-        );
+    let server = tokio::spawn(async move { axum::serve(listener, app.into_make_service()).await });
     for (path, user) in [
         ("/healthz", None),
         ("/team-a/runs", None),

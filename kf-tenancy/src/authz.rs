@@ -9,8 +9,15 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+/// The hasher of the policy index. Every request hashes a namespace (and,
+/// for contributors, a user and their groups) here: SipHash costs more than
+/// the rest of the lookup on keys this short. foldhash is seeded (per process
+/// and per map), so the keys, which come from profiles and bindings, cannot be
+/// chosen to collide; requests only look keys up.
+type Hasher = foldhash::fast::RandomState;
+
 use crate::role::{BINDINGS, Role, RoleTable, Verb};
-use crate::subject::{Identity, Subject};
+use crate::subject::{Identity, Principal, Subject};
 
 /// One access question: may this identity apply this verb to this kind of
 /// resource in this namespace?
@@ -90,17 +97,17 @@ impl fmt::Display for Reason {
 struct NamespaceAccess {
     owner: Option<Subject>,
     /// Keyed by user name (service accounts in `system:serviceaccount:` form).
-    users: HashMap<String, (Subject, Role)>,
-    groups: HashMap<String, Role>,
+    users: HashMap<String, (Subject, Role), Hasher>,
+    groups: HashMap<String, Role, Hasher>,
 }
 
 /// The whole access policy, indexed for decisions in O(groups of the caller).
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     roles: RoleTable,
-    admin_users: HashSet<String>,
-    admin_groups: HashSet<String>,
-    namespaces: HashMap<String, NamespaceAccess>,
+    admin_users: HashSet<String, Hasher>,
+    admin_groups: HashSet<String, Hasher>,
+    namespaces: HashMap<String, NamespaceAccess, Hasher>,
 }
 
 /// How an identity holds its strongest role in a namespace.
@@ -200,7 +207,13 @@ impl Policy {
 
     /// Whether `identity` is a configured cluster admin (as a user or via a group).
     pub fn is_cluster_admin(&self, identity: &Identity) -> bool {
-        self.admin_users.contains(&identity.user) || identity.groups.iter().any(|g| self.admin_groups.contains(g))
+        self.is_cluster_admin_principal(identity)
+    }
+
+    pub(crate) fn is_cluster_admin_principal(&self, who: &impl Principal) -> bool {
+        // Most policies name no admin groups: then the caller's are not read.
+        self.admin_users.contains(who.user())
+            || (!self.admin_groups.is_empty() && who.groups().any(|g| self.admin_groups.contains(g)))
     }
 
     /// The strongest standing `identity` has in `namespace`, if any.
@@ -258,23 +271,29 @@ impl Policy {
     /// reason: no subject is cloned, so the per-request layer and handler
     /// checks allocate nothing. O(number of the identity's groups).
     pub fn allows(&self, request: &Request<'_>) -> bool {
-        if self.is_cluster_admin(request.identity) {
+        self.allows_principal(request.identity, request.namespace, request.verb, request.resource)
+    }
+
+    /// [`Policy::allows`] for any [`Principal`]: the layer decides on names
+    /// borrowed from the request.
+    pub(crate) fn allows_principal(&self, who: &impl Principal, namespace: &str, verb: Verb, resource: &str) -> bool {
+        if self.is_cluster_admin_principal(who) {
             return true;
         }
-        let Some(access) = self.namespaces.get(request.namespace) else {
+        let Some(access) = self.namespaces.get(namespace) else {
             return false;
         };
-        let role = if access.owner.as_ref().is_some_and(|owner| owner.matches(request.identity)) {
+        let role = if access.owner.as_ref().is_some_and(|owner| owner.matches_principal(who)) {
             Role::Admin
         } else {
-            let direct = access.users.get(&request.identity.user).map(|(_, role)| *role);
-            let via_groups = request.identity.groups.iter().filter_map(|g| access.groups.get(g).copied());
+            let direct = access.users.get(who.user()).map(|(_, role)| *role);
+            let via_groups = who.groups().filter_map(|g| access.groups.get(g).copied());
             match direct.into_iter().chain(via_groups).max() {
                 Some(role) => role,
                 None => return false,
             }
         };
-        self.roles.allows(role, request.verb, request.resource)
+        self.roles.allows(role, verb, resource)
     }
 
     /// May `actor` bind `grantee` to `role` in `namespace`? Only those whose role

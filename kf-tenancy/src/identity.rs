@@ -11,13 +11,14 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderName};
+use http::header::GetAll;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::subject::Identity;
+use crate::subject::{Identity, Principal};
 use crate::{Error, Result};
 
 /// The outcome of authentication.
@@ -100,26 +101,76 @@ impl ProxyTrust {
     /// The identity the headers carry, if `peer` is trusted and the user header
     /// is present and non-empty. O(proxies + header length).
     pub fn identify(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<Identity> {
+        self.claim(peer, headers).map(|claim| claim.to_identity())
+    }
+
+    /// What [`ProxyTrust::identify`] reads, still borrowed from the headers.
+    pub(crate) fn claim<'h>(&self, peer: Option<IpAddr>, headers: &'h HeaderMap) -> Option<ProxyClaim<'h>> {
         if !peer.is_some_and(|p| self.trusts(p)) {
             return None;
         }
+        let header = headers.get(&self.user_header)?;
         // `to_str` admits only visible ASCII, space and tab, so ASCII trimming
         // is all trimming there is, without decoding chars.
-        let raw = headers.get(&self.user_header)?.to_str().ok()?.trim_ascii();
+        let value = header.to_str().ok()?;
+        let raw = value.trim_ascii();
         let user = raw.strip_prefix(self.user_prefix.as_str()).unwrap_or(raw).trim_ascii();
         if user.is_empty() {
             return None;
         }
-        let groups = headers
-            .get_all(&self.groups_header)
+        let groups = headers.get_all(&self.groups_header);
+        let groups = groups.iter().next().is_some().then_some(groups);
+        // `user` is a subslice of `value`.
+        let start = user.as_ptr() as usize - value.as_ptr() as usize;
+        Some(ProxyClaim { header, user, start, groups })
+    }
+}
+
+/// An identity read from trusted proxy headers, borrowed from them.
+#[derive(Debug)]
+pub(crate) struct ProxyClaim<'h> {
+    /// The user header's value.
+    pub header: &'h HeaderValue,
+    /// The user name: `header`'s bytes from `start`, prefix and blanks removed.
+    pub user: &'h str,
+    /// Where `user` starts in `header`.
+    pub start: usize,
+    /// The groups header's values if there are any, parsed where they are
+    /// read: most callers send none, and the policy reads them at most twice.
+    pub groups: Option<GetAll<'h, HeaderValue>>,
+}
+
+impl ProxyClaim<'_> {
+    pub fn to_identity(&self) -> Identity {
+        Identity { user: self.user.to_string(), groups: self.group_names() }
+    }
+}
+
+impl ProxyClaim<'_> {
+    /// The group names, owned (no allocation when there are none).
+    pub fn group_names(&self) -> Vec<String> {
+        match self.groups {
+            Some(_) => self.groups().map(str::to_string).collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+impl Principal for ProxyClaim<'_> {
+    fn user(&self) -> &str {
+        self.user
+    }
+
+    /// Comma-separated names over all the header's values, blanks trimmed,
+    /// empty names and values that are not visible ASCII skipped.
+    fn groups(&self) -> impl Iterator<Item = &str> {
+        self.groups
             .iter()
+            .flat_map(GetAll::iter)
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim_ascii)
             .filter(|g| !g.is_empty())
-            .map(str::to_string)
-            .collect();
-        Some(Identity { user: user.to_string(), groups })
     }
 }
 
@@ -304,26 +355,45 @@ impl Authenticator {
 
     /// Authenticates one request from its TCP peer and headers.
     pub fn authenticate(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Authentication {
+        match self.credential(peer, headers) {
+            Credential::Proxy(claim) => Authentication::Authenticated(claim.to_identity()),
+            Credential::Checked(authentication) => authentication,
+        }
+    }
+
+    /// [`Authenticator::authenticate`], leaving an identity from proxy
+    /// headers borrowed.
+    pub(crate) fn credential<'h>(&self, peer: Option<IpAddr>, headers: &'h HeaderMap) -> Credential<'h> {
         if let Some(value) = headers.get(http::header::AUTHORIZATION) {
             let Some(token) = value.to_str().ok().and_then(bearer_token) else {
-                return Authentication::Rejected("Authorization header is not `Bearer <token>`".into());
+                return Credential::Checked(Authentication::Rejected(
+                    "Authorization header is not `Bearer <token>`".into(),
+                ));
             };
             if let Some(identity) = self.tokens.lookup(token) {
-                return Authentication::Authenticated(identity.clone());
+                return Credential::Checked(Authentication::Authenticated(identity.clone()));
             }
-            return match &self.jwt {
+            return Credential::Checked(match &self.jwt {
                 Some(jwt) => match jwt.verify(token) {
                     Ok(identity) => Authentication::Authenticated(identity),
                     Err(reason) => Authentication::Rejected(reason),
                 },
                 None => Authentication::Rejected("unknown API token".into()),
-            };
+            });
         }
-        match self.proxy.as_ref().and_then(|p| p.identify(peer, headers)) {
-            Some(identity) => Authentication::Authenticated(identity),
-            None => Authentication::Anonymous,
+        match self.proxy.as_ref().and_then(|p| p.claim(peer, headers)) {
+            Some(claim) => Credential::Proxy(claim),
+            None => Credential::Checked(Authentication::Anonymous),
         }
     }
+}
+
+/// An [`Authentication`], or an identity from proxy headers still borrowed.
+pub(crate) enum Credential<'h> {
+    /// Trusted proxy headers.
+    Proxy(ProxyClaim<'h>),
+    /// Everything else: a token's identity, anonymous, or rejected.
+    Checked(Authentication),
 }
 
 fn bearer_token(value: &str) -> Option<&str> {
@@ -335,7 +405,6 @@ fn bearer_token(value: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();

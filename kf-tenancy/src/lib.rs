@@ -56,7 +56,10 @@
 #![deny(missing_docs)]
 // The contents above link every module, some behind features; documented with
 // fewer features (e.g. `--features controller`) those links cannot resolve.
-#![cfg_attr(not(all(feature = "server", feature = "sqlite")), allow(rustdoc::broken_intra_doc_links))]
+#![cfg_attr(
+    not(all(feature = "server", feature = "sqlite", feature = "kube", feature = "controller")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 pub mod artifact;
 pub mod authz;
@@ -87,7 +90,9 @@ pub use error::{Error, Result};
 #[cfg(feature = "server")]
 pub use identity::{ApiTokens, Authentication, Authenticator, JwtVerifier, ProxyTrust, VerificationKey};
 #[cfg(feature = "server")]
-pub use layer::{Access, AccessCheck, PeerAddr, RequestHead, SharedPolicy, TenancyLayer, TenancyService};
+pub use layer::{
+    Access, AccessCheck, MakeTenancyService, PeerAddr, RequestHead, SharedPolicy, TenancyLayer, TenancyService,
+};
 pub use profile::Profile;
 pub use quantity::{Quantity, is_quantity};
 pub use quota::{Admission, QuotaLedger, ResourceList};

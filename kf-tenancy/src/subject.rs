@@ -26,6 +26,27 @@ impl Identity {
     }
 }
 
+/// Who asks, as the policy reads it: a user name and group names. An
+/// [`Identity`] is one; the layer also decides on names still borrowed from
+/// the request headers, so a request whose handler never asks for the
+/// `Identity` costs no allocation.
+pub(crate) trait Principal {
+    /// The user name.
+    fn user(&self) -> &str;
+    /// The group names.
+    fn groups(&self) -> impl Iterator<Item = &str>;
+}
+
+impl Principal for Identity {
+    fn user(&self) -> &str {
+        &self.user
+    }
+
+    fn groups(&self) -> impl Iterator<Item = &str> {
+        self.groups.iter().map(String::as_str)
+    }
+}
+
 /// The receiver of a role binding, as an RBAC subject.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Subject {
@@ -66,11 +87,15 @@ impl Subject {
     /// owner check the layer makes, so it compares in place instead of
     /// building [`Subject::user_name`].
     pub fn matches(&self, identity: &Identity) -> bool {
+        self.matches_principal(identity)
+    }
+
+    pub(crate) fn matches_principal(&self, who: &impl Principal) -> bool {
         match self {
-            Subject::User(name) => *name == identity.user,
-            Subject::Group(group) => identity.groups.iter().any(|g| g == group),
-            Subject::ServiceAccount { namespace, name } => identity
-                .user
+            Subject::User(name) => name == who.user(),
+            Subject::Group(group) => who.groups().any(|g| g == group),
+            Subject::ServiceAccount { namespace, name } => who
+                .user()
                 .strip_prefix("system:serviceaccount:")
                 .and_then(|rest| rest.strip_prefix(namespace.as_str()))
                 .and_then(|rest| rest.strip_prefix(':'))

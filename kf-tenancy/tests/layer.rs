@@ -3,6 +3,7 @@
 //! matrix of callers × namespaces × verbs without sockets.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +15,7 @@ use http::{Request, StatusCode};
 use jsonwebtoken::{EncodingKey, Header};
 use kf_tenancy::{
     Access, ApiTokens, Authenticator, Identity, JwtVerifier, PeerAddr, Policy, ProxyTrust, RequestHead, Role,
-    RoleTable, Subject, TenancyLayer, VerificationKey,
+    RoleTable, Subject, TenancyLayer, TenancyService, VerificationKey,
 };
 use tower::ServiceExt;
 
@@ -51,31 +52,42 @@ fn jwt(email: &str, audience: &str, exp: u64) -> String {
     jsonwebtoken::encode(&Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key).unwrap()
 }
 
-async fn whoami(identity: Option<Extension<Identity>>) -> String {
-    identity.map(|Extension(i)| i.user).unwrap_or_else(|| "anonymous".into())
+async fn whoami(identity: Option<Identity>) -> String {
+    identity.map(|i| i.user).unwrap_or_else(|| "anonymous".into())
 }
 
 /// A kf-serve-like router: public health, namespaced models.
 fn serve_like() -> Router {
-    fn scope<'a>(head: &RequestHead<'a>) -> Access<'a> {
-        match head.path_segment(0) {
-            Some("v2") if head.path_segment(1) == Some("health") => Access::Public,
-            Some("v2") if head.path_segment(1).is_none() => Access::Authenticated,
-            Some("namespaces") => match head.path_segment(1) {
-                Some(ns) => {
-                    Access::Namespaced { namespace: ns.into(), resource: "inferenceservices".into(), verb: head.verb() }
-                }
-                None => Access::ClusterAdmin,
-            },
-            _ => Access::ClusterAdmin,
-        }
+    serve_like_routes().layer(TenancyLayer::new(authenticator(), policy(), serve_like_scope))
+}
+
+/// The same, the layer wrapped around the whole router.
+fn serve_like_wrapped() -> TenancyService<Router> {
+    TenancyLayer::new(authenticator(), policy(), serve_like_scope).wrap(serve_like_routes())
+}
+
+fn serve_like_scope<'a>(head: &RequestHead<'a>) -> Access<'a> {
+    match head.path_segment(0) {
+        Some("v2") if head.path_segment(1) == Some("health") => Access::Public,
+        Some("v2") if head.path_segment(1).is_none() => Access::Authenticated,
+        Some("namespaces") => match head.path_segment(1) {
+            Some(ns) => {
+                Access::Namespaced { namespace: ns.into(), resource: "inferenceservices".into(), verb: head.verb() }
+            }
+            None => Access::ClusterAdmin,
+        },
+        _ => Access::ClusterAdmin,
     }
+}
+
+fn serve_like_routes() -> Router {
     Router::new()
         .route("/v2/health/live", get(whoami))
+        .route("/v2/health/whoami", get(|who: Identity| async move { who.user }))
         .route("/v2", get(whoami))
         .route("/namespaces/{ns}/models/{model}/infer", get(whoami).post(whoami))
+        .route("/namespaces/{ns}/groups", get(|who: Identity| async move { who.groups.join(",") }))
         .route("/namespaces", get(whoami))
-        .layer(TenancyLayer::new(authenticator(), policy(), scope))
 }
 
 /// A kf-registry-like router: the namespace comes from a query parameter.
@@ -99,7 +111,10 @@ enum Caller<'a> {
     Bearer(String),
 }
 
-async fn call(router: &Router, method: &str, uri: &str, caller: Caller<'_>) -> (StatusCode, String) {
+async fn call<S>(router: &S, method: &str, uri: &str, caller: Caller<'_>) -> (StatusCode, String)
+where
+    S: tower::Service<Request<Body>, Response = axum::response::Response, Error = Infallible> + Clone,
+{
     let mut builder = Request::builder().method(method).uri(uri);
     let peer: IpAddr = match &caller {
         Caller::Header { peer, .. } => peer.parse().unwrap(),
@@ -126,7 +141,18 @@ fn via_proxy(user: &'static str) -> Caller<'static> {
 
 #[tokio::test]
 async fn serve_like_router_matrix() {
-    let r = serve_like();
+    serve_like_matrix(&serve_like()).await;
+}
+
+#[tokio::test]
+async fn the_whole_router_wrapped_answers_the_same_matrix() {
+    serve_like_matrix(&serve_like_wrapped()).await;
+}
+
+async fn serve_like_matrix<S>(r: &S)
+where
+    S: tower::Service<Request<Body>, Response = axum::response::Response, Error = Infallible> + Clone,
+{
     let infer_a = "/namespaces/team-a/models/iris/infer";
     let infer_b = "/namespaces/team-b/models/iris/infer";
     let cases: Vec<(&str, &str, Caller<'_>, StatusCode, &str)> = vec![
@@ -184,12 +210,67 @@ async fn serve_like_router_matrix() {
         ),
     ];
     for (method, uri, caller, status, body) in cases {
-        let (got, text) = call(&r, method, uri, caller).await;
+        let (got, text) = call(r, method, uri, caller).await;
         assert_eq!(got, status, "{method} {uri}: {text}");
         if status == StatusCode::OK {
             assert_eq!(text, body, "{method} {uri}: the handler sees the caller's identity");
         }
     }
+}
+
+#[tokio::test]
+async fn handlers_see_the_groups_the_proxy_vouched_for() {
+    for r in [serve_like(), Router::new().fallback_service(serve_like_wrapped())] {
+        let vic = Caller::Header { peer: PROXY, user: " vic@example.com ", groups: "ml, ops,," };
+        assert_eq!(call(&r, "GET", "/namespaces/team-a/groups", vic).await, (StatusCode::OK, "ml,ops".into()));
+        let spoofed = Caller::Header { peer: POD, user: "vic@example.com", groups: "platform-admins" };
+        assert_eq!(call(&r, "GET", "/namespaces/team-a/groups", spoofed).await.0, StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[tokio::test]
+async fn the_identity_extractor_refuses_anonymous_callers_on_public_routes() {
+    let r = serve_like_wrapped();
+    assert_eq!(call(&r, "GET", "/v2/health/whoami", Caller::Anonymous).await.0, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(&r, "GET", "/v2/health/whoami", via_proxy("vic@example.com")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "vic@example.com"));
+}
+
+#[tokio::test]
+async fn wrapped_routers_answer_unknown_paths_only_to_callers_allowed_there() {
+    let r = serve_like_wrapped();
+    assert_eq!(call(&r, "GET", "/namespaces/team-a/secrets", Caller::Anonymous).await.0, StatusCode::UNAUTHORIZED);
+    let other = call(&r, "GET", "/namespaces/team-b/secrets", via_proxy("alice@example.com")).await;
+    assert_eq!(other.0, StatusCode::FORBIDDEN, "no 404 that would confirm the namespace's routes");
+    let own = call(&r, "GET", "/namespaces/team-a/secrets", via_proxy("alice@example.com")).await;
+    assert_eq!(own.0, StatusCode::NOT_FOUND);
+}
+
+/// Over TCP with `into_make_service`: the connection's peer decides whether
+/// identity headers are believed.
+#[tokio::test]
+async fn served_per_connection_the_peer_address_decides() {
+    async fn get_as(trusted: &str, user: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authn = Authenticator::new().with_proxy(ProxyTrust::parse(&[trusted]).unwrap());
+        let app = TenancyLayer::new(authn, policy(), serve_like_scope).wrap(serve_like_routes());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app.into_make_service()).await });
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET /namespaces/team-a/models/iris/infer HTTP/1.1\r\nHost: x\r\nkubeflow-userid: {user}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        server.abort();
+        response
+    }
+    let believed = get_as("127.0.0.1", "alice@example.com").await;
+    assert!(believed.starts_with("HTTP/1.1 200") && believed.ends_with("alice@example.com"), "{believed}");
+    let ignored = get_as(PROXY, "alice@example.com").await;
+    assert!(ignored.starts_with("HTTP/1.1 401"), "headers from a peer that is not the proxy: {ignored}");
 }
 
 #[tokio::test]
