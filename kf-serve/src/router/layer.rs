@@ -5,7 +5,7 @@
 //! - [`BatchLayer`] → [`Batch`]: concurrent requests are gathered for up to
 //!   `max_latency` or `max_batch_rows` rows, run through the inner service
 //!   as one request, and each caller gets exactly its own rows back — the
-//!   same [`concat`] / [`split`] as [`super::batch::BatchingModel`], on a
+//!   same [`concat()`] / [`split()`] as [`super::batch::BatchingModel`], on a
 //!   tokio task instead of a thread.
 //! - [`CanaryLayer`] → [`Canary`]: the [`TrafficSplit`] between the wrapped
 //!   (stable) service and a canary service, sticky by the request's
