@@ -74,3 +74,8 @@ pub use error::{Error, Result};
 pub use quantity::parse_quantity;
 pub use runtime::{ClusterTrainingRuntime, Framework, MlPolicy, TrainingRuntime};
 pub use trainjob::TrainJob;
+#[cfg(feature = "kube")]
+pub use {
+    runtime::{ClusterTrainingRuntimeResource, ClusterTrainingRuntimeSpec, TrainingRuntimeResource},
+    trainjob::TrainJobResource,
+};

@@ -46,9 +46,43 @@ pub struct TrainingRuntime {
 /// [`TrainingRuntime::is_cluster_scoped`] tells them apart.
 pub type ClusterTrainingRuntime = TrainingRuntime;
 
+/// `spec` of a ClusterTrainingRuntime for kube's typed API (feature
+/// `kube`): the same fields as [`TrainingRuntimeSpec`], serialised
+/// transparently, deriving the cluster-scoped `kube::CustomResource`
+/// ([`ClusterTrainingRuntimeResource`]).
+#[cfg(feature = "kube")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema, kube::CustomResource)]
+#[kube(
+    group = "trainer.kubeflow.org",
+    version = "v1alpha1",
+    kind = "ClusterTrainingRuntime",
+    root = "ClusterTrainingRuntimeResource",
+    plural = "clustertrainingruntimes",
+    doc = "A ClusterTrainingRuntime as kube's typed API sees it (see [`ClusterTrainingRuntimeSpec`])."
+)]
+#[serde(transparent)]
+pub struct ClusterTrainingRuntimeSpec(pub TrainingRuntimeSpec);
+
 /// `spec` of a runtime.
+///
+/// With the `kube` feature it also derives `kube::CustomResource` for the
+/// namespaced kind ([`TrainingRuntimeResource`]); the cluster-scoped kind
+/// has [`ClusterTrainingRuntimeSpec`]. [`TrainingRuntime`] stays the
+/// lossless wire type for both.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema, kube::CustomResource))]
+#[cfg_attr(
+    feature = "kube",
+    kube(
+        group = "trainer.kubeflow.org",
+        version = "v1alpha1",
+        kind = "TrainingRuntime",
+        root = "TrainingRuntimeResource",
+        plural = "trainingruntimes",
+        namespaced,
+        doc = "A TrainingRuntime as kube's typed API sees it (see [`TrainingRuntimeSpec`])."
+    )
+)]
 #[serde(rename_all = "camelCase")]
 pub struct TrainingRuntimeSpec {
     /// Node count and framework.

@@ -52,8 +52,27 @@ pub struct TrainJob {
 }
 
 /// `spec` of a TrainJob.
+///
+/// With the `kube` feature it also derives `kube::CustomResource`, which
+/// generates [`TrainJobResource`]: the typed object for kube's `Api`
+/// (`Api::<TrainJobResource>::namespaced(client, "ns")`) and its CRD
+/// (`TrainJobResource::crd()`). [`TrainJob`] stays the lossless wire type
+/// that reads, validates and round-trips any document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema, kube::CustomResource))]
+#[cfg_attr(
+    feature = "kube",
+    kube(
+        group = "trainer.kubeflow.org",
+        version = "v1alpha1",
+        kind = "TrainJob",
+        root = "TrainJobResource",
+        plural = "trainjobs",
+        namespaced,
+        status = "TrainJobStatus",
+        doc = "A TrainJob as kube's typed API sees it (see [`TrainJobSpec`])."
+    )
+)]
 #[serde(rename_all = "camelCase")]
 pub struct TrainJobSpec {
     /// The runtime to run on (required: optional here only so that its

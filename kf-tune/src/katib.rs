@@ -130,7 +130,7 @@ impl Serialize for Scalar {
 /// Katib's CRD preserves unknown fields everywhere and its Go types say
 /// string; a scalar is a string, a number or a boolean, so its schema leaves
 /// the type open (an untyped, structural field) rather than claim one.
-#[cfg(feature = "controller")]
+#[cfg(feature = "kube")]
 impl schemars::JsonSchema for Scalar {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Scalar".into()
@@ -157,7 +157,7 @@ impl<'de> Deserialize<'de> for Scalar {
 
 /// A Katib Experiment: a search space, an objective, an algorithm and a trial template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Experiment {
     /// Always `kubeflow.org/v1beta1`.
@@ -180,7 +180,7 @@ pub struct Experiment {
 
 /// The part of Kubernetes `ObjectMeta` an experiment needs; the rest is kept in `extra`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     /// Object name.
@@ -201,8 +201,26 @@ pub struct ObjectMeta {
 }
 
 /// `spec` of an Experiment (`v1beta1.ExperimentSpec`).
+///
+/// With the `kube` feature it also derives `kube::CustomResource`, which
+/// generates [`ExperimentResource`], kube's typed object
+/// (`Api::<ExperimentResource>`, `ExperimentResource::crd()`); [`Experiment`]
+/// stays the lossless wire type.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema, kube::CustomResource))]
+#[cfg_attr(
+    feature = "kube",
+    kube(
+        group = "kubeflow.org",
+        version = "v1beta1",
+        kind = "Experiment",
+        root = "ExperimentResource",
+        plural = "experiments",
+        namespaced,
+        status = "ExperimentStatus",
+        doc = "A Katib Experiment as kube's typed API sees it (see [`ExperimentSpec`])."
+    )
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ExperimentSpec {
     /// The hyperparameters to search (absent for NAS experiments, which use `nasConfig`).
@@ -245,7 +263,7 @@ pub struct ExperimentSpec {
 
 /// One hyperparameter (`v1beta1.ParameterSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ParameterSpec {
     /// Parameter name, referenced by `trialTemplate.trialParameters[].reference`.
@@ -264,7 +282,7 @@ pub struct ParameterSpec {
 
 /// The values a parameter may take (`v1beta1.FeasibleSpace`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FeasibleSpace {
     /// Lower bound (`double`, `int`).
@@ -289,7 +307,7 @@ pub struct FeasibleSpace {
 
 /// What to optimise (`v1beta1.ObjectiveSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectiveSpec {
     /// `minimize` or `maximize`.
@@ -314,7 +332,7 @@ pub struct ObjectiveSpec {
 
 /// One metric strategy (`v1beta1.MetricStrategy`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MetricStrategy {
     /// Metric name.
@@ -330,7 +348,7 @@ pub struct MetricStrategy {
 
 /// The suggestion algorithm (`v1beta1.AlgorithmSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AlgorithmSpec {
     /// One of [`ALGORITHM_NAMES`].
@@ -346,7 +364,7 @@ pub struct AlgorithmSpec {
 
 /// The early-stopping algorithm (`v1beta1.EarlyStoppingSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EarlyStoppingSpec {
     /// Katib ships one: `medianstop`.
@@ -362,7 +380,7 @@ pub struct EarlyStoppingSpec {
 
 /// A name/value setting of an algorithm (`v1beta1.AlgorithmSetting`, `EarlyStoppingSetting`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Setting {
     /// Setting name.
@@ -378,7 +396,7 @@ pub struct Setting {
 
 /// Template for each trial (`v1beta1.TrialTemplate`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TrialTemplate {
     /// Keep trial resources after completion.
@@ -412,7 +430,7 @@ pub struct TrialTemplate {
 
 /// A ConfigMap holding a trial template (`v1beta1.ConfigMapSource`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapSource {
     /// ConfigMap name.
@@ -431,7 +449,7 @@ pub struct ConfigMapSource {
 
 /// One trial-template placeholder (`v1beta1.TrialParameterSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TrialParameterSpec {
     /// Placeholder name: `${trialParameters.<name>}` in the trial spec.
@@ -450,7 +468,7 @@ pub struct TrialParameterSpec {
 
 /// How metrics are collected (`v1beta1.MetricsCollectorSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsCollectorSpec {
     /// Where the metrics come from.
@@ -466,7 +484,7 @@ pub struct MetricsCollectorSpec {
 
 /// Where metrics come from (`v1beta1.SourceSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SourceSpec {
     /// A file or directory the trial writes.
@@ -485,7 +503,7 @@ pub struct SourceSpec {
 
 /// A metrics file or directory (`v1beta1.FileSystemPath`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FileSystemPath {
     /// Absolute path.
@@ -504,7 +522,7 @@ pub struct FileSystemPath {
 
 /// Metric filters (`v1beta1.FilterSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FilterSpec {
     /// Regular expressions with two groups: metric name and value.
@@ -517,7 +535,7 @@ pub struct FilterSpec {
 
 /// The collector (`v1beta1.CollectorSpec`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CollectorSpec {
     /// One of [`COLLECTOR_KINDS`].
@@ -533,7 +551,7 @@ pub struct CollectorSpec {
 
 /// Neural-architecture-search configuration (`v1beta1.NasConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NasConfig {
     /// Shape of the network.
@@ -549,7 +567,7 @@ pub struct NasConfig {
 
 /// Network shape (`v1beta1.GraphConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct GraphConfig {
     /// Number of layers.
@@ -569,7 +587,7 @@ pub struct GraphConfig {
 
 /// One NAS operation (`v1beta1.Operation`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
     /// Operation type, e.g. `convolution`.
@@ -585,7 +603,7 @@ pub struct Operation {
 
 /// `status` of an Experiment (`v1beta1.ExperimentStatus`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExperimentStatus {
     /// When the controller acknowledged the experiment (RFC 3339).
@@ -655,7 +673,7 @@ pub struct ExperimentStatus {
 
 /// One status condition (`v1beta1.ExperimentCondition`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Condition type, e.g. `Succeeded`.
@@ -683,7 +701,7 @@ pub struct Condition {
 
 /// The best trial so far (`v1beta1.OptimalTrial`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OptimalTrial {
     /// Name of the best trial.
@@ -702,7 +720,7 @@ pub struct OptimalTrial {
 
 /// A parameter's value in a trial (`v1beta1.ParameterAssignment`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ParameterAssignment {
     /// Parameter name.
@@ -718,7 +736,7 @@ pub struct ParameterAssignment {
 
 /// A trial's metrics (`v1beta1.Observation`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Observation {
     /// One entry per metric.
@@ -731,7 +749,7 @@ pub struct Observation {
 
 /// One metric's reduced values (`v1beta1.Metric`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Metric {
     /// Metric name.
