@@ -274,6 +274,11 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
     assert_eq!(rows.len(), 5, "{rows:?}");
     assert!(rows.iter().all(|r| r.contains("Succeeded")), "{rows:?}");
     assert!(b.page_text().contains("minimize loss"), "{}", b.page_text());
+    // A trial's output, as it printed it.
+    b.click("button.trial-log");
+    let log = b.wait_text("#trial-log", "loss=");
+    let log = b.text_of(&log).expect("text");
+    assert!(log.lines().any(|l| l.starts_with("loss=0.")), "{log}");
     snap(&b, "experiment");
 
     // Registry: a model, then its version's metadata and artifact.

@@ -199,7 +199,14 @@ fn experiments_run_per_namespace_and_resume_after_a_restart() {
         let x: f64 = t["params"]["x"].as_str().expect("x").parse().expect("a number");
         let loss = t["objective"].as_f64().expect("loss");
         assert!((loss - (x - 0.3).powi(2)).abs() < 1e-6, "{t}");
+        // Its output, as the trial printed it.
+        let name = t["trial"].as_str().expect("trial name");
+        let (status, log) = call(&s, "GET", &format!("{experiments}/quad/trials/{name}/log"), Some("t-alice"), "");
+        assert_eq!(status, 200, "{log}");
+        assert!(log.contains("loss="), "{log}");
     }
+    let (status, _) = call(&s, "GET", &format!("{experiments}/quad/trials/no-such-trial/log"), Some("t-alice"), "");
+    assert_eq!(status, 404);
 
     // Names are claimed once; bad documents are named; strangers see nothing.
     assert_eq!(call(&s, "POST", experiments, Some("t-alice"), &experiment("quad", 4, "0")).0, 409);

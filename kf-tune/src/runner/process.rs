@@ -47,6 +47,9 @@ use crate::{Error, Result};
 
 /// The directory inside a trial's directory that holds its checkpoint.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// The file in a trial's directory (`<workdir>/<trial>`) that holds its
+/// output, standard output and error interleaved, each line as printed.
+pub const OUTPUT_LOG: &str = "output.log";
 /// The environment variable naming the trial's checkpoint directory (absolute).
 pub const CHECKPOINT_ENV: &str = "KF_TUNE_CHECKPOINT_DIR";
 /// The environment variable naming the trial it starts from, when it has a parent.
@@ -240,7 +243,7 @@ impl TrialRunner for ProcessRunner {
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err("the trial's output pipes are missing".into());
         };
-        let mut log = tokio::fs::File::create(dir.join("output.log")).await.map_err(|e| format!("output.log: {e}"))?;
+        let mut log = tokio::fs::File::create(dir.join(OUTPUT_LOG)).await.map_err(|e| format!("{OUTPUT_LOG}: {e}"))?;
         let mut out = BufReader::new(stdout).lines();
         let mut err = BufReader::new(stderr).lines();
         let (mut out_open, mut err_open) = (true, true);

@@ -57,6 +57,7 @@ pub fn router(root: PathBuf) -> Router {
         .route("/api/tuning/v1/namespaces/{ns}/experiments", post(submit).get(list))
         .route("/api/tuning/v1/namespaces/{ns}/experiments/{name}", get(fetch).delete(remove))
         .route("/api/tuning/v1/namespaces/{ns}/experiments/{name}/trials", get(trials))
+        .route("/api/tuning/v1/namespaces/{ns}/experiments/{name}/trials/{trial}/log", get(trial_log))
         .route("/api/tuning/v1/namespaces/{ns}/studies", post(create_study).get(list_studies))
         .route("/api/tuning/v1/namespaces/{ns}/studies/{name}", get(fetch_study).delete(remove_study))
         .route("/api/tuning/v1/namespaces/{ns}/studies/{name}/requests", post(request))
@@ -250,6 +251,29 @@ async fn trials(State(api): State<Shared>, Path((ns, name)): Path<(String, Strin
             Json(json!({"items": items})).into_response()
         }
         Err(refused) => refused.into_response(),
+    }
+}
+
+/// A trial's output (standard output and error as printed). The trial must
+/// be one the experiment's journal names: the path is built from that name,
+/// never from the client's text.
+async fn trial_log(State(api): State<Shared>, Path((ns, name, trial)): Path<(String, String, String)>) -> Response {
+    let state = match load_or_404(&api, &ns, &name) {
+        Ok((_, state)) => state,
+        Err(refused) => return refused.into_response(),
+    };
+    let Some(known) = state.trials().iter().find(|t| t.name == trial) else {
+        // The requested text is not echoed back: it is the client's, not a name we know.
+        return error(StatusCode::NOT_FOUND, format!("experiment {name:?} in namespace {ns} has no such trial"));
+    };
+    let dir = match api.experiment_dir(&ns, &name) {
+        Ok(dir) => dir,
+        Err(refused) => return refused.into_response(),
+    };
+    let path = dir.join("trials").join(&known.name).join(kf_tune::runner::process::OUTPUT_LOG);
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => (StatusCode::OK, [("content-type", "text/plain; charset=utf-8")], bytes).into_response(),
+        Err(_) => error(StatusCode::NOT_FOUND, format!("trial {trial:?} has not written a log yet")),
     }
 }
 

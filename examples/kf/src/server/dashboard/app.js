@@ -385,8 +385,16 @@ function historyPlot(trials, direction, metric) {
 async function experimentView(live, ns, name) {
   const base = `${tuningPath(ns)}/experiments/${enc(name)}`;
   const head = h('div'), plot = h('div', { class: 'plot-box' }), trials = h('div');
+  const logTitle = h('h2', {}, 'Trial log');
+  const log = h('pre', { class: 'log', id: 'trial-log' }, 'Choose a trial to see its output.');
+  let shown = null;
+  const showLog = async (trial) => {
+    shown = trial;
+    logTitle.textContent = `Output of ${trial}`;
+    log.textContent = await api(`${base}/trials/${enc(trial)}/log`, 'text').catch((e) => `(${e.message})`) || '(empty)';
+  };
   live.el.replaceChildren(crumbs(link(`#/ns/${enc(ns)}/experiments`, 'Experiments'), name), head,
-    h('h2', {}, 'Optimisation history'), plot, h('h2', {}, 'Trials'), trials);
+    h('h2', {}, 'Optimisation history'), plot, h('h2', {}, 'Trials'), trials, logTitle, log);
   const tick = async () => {
     const [x, t] = await Promise.all([api(base), api(`${base}/trials`)]);
     const obj = x.objective || {};
@@ -396,10 +404,12 @@ async function experimentView(live, ns, name) {
     const items = t.items || [];
     plot.replaceChildren(historyPlot(items, obj.direction, obj.metric));
     const names = [...new Set(items.flatMap((i) => Object.keys(i.params || {})))];
-    trials.replaceChildren(table(['Trial', 'Phase', ...names, obj.metric || 'Objective', 'Message'], items.map((i) => {
-      const row = h('tr', { class: x.best && x.best.trial === i.trial ? 'best-row' : null }, [i.trial, badge(i.phase), ...names.map((k) => param((i.params || {})[k])), num(i.objective), fmt(i.message)].map((c) => h('td', {}, c)));
+    trials.replaceChildren(table(['Trial', 'Phase', ...names, obj.metric || 'Objective', 'Message', 'Log'], items.map((i) => {
+      const row = h('tr', { class: x.best && x.best.trial === i.trial ? 'best-row' : null }, [i.trial, badge(i.phase), ...names.map((k) => param((i.params || {})[k])), num(i.objective), fmt(i.message),
+        h('button', { type: 'button', class: 'trial-log', onclick: () => showLog(i.trial) }, 'Log')].map((c) => h('td', {}, c)));
       return row;
     }), 'No trials yet.'));
+    if (shown !== null) await showLog(shown);
     return x.running || !x.ended;
   };
   if (await tick()) every(live, 2000, tick);
