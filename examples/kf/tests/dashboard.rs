@@ -144,6 +144,10 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
     let artifact = r#"{"artifactType": "model-artifact", "name": "iris-onnx", "uri": "s3://models/iris/1/model.onnx",
         "modelFormatName": "onnx", "modelFormatVersion": "13"}"#;
     ok(&s, "POST", &format!("{mr}/model_versions/{}/artifacts", json_field(&version, "id")), "t-alice", artifact);
+    // More models than one page of the dashboard's list holds.
+    for i in 0..104 {
+        ok(&s, "POST", &format!("{mr}/registered_models"), "t-alice", &format!(r#"{{"name": "m-{i:03}"}}"#));
+    }
     for run in ["hello-1", "sweep-1", "broken-1"] {
         poll(&s, &format!("{runs}/{run}"), "t-alice", |r| r["state"] == "succeeded" || r["state"] == "failed");
     }
@@ -294,6 +298,18 @@ fn a_person_clicks_through_runs_experiments_and_the_registry() {
     b.wait_text("table", "iris-onnx");
     assert!(b.page_text().contains("s3://models/iris/1/model.onnx"));
     snap(&b, "version");
+
+    // 105 models: a page of 100, then "More" fetches the rest with the page token.
+    b.click_text("#nav a", "Models");
+    let first = b.wait("a page of models", Duration::from_secs(20), |b| {
+        let rows = b.all("table tbody tr");
+        (rows.len() == 100).then_some(rows)
+    });
+    assert_eq!(first.len(), 100);
+    b.click("button.more");
+    b.wait("every model", Duration::from_secs(20), |b| (b.all("table tbody tr").len() == 105).then_some(()));
+    assert!(b.all("button.more").is_empty(), "no page after the last");
+    assert!(b.page_text().contains("m-103"), "the last model is listed");
 
     // Made a viewer of team-b, alice finds it in the selector and switches to it.
     ok(&s, "PUT", "/api/tenancy/v1/profiles/team-b/contributors/alice", "t-bob", r#"{"role": "view"}"#);

@@ -478,20 +478,42 @@ function propValue(v) {
 }
 const props = (p) => table(['Property', 'Value'], Object.entries(p || {}).map(([k, v]) => [k, propValue(v)]), 'No custom properties.');
 
+/** Rows per registry page; "More" fetches the next page with its token. */
+const PAGE = 100;
+
+/** A table over a paged registry list: the first page, then a "More" button while the server has a next page token. */
+async function pagedTable(headers, url, row, empty) {
+  const box = h('div', { class: 'paged' });
+  const rows = [];
+  let token = null;
+  const more = h('button', { type: 'button', class: 'more' }, 'More');
+  const load = async () => {
+    const next = token ? `&nextPageToken=${encodeURIComponent(token)}` : '';
+    const page = await api(`${url}${url.includes('?') ? '&' : '?'}pageSize=${PAGE}${next}`);
+    rows.push(...(page.items || []).map(row));
+    token = page.nextPageToken || null;
+    box.replaceChildren(table(headers, rows, empty), ...(token ? [more] : []));
+  };
+  more.onclick = () => load().catch((e) => box.append(h('p', { class: 'error' }, e.message)));
+  await load();
+  return box;
+}
+
 async function modelsView(live) {
-  const items = (await api(`${MR}/registered_models?pageSize=100`)).items || [];
-  live.el.replaceChildren(h('h1', {}, 'Registered models'), table(['Model', 'State', 'Description', 'Owner', 'Updated'], items.map((m) => [
+  const list = await pagedTable(['Model', 'State', 'Description', 'Owner', 'Updated'], `${MR}/registered_models`, (m) => [
     link(`#/models/${enc(m.id)}`, m.name, 'model-link'), badge(m.state), fmt(m.description), fmt(m.owner), when(m.lastUpdateTimeSinceEpoch),
-  ]), 'No registered models.'));
+  ], 'No registered models.');
+  live.el.replaceChildren(h('h1', {}, 'Registered models'), list);
 }
 
 async function modelView(live, id) {
-  const [m, v] = await Promise.all([api(`${MR}/registered_models/${enc(id)}`), api(`${MR}/registered_models/${enc(id)}/versions?pageSize=100`)]);
+  const m = await api(`${MR}/registered_models/${enc(id)}`);
+  const versions = await pagedTable(['Version', 'State', 'Author', 'Description', 'Created'], `${MR}/registered_models/${enc(id)}/versions`, (x) => [
+    link(`#/versions/${enc(x.id)}`, x.name, 'version-link'), badge(x.state), fmt(x.author), fmt(x.description), when(x.createTimeSinceEpoch),
+  ], 'No versions.');
   live.el.replaceChildren(crumbs(link('#/models', 'Models'), m.name), h('h1', {}, m.name, ' ', badge(m.state)),
     dl([['Description', fmt(m.description)], ['Owner', fmt(m.owner)], ['Created', when(m.createTimeSinceEpoch)], ['Id', m.id]]),
-    h('h2', {}, 'Versions'), table(['Version', 'State', 'Author', 'Description', 'Created'], (v.items || []).map((x) => [
-      link(`#/versions/${enc(x.id)}`, x.name, 'version-link'), badge(x.state), fmt(x.author), fmt(x.description), when(x.createTimeSinceEpoch),
-    ]), 'No versions.'), h('h2', {}, 'Properties'), props(m.customProperties));
+    h('h2', {}, 'Versions'), versions, h('h2', {}, 'Properties'), props(m.customProperties));
 }
 
 async function versionView(live, id) {
