@@ -323,15 +323,11 @@ fn body_text(body: &serde_json::Map<String, serde_json::Value>) -> Bind {
     Bind::Text(serde_json::to_string(body).unwrap_or_default())
 }
 
-/// Inserts a record's row in `entities`, returning its new id (one row, one
-/// integer column). The properties go in separately ([`insert_properties`]).
-pub fn insert(new: &NewRecord, dialect: Dialect) -> Statement {
-    let mut b = Builder::new(dialect);
-    b.push(
-        "INSERT INTO entities (kind, subtype, parent_id, name, unique_name, external_id, state, create_time, \
-         update_time, body) VALUES (",
-    );
-    b.bind_list([
+/// A new entity's column values after `id`, in the order the INSERTs list
+/// the columns: kind, subtype, parent_id, name, unique_name, external_id,
+/// state, create_time, update_time, body.
+fn entity_values(new: &NewRecord) -> [Bind; 10] {
+    [
         Bind::Text(new.kind.as_str().to_owned()),
         Bind::Text(new.subtype.clone()),
         Bind::Int(new.parent),
@@ -342,7 +338,18 @@ pub fn insert(new: &NewRecord, dialect: Dialect) -> Statement {
         Bind::Int(new.time),
         Bind::Int(new.time),
         body_text(&new.body),
-    ]);
+    ]
+}
+
+/// Inserts a record's row in `entities`, returning its new id (one row, one
+/// integer column). The properties go in separately ([`insert_properties`]).
+pub fn insert(new: &NewRecord, dialect: Dialect) -> Statement {
+    let mut b = Builder::new(dialect);
+    b.push(
+        "INSERT INTO entities (kind, subtype, parent_id, name, unique_name, external_id, state, create_time, \
+         update_time, body) VALUES (",
+    );
+    b.bind_list(entity_values(new));
     b.push(") RETURNING id");
     b.finish()
 }
@@ -473,19 +480,7 @@ pub fn insert_many(rows: &[(i64, &NewRecord)], dialect: Dialect) -> Vec<Statemen
             );
             for (i, (id, new)) in chunk.iter().enumerate() {
                 b.push(if i == 0 { "(" } else { ", (" });
-                b.bind_list([
-                    Bind::Int(*id),
-                    Bind::Text(new.kind.as_str().to_owned()),
-                    Bind::Text(new.subtype.clone()),
-                    Bind::Int(new.parent),
-                    Bind::text(new.name.as_deref()),
-                    unique_name(new.kind, new.name.as_deref()),
-                    Bind::text(new.external_id.as_deref()),
-                    Bind::text(new.state.as_deref()),
-                    Bind::Int(new.time),
-                    Bind::Int(new.time),
-                    body_text(&new.body),
-                ]);
+                b.bind_list(std::iter::once(Bind::Int(*id)).chain(entity_values(new)));
                 b.push(")");
             }
             b.finish()
