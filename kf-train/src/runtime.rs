@@ -66,8 +66,8 @@ pub struct ClusterTrainingRuntimeSpec(pub TrainingRuntimeSpec);
 /// `spec` of a runtime.
 ///
 /// With the `kube` feature it also derives `kube::CustomResource` for the
-/// namespaced kind ([`TrainingRuntimeResource`]); the cluster-scoped kind
-/// has [`ClusterTrainingRuntimeSpec`]. [`TrainingRuntime`] stays the
+/// namespaced kind (`TrainingRuntimeResource`); the cluster-scoped kind
+/// has `ClusterTrainingRuntimeSpec`. [`TrainingRuntime`] stays the
 /// lossless wire type for both.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "kube", derive(schemars::JsonSchema, kube::CustomResource))]

@@ -54,7 +54,7 @@ pub struct TrainJob {
 /// `spec` of a TrainJob.
 ///
 /// With the `kube` feature it also derives `kube::CustomResource`, which
-/// generates [`TrainJobResource`]: the typed object for kube's `Api`
+/// generates `TrainJobResource`: the typed object for kube's `Api`
 /// (`Api::<TrainJobResource>::namespaced(client, "ns")`) and its CRD
 /// (`TrainJobResource::crd()`). [`TrainJob`] stays the lossless wire type
 /// that reads, validates and round-trips any document.

@@ -203,7 +203,7 @@ pub struct ObjectMeta {
 /// `spec` of an Experiment (`v1beta1.ExperimentSpec`).
 ///
 /// With the `kube` feature it also derives `kube::CustomResource`, which
-/// generates [`ExperimentResource`], kube's typed object
+/// generates `ExperimentResource`, kube's typed object
 /// (`Api::<ExperimentResource>`, `ExperimentResource::crd()`); [`Experiment`]
 /// stays the lossless wire type.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
