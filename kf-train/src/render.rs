@@ -498,18 +498,10 @@ fn inject_torch_env(runtime: &TrainingRuntime, plan: &LaunchPlan, jobs: &mut [Re
 /// it, whichever is larger, plus the pod's `overhead`. A request defaults to
 /// the limit; unreadable quantities count as nothing. O(containers).
 fn effective_pod_requests(pod_spec: &Value) -> BTreeMap<String, f64> {
+    // The plan's own rule for one container: a request defaults to its limit.
     fn requests_of(container: &Value) -> BTreeMap<String, f64> {
-        let mut out = BTreeMap::new();
-        for field in ["limits", "requests"] {
-            for (name, q) in
-                container.pointer(&format!("/resources/{field}")).and_then(Value::as_object).into_iter().flatten()
-            {
-                if let Some(amount) = q.as_str().and_then(crate::quantity::parse_quantity) {
-                    out.insert(name.clone(), amount);
-                }
-            }
-        }
-        out
+        let resources = container.get("resources").cloned().and_then(|r| serde_json::from_value(r).ok());
+        crate::launch::pod_requests(resources.as_ref())
     }
     fn add(into: &mut BTreeMap<String, f64>, more: &BTreeMap<String, f64>) {
         for (name, amount) in more {
@@ -546,7 +538,7 @@ fn effective_pod_requests(pod_spec: &Value) -> BTreeMap<String, f64> {
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
-        .filter_map(|(name, q)| Some((name.clone(), q.as_str().and_then(crate::quantity::parse_quantity)?)))
+        .filter_map(|(name, q)| Some((name.clone(), crate::meta::quantity_of(q)?)))
         .collect();
     add(&mut total, &overhead);
     total

@@ -245,7 +245,7 @@ impl PodGroup {
 }
 
 /// Requests of one container, each defaulting to its limit.
-fn pod_requests(resources: Option<&ResourceRequirements>) -> BTreeMap<String, f64> {
+pub(crate) fn pod_requests(resources: Option<&ResourceRequirements>) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     let Some(r) = resources else { return out };
     for map in [&r.limits, &r.requests].into_iter().flatten() {
